@@ -1,0 +1,32 @@
+/*
+ * cli.h — the livepush command: shared declarations of its subcommands.
+ *
+ * Each subcommand lives in its own cmd_<name>.c and has the signature of
+ * lp_cli_fn: it gets argv starting at its own name (so getopt_long works as
+ * in a main) and returns the process exit code.
+ *
+ * Exit codes (documented in docs/cli.md):
+ *   0  success
+ *   1  the operation failed (reason on stderr)
+ *   2  usage error (bad or missing arguments)
+ */
+#ifndef LP_CLI_H
+#define LP_CLI_H
+
+#include "livepush/error.h"
+
+#define LP_EXIT_OK 0
+#define LP_EXIT_FAIL 1
+#define LP_EXIT_USAGE 2
+
+typedef int (*lp_cli_fn)(int argc, char **argv);
+
+int lp_cmd_keygen(int argc, char **argv);
+int lp_cmd_tuf(int argc, char **argv);
+int lp_cmd_repo(int argc, char **argv);
+int lp_cmd_demo(int argc, char **argv);
+
+/* Prints "livepush: <context>: <message>" to stderr and returns LP_EXIT_FAIL. */
+int lp_cli_fail(const lp_error *err, const char *context);
+
+#endif
