@@ -39,17 +39,25 @@ lp_status lp_error_prefix(lp_error *err, lp_status code, const char *fmt, ...)
 {
     if (!err)
         return code;
-    char head[LP_ERROR_MSG_MAX];
+    /* Build "<context>: <old message>" in a scratch buffer, truncating at
+     * the message size, then copy it back. */
+    char tmp[LP_ERROR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(head, sizeof head, fmt, ap);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    char tmp[LP_ERROR_MSG_MAX];
-    if (err->msg[0])
-        snprintf(tmp, sizeof tmp, "%s: %s", head, err->msg);
-    else
-        snprintf(tmp, sizeof tmp, "%s: %s", head, lp_status_name(code));
-    memcpy(err->msg, tmp, sizeof tmp);
+    size_t used = n < 0 ? 0 : (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1;
+    const char *old = err->msg[0] ? err->msg : lp_status_name(code);
+    const char *parts[2] = {": ", old};
+    for (int i = 0; i < 2; i++) {
+        size_t len = strlen(parts[i]), room = sizeof tmp - 1 - used;
+        if (len > room)
+            len = room;
+        memcpy(tmp + used, parts[i], len);
+        used += len;
+    }
+    tmp[used] = '\0';
+    memcpy(err->msg, tmp, used + 1);
     err->code = code;
     return code;
 }
