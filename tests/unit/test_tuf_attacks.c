@@ -34,7 +34,7 @@ typedef struct world {
     char murl[200], turl[200];
 } world;
 
-static void sh(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void sh(const char *fmt, ...)
 {
     char cmd[1024];
     va_list ap;
