@@ -92,48 +92,48 @@ static int64_t now_of(const lp_tuf_client *c)
 
 /* ---- cache folder ---------------------------------------------------- */
 
-static lp_status cache_read(const lp_tuf_client *c, const char *role, uint64_t max, uint8_t **data,
-                            size_t *len, lp_error *err)
+/* <metadata_dir>/<quoted role>.json, malloc'd; NULL on OOM. */
+static char *cache_path(const lp_tuf_client *c, const char *role)
 {
     char *q = lp_tuf_quote(role, false);
     if (!q)
+        return NULL;
+    size_t cap = strlen(c->metadata_dir) + strlen(q) + 8;
+    char *path = malloc(cap);
+    if (path)
+        snprintf(path, cap, "%s/%s.json", c->metadata_dir, q);
+    free(q);
+    return path;
+}
+
+static lp_status cache_read(const lp_tuf_client *c, const char *role, uint64_t max, uint8_t **data,
+                            size_t *len, lp_error *err)
+{
+    char *path = cache_path(c, role);
+    if (!path)
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
-    char *path = malloc(strlen(c->metadata_dir) + strlen(q) + 8);
-    if (!path) {
-        free(q);
-        return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
-    }
-    sprintf(path, "%s/%s.json", c->metadata_dir, q);
     lp_status st = lp_file_read(path, (size_t)max, data, len, err);
     free(path);
-    free(q);
     return st;
 }
 
 static lp_status cache_write(const lp_tuf_client *c, const char *role, const void *data,
                              size_t len, lp_error *err)
 {
-    char *q = lp_tuf_quote(role, false);
-    if (!q)
+    char *path = cache_path(c, role);
+    if (!path)
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
-    char *path = malloc(strlen(c->metadata_dir) + strlen(q) + 8);
-    if (!path) {
-        free(q);
-        return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
-    }
-    sprintf(path, "%s/%s.json", c->metadata_dir, q);
     lp_status st = lp_file_write_atomic(path, data, len, 0644, err);
     free(path);
-    free(q);
     return st;
 }
 
 static void cache_remove(const lp_tuf_client *c, const char *role)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s.json", c->metadata_dir, role);
-    if (unlink(path) == 0)
+    char *path = cache_path(c, role);
+    if (path && unlink(path) == 0)
         lp_file_sync_parent(path, NULL);
+    free(path);
 }
 
 /* ---- network ---------------------------------------------------------- */
@@ -172,37 +172,20 @@ static lp_status read_trusted_root(lp_tuf_client *c, uint8_t **data, size_t *len
 
 static lp_status load_root(lp_tuf_client *c, lp_error *err)
 {
-    uint64_t start = c->ts.root->version;
-    lp_md_role old_ts = c->ts.root->roles[LP_MD_TIMESTAMP];
-    lp_md_role old_sn = c->ts.root->roles[LP_MD_SNAPSHOT];
-    /* Keep copies of the old roles' key sets for the fast-forward check. */
-    lp_md_role keep_ts = {0}, keep_sn = {0};
-    keep_ts.threshold = old_ts.threshold;
-    keep_sn.threshold = old_sn.threshold;
-    char **ts_ids = calloc(old_ts.nkeyids + 1, sizeof(char *));
-    char **sn_ids = calloc(old_sn.nkeyids + 1, sizeof(char *));
-    lp_status st = LP_OK;
-    if (!ts_ids || !sn_ids) {
-        st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < old_ts.nkeyids; i++)
-        if (!(ts_ids[keep_ts.nkeyids++] = strdup(old_ts.keyids[i])))
-            st = LP_ERR_NOMEM;
-    for (size_t i = 0; i < old_sn.nkeyids; i++)
-        if (!(sn_ids[keep_sn.nkeyids++] = strdup(old_sn.keyids[i])))
-            st = LP_ERR_NOMEM;
-    if (st) {
-        st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    keep_ts.keyids = ts_ids;
-    keep_sn.keyids = sn_ids;
-
-    for (uint32_t i = 0; i < c->lim.max_root_rotations; i++) {
+    /* Keep the root trusted before the chain, to see afterwards which keys
+     * rotated.  It is the cached root.json that start_set just verified. */
+    uint8_t *data;
+    size_t len;
+    lp_md *initial;
+    lp_status st = read_trusted_root(c, &data, &len, err);
+    if (st)
+        return st;
+    st = lp_md_parse(data, len, LP_MD_ROOT, "root.json", &initial, err);
+    free(data);
+    if (st)
+        return st;
+    for (uint32_t i = 0; !st && i < c->lim.max_root_rotations; i++) {
         uint64_t next = c->ts.root->version + 1;
-        uint8_t *data;
-        size_t len;
         lp_error e2;
         st = fetch_meta(c, "root", next, c->lim.root_max_bytes, &data, &len, &e2);
         if (st == LP_ERR_NOT_FOUND) {
@@ -212,32 +195,26 @@ static lp_status load_root(lp_tuf_client *c, lp_error *err)
         if (st) {
             if (err)
                 *err = e2;
-            goto out;
+            break;
         }
         st = lp_trusted_update_root(&c->ts, data, len, err);
         if (!st)
             st = cache_write(c, "root", data, len, err);
         free(data);
-        if (st)
-            goto out;
     }
-    if ((st = lp_trusted_check_root(&c->ts, err)))
-        goto out;
+    if (!st)
+        st = lp_trusted_check_root(&c->ts, err);
     /* Fast-forward attack recovery (spec 5.3.11): when the timestamp or
      * snapshot keys rotated, the cached copies must not block new ones. */
-    if (c->ts.root->version != start &&
-        (!lp_md_role_same_keys(&keep_ts, &c->ts.root->roles[LP_MD_TIMESTAMP]) ||
-         !lp_md_role_same_keys(&keep_sn, &c->ts.root->roles[LP_MD_SNAPSHOT]))) {
+    if (!st && c->ts.root->version != initial->version &&
+        (!lp_md_role_same_keys(&initial->roles[LP_MD_TIMESTAMP],
+                               &c->ts.root->roles[LP_MD_TIMESTAMP]) ||
+         !lp_md_role_same_keys(&initial->roles[LP_MD_SNAPSHOT],
+                               &c->ts.root->roles[LP_MD_SNAPSHOT]))) {
         cache_remove(c, "timestamp");
         cache_remove(c, "snapshot");
     }
-out:
-    for (size_t i = 0; ts_ids && i < keep_ts.nkeyids; i++)
-        free(ts_ids[i]);
-    for (size_t i = 0; sn_ids && i < keep_sn.nkeyids; i++)
-        free(sn_ids[i]);
-    free(ts_ids);
-    free(sn_ids);
+    lp_md_free(initial);
     return st;
 }
 
