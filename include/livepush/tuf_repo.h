@@ -124,9 +124,11 @@ uint64_t lp_tuf_repo_version(const lp_tuf_repo *r, const char *role);
 
 void lp_tuf_repo_free(lp_tuf_repo *r);
 
-/* TUF path pattern match (fnmatch without FNM_PATHNAME semantics changes:
- * '*' does not match '/', as the specification and python-tuf do).  Returns
- * true when `target` matches `pattern`. */
+/* TUF delegation path pattern match: pattern and target are split at '/'
+ * and must have the same number of parts; each part matches with shell
+ * wildcards ('*', '?', '[...]'; no backslash escapes).  So '*' never matches
+ * a '/', as the specification and python-tuf require.  Returns true when
+ * `target` matches `pattern`. */
 bool lp_tuf_path_match(const char *pattern, const char *target);
 
 #ifdef __cplusplus
