@@ -25,6 +25,7 @@ int lp_cmd_keygen(int argc, char **argv);
 int lp_cmd_tuf(int argc, char **argv);
 int lp_cmd_repo(int argc, char **argv);
 int lp_cmd_demo(int argc, char **argv);
+int lp_cmd_serve(int argc, char **argv);
 
 /* Prints "livepush: <context>: <message>" to stderr and returns LP_EXIT_FAIL. */
 int lp_cli_fail(const lp_error *err, const char *context);

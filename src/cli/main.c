@@ -16,6 +16,7 @@ static const struct {
     {"demo", lp_cmd_demo, "run a local demonstration of the trust core"},
     {"keygen", lp_cmd_keygen, "generate a signing key (ed25519, ecdsa, rsa)"},
     {"repo", lp_cmd_repo, "write a TUF repository: create, keys, targets, delegations, publish"},
+    {"serve", lp_cmd_serve, "run the livepush server (serves TUF repositories over HTTP)"},
     {"tuf", lp_cmd_tuf, "low-level TUF client: init, refresh, download"},
 };
 

@@ -1,0 +1,358 @@
+/*
+ * livepush/db.h — the server's metadata database.
+ *
+ * The database holds what the server knows about apps, channels, releases,
+ * access tokens and resumable uploads.  Content (bundles, blobs, TUF files)
+ * lives in the blob store and the TUF repositories; the database refers to
+ * it by SHA-256.
+ *
+ * Back ends: a database is opened from a URL-like string:
+ *     "sqlite:/var/lib/livepush/livepush.db"   embedded SQLite (default)
+ *     "postgres://..." / "postgresql://..."    reserved for a PostgreSQL
+ *                                              back end (LP_ERR_UNSUPPORTED
+ *                                              until it exists)
+ * Every function below validates its input (names, lengths, character sets,
+ * ranges) once, the same way for every back end, and then calls the back
+ * end.  The schema is versioned; lp_db_open applies pending migrations and
+ * refuses (LP_ERR_UNSUPPORTED) a database whose schema is newer than this
+ * code knows.  docs/database.md describes the tables.
+ *
+ * Threads: an lp_db is one connection.  Use it from one thread at a time
+ * (the server keeps one per worker thread or a small pool); any number of
+ * lp_db handles, in one process or several, may share a database: writes
+ * are serialised by the back end (SQLite: BEGIN IMMEDIATE with a 5 s busy
+ * timeout), reads never wait for writes.
+ *
+ * Transactions: every write function is atomic on its own.  lp_db_begin /
+ * lp_db_commit / lp_db_rollback group several calls into one write
+ * transaction (e.g. a publish: release + channels + whatever else must
+ * appear together); inside it the calls see each other's effects and a
+ * crash before lp_db_commit leaves no trace of any of them.  Reads inside a
+ * transaction see its writes.  Transactions do not nest (LP_ERR_STATE).
+ * After any failed call inside a transaction the caller should roll back;
+ * if the back end already ended the transaction because of the error (a
+ * full disk, an I/O error), further calls in it and lp_db_commit fail with
+ * LP_ERR_STATE instead of running outside it.
+ *
+ * Errors (besides LP_ERR_INVALID_ARG / LP_ERR_TOO_LARGE for bad input,
+ * always naming the field):
+ *     LP_ERR_EXISTS     a unique name or ID is taken (the message names it)
+ *     LP_ERR_NOT_FOUND  the row asked for, or one an input refers to, does
+ *                       not exist
+ *     LP_ERR_ROLLBACK   a release's version_code is not greater than every
+ *                       version_code the app already has
+ *     LP_ERR_STATE      transaction misuse; the database is busy for longer
+ *                       than the busy timeout
+ *     LP_ERR_IO         the back end failed (disk, corruption, ...)
+ *
+ * Ownership: result structs (lp_db_app, lp_db_release, ...) are filled by
+ * the library; their strings and arrays are malloc'd and released with the
+ * matching _free function, which also zeroes the struct (and accepts a
+ * zeroed one).  On failure a result struct is left zeroed.  Input strings
+ * are borrowed for the duration of the call.
+ *
+ * Times are int64 seconds since the Unix epoch; an input time of 0 means
+ * "now".  An output time of 0 means "never" (revoked_at, last_used_at).
+ */
+#ifndef LIVEPUSH_DB_H
+#define LIVEPUSH_DB_H
+
+#include "livepush/error.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Schema version this code writes and understands. */
+#define LP_DB_SCHEMA_VERSION 1
+
+/* Bounds on inputs (bytes, without the NUL). */
+#define LP_DB_NAME_MAX 64        /* app and channel names */
+#define LP_DB_VERSION_MAX 64     /* release version, runtime version */
+#define LP_DB_PLATFORM_MAX 32    /* platform, arch */
+#define LP_DB_NOTES_MAX 16384    /* release notes */
+#define LP_DB_ID_MAX 64          /* token and upload IDs */
+#define LP_DB_TOKEN_NAME_MAX 128 /* human-readable token name */
+#define LP_DB_SALT_MIN 8
+#define LP_DB_SALT_MAX 64
+#define LP_DB_HASH_MIN 16
+#define LP_DB_HASH_MAX 64
+#define LP_DB_SCOPES_MAX 256     /* canonical scope list */
+#define LP_DB_SCOPE_MAX 32       /* one scope */
+#define LP_DB_PATH_MAX 4095      /* upload partial-file path */
+#define LP_DB_CHANNELS_MAX 16    /* channels per release */
+#define LP_DB_LIST_MAX 10000     /* rows one list call returns */
+#define LP_DB_URL_MAX 4096
+
+typedef struct lp_db lp_db;
+
+/* ---- opening ---------------------------------------------------------- */
+
+/* Opens (creating if needed) the database named by `url` and brings its
+ * schema up to LP_DB_SCHEMA_VERSION.  SQLite: the file is created with mode
+ * 0600; its folder must exist.  The caller owns *out (lp_db_close). */
+lp_status lp_db_open(const char *url, lp_db **out, lp_error *err);
+/* Closes the connection, rolling back an open transaction.  NULL is fine. */
+void lp_db_close(lp_db *db);
+/* Name of the back end: "sqlite". */
+const char *lp_db_backend(const lp_db *db);
+/* The schema version stored in the database. */
+lp_status lp_db_schema_version(lp_db *db, int *version, lp_error *err);
+
+/* ---- transactions ----------------------------------------------------- */
+
+lp_status lp_db_begin(lp_db *db, lp_error *err);
+lp_status lp_db_commit(lp_db *db, lp_error *err);
+/* Rolls back; LP_ERR_STATE if no transaction is open. */
+lp_status lp_db_rollback(lp_db *db, lp_error *err);
+bool lp_db_in_transaction(const lp_db *db);
+
+/* ---- apps -------------------------------------------------------------
+ * Names (apps and channels): 1..LP_DB_NAME_MAX bytes of [a-z0-9._-], the
+ * first one a letter or digit.  They appear in URLs. */
+
+typedef struct lp_db_app {
+    int64_t id;
+    char *name;
+    int64_t created_at;
+} lp_db_app;
+
+typedef struct lp_db_app_list {
+    lp_db_app *items;
+    size_t count;
+} lp_db_app_list;
+
+/* LP_ERR_EXISTS if the name is taken.  *id_out (may be NULL) gets the ID. */
+lp_status lp_db_app_create(lp_db *db, const char *name, int64_t created_at, int64_t *id_out,
+                           lp_error *err);
+lp_status lp_db_app_get(lp_db *db, int64_t id, lp_db_app *out, lp_error *err);
+lp_status lp_db_app_get_by_name(lp_db *db, const char *name, lp_db_app *out, lp_error *err);
+/* All apps ordered by name. */
+lp_status lp_db_app_list_all(lp_db *db, lp_db_app_list *out, lp_error *err);
+void lp_db_app_free(lp_db_app *app);
+void lp_db_app_list_free(lp_db_app_list *list);
+
+/* ---- channels --------------------------------------------------------- */
+
+typedef struct lp_db_channel {
+    int64_t id;
+    int64_t app_id;
+    char *name;
+    int64_t created_at;
+} lp_db_channel;
+
+typedef struct lp_db_channel_list {
+    lp_db_channel *items;
+    size_t count;
+} lp_db_channel_list;
+
+/* LP_ERR_EXISTS if the app already has that channel, LP_ERR_NOT_FOUND if
+ * the app does not exist. */
+lp_status lp_db_channel_create(lp_db *db, int64_t app_id, const char *name, int64_t created_at,
+                               int64_t *id_out, lp_error *err);
+/* The app's channels ordered by name. */
+lp_status lp_db_channel_list_all(lp_db *db, int64_t app_id, lp_db_channel_list *out,
+                                 lp_error *err);
+void lp_db_channel_list_free(lp_db_channel_list *list);
+
+/* ---- releases ---------------------------------------------------------
+ * A release is one tree manifest (by SHA-256) published for an app with
+ * its release fields.  Within an app:
+ *   - version_code strictly increases: a new release's code must be greater
+ *     than every existing one (LP_ERR_ROLLBACK otherwise), checked inside the
+ *     write transaction so two publishers can never get the same code;
+ *   - the version string is unique among releases that are not rollbacks
+ *     (LP_ERR_EXISTS); a rollback republishes an earlier release's version
+ *     and manifest under a new, higher version_code with rollback_of set to
+ *     the release it restores (which must belong to the same app).
+ * Channels named by a release are created for the app if missing. */
+
+/* Release states. */
+#define LP_DB_STATE_PENDING "pending"     /* stored, waiting for signatures */
+#define LP_DB_STATE_PUBLISHED "published" /* visible to devices */
+#define LP_DB_STATE_WITHDRAWN "withdrawn" /* pulled back by an operator */
+
+typedef struct lp_db_release_new {
+    int64_t app_id;
+    const char *version;          /* [A-Za-z0-9._+~-], 1..LP_DB_VERSION_MAX */
+    int64_t version_code;         /* >= 1 */
+    const char *manifest_sha256;  /* 64 lower-case hex digits */
+    uint64_t manifest_size;       /* bytes, <= INT64_MAX */
+    const char *const *channels;  /* 1..LP_DB_CHANNELS_MAX names, no duplicates */
+    size_t n_channels;
+    const char *runtime_version;  /* NULL or as version */
+    const char *platform;         /* NULL or [a-z0-9_-], 1..LP_DB_PLATFORM_MAX */
+    const char *arch;             /* NULL or as platform */
+    bool mandatory;
+    const char *notes;            /* NULL or text up to LP_DB_NOTES_MAX bytes:
+                                     no control characters but \t \n \r */
+    const char *created_by;       /* NULL or the ID of an existing token */
+    const char *state;            /* NULL (= published) or an LP_DB_STATE_* */
+    int64_t rollback_of;          /* 0, or the release this one restores */
+    int64_t created_at;           /* 0 = now */
+} lp_db_release_new;
+
+typedef struct lp_db_release {
+    int64_t id;
+    int64_t app_id;
+    char *version;
+    int64_t version_code;
+    char manifest_sha256[65];
+    uint64_t manifest_size;
+    char **channels;              /* sorted by name */
+    size_t n_channels;
+    char *runtime_version;        /* NULL when not set */
+    char *platform;               /* NULL when not set */
+    char *arch;                   /* NULL when not set */
+    bool mandatory;
+    char *notes;                  /* NULL when not set */
+    char *created_by;             /* NULL when not set */
+    char *state;
+    int64_t rollback_of;          /* 0 when not a rollback */
+    int64_t created_at;
+} lp_db_release;
+
+typedef struct lp_db_release_list {
+    lp_db_release *items;
+    size_t count;
+} lp_db_release_list;
+
+/* Inserts a release and its channel links atomically.  *id_out may be NULL. */
+lp_status lp_db_release_insert(lp_db *db, const lp_db_release_new *rel, int64_t *id_out,
+                               lp_error *err);
+lp_status lp_db_release_get(lp_db *db, int64_t id, lp_db_release *out, lp_error *err);
+/* The newest (highest version_code) release of the app with that version
+ * string (an original or a rollback to it).  LP_ERR_NOT_FOUND. */
+lp_status lp_db_release_get_by_version(lp_db *db, int64_t app_id, const char *version,
+                                       lp_db_release *out, lp_error *err);
+/* The published release with the highest version_code, on `channel` when
+ * it is not NULL.  LP_ERR_NOT_FOUND when there is none. */
+lp_status lp_db_release_latest(lp_db *db, int64_t app_id, const char *channel,
+                               lp_db_release *out, lp_error *err);
+/* Releases of the app (any state), by version_code descending, on `channel`
+ * when not NULL, with version_code < before_code when before_code > 0 (for
+ * paging), at most `limit` (1..LP_DB_LIST_MAX; 0 = LP_DB_LIST_MAX). */
+lp_status lp_db_release_list_by_app(lp_db *db, int64_t app_id, const char *channel,
+                                    int64_t before_code, size_t limit, lp_db_release_list *out,
+                                    lp_error *err);
+/* The app's highest version_code, 0 when it has no release.  Inside a
+ * transaction this is stable until commit (nobody else can insert). */
+lp_status lp_db_release_max_code(lp_db *db, int64_t app_id, int64_t *code, lp_error *err);
+/* Sets a release's state (an LP_DB_STATE_*).  LP_ERR_NOT_FOUND. */
+lp_status lp_db_release_set_state(lp_db *db, int64_t id, const char *state, lp_error *err);
+void lp_db_release_free(lp_db_release *rel);
+void lp_db_release_list_free(lp_db_release_list *list);
+
+/* ---- tokens -----------------------------------------------------------
+ * The database stores what authenticates a token (a salt and a salted
+ * hash, opaque bytes chosen by the caller) and what it may do.  Scopes are
+ * stored as canonical text: scope names ([a-z][a-z0-9_:-], 1..LP_DB_SCOPE_MAX
+ * bytes) sorted, without duplicates, joined by ','.  Input scope lists may
+ * be in any order and repeat a scope; they are canonicalised. */
+
+typedef struct lp_db_token_new {
+    const char *id;               /* [A-Za-z0-9_-], 1..LP_DB_ID_MAX: public part */
+    const char *name;             /* printable text, 1..LP_DB_TOKEN_NAME_MAX */
+    const uint8_t *salt;          /* LP_DB_SALT_MIN..LP_DB_SALT_MAX bytes */
+    size_t salt_len;
+    const uint8_t *hash;          /* LP_DB_HASH_MIN..LP_DB_HASH_MAX bytes */
+    size_t hash_len;
+    const char *scopes;           /* "upload,download", at least one scope */
+    int64_t created_at;           /* 0 = now */
+} lp_db_token_new;
+
+typedef struct lp_db_token {
+    char *id;
+    char *name;
+    uint8_t salt[LP_DB_SALT_MAX];
+    size_t salt_len;
+    uint8_t hash[LP_DB_HASH_MAX];
+    size_t hash_len;
+    char *scopes;                 /* canonical */
+    int64_t created_at;
+    int64_t revoked_at;           /* 0 = active */
+    int64_t last_used_at;         /* 0 = never */
+} lp_db_token;
+
+typedef struct lp_db_token_list {
+    lp_db_token *items;
+    size_t count;
+} lp_db_token_list;
+
+/* Canonicalises a scope list into out (at least LP_DB_SCOPES_MAX + 1
+ * bytes).  LP_ERR_INVALID_ARG naming the bad scope. */
+lp_status lp_db_scopes_canonical(const char *scopes, char *out, size_t out_cap, lp_error *err);
+/* True if the canonical list `scopes` contains `scope`. */
+bool lp_db_scopes_has(const char *scopes, const char *scope);
+
+/* LP_ERR_EXISTS if the ID is taken. */
+lp_status lp_db_token_insert(lp_db *db, const lp_db_token_new *tok, lp_error *err);
+/* Revoked tokens are found too (check revoked_at).  LP_ERR_NOT_FOUND. */
+lp_status lp_db_token_find_by_id(lp_db *db, const char *id, lp_db_token *out, lp_error *err);
+/* All tokens ordered by created_at, then ID. */
+lp_status lp_db_token_list_all(lp_db *db, lp_db_token_list *out, lp_error *err);
+/* Marks a token revoked at `when` (0 = now).  Revoking a revoked token keeps
+ * the first time and succeeds.  LP_ERR_NOT_FOUND. */
+lp_status lp_db_token_revoke(lp_db *db, const char *id, int64_t when, lp_error *err);
+/* Records a use at `when` (0 = now).  LP_ERR_NOT_FOUND. */
+lp_status lp_db_token_touch(lp_db *db, const char *id, int64_t when, lp_error *err);
+void lp_db_token_free(lp_db_token *tok);
+void lp_db_token_list_free(lp_db_token_list *list);
+
+/* ---- resumable uploads ------------------------------------------------
+ * State of an upload in progress: the partial file it is written to, the
+ * size (and optionally the SHA-256) the finished upload must have, and how
+ * many bytes are safely on disk.  The row is deleted when the upload is
+ * finished or abandoned. */
+
+typedef struct lp_db_upload_new {
+    const char *id;               /* [A-Za-z0-9_-], 1..LP_DB_ID_MAX (unguessable) */
+    int64_t app_id;
+    const char *token_id;         /* NULL or the token that started it */
+    const char *path;             /* partial file, 1..LP_DB_PATH_MAX bytes */
+    uint64_t expected_size;       /* <= INT64_MAX */
+    const char *expected_sha256;  /* NULL or 64 lower-case hex digits */
+    int64_t created_at;           /* 0 = now */
+} lp_db_upload_new;
+
+typedef struct lp_db_upload {
+    char *id;
+    int64_t app_id;
+    char *token_id;               /* NULL when not set */
+    char *path;
+    uint64_t expected_size;
+    char *expected_sha256;        /* NULL when not set */
+    uint64_t received;
+    int64_t created_at;
+    int64_t updated_at;
+} lp_db_upload;
+
+typedef struct lp_db_upload_list {
+    lp_db_upload *items;
+    size_t count;
+} lp_db_upload_list;
+
+/* LP_ERR_EXISTS for a taken ID, LP_ERR_NOT_FOUND for a missing app or token. */
+lp_status lp_db_upload_create(lp_db *db, const lp_db_upload_new *up, lp_error *err);
+lp_status lp_db_upload_get(lp_db *db, const char *id, lp_db_upload *out, lp_error *err);
+/* Records that `received` bytes are on disk (<= expected_size, else
+ * LP_ERR_TOO_LARGE) at `when` (0 = now).  LP_ERR_NOT_FOUND. */
+lp_status lp_db_upload_set_received(lp_db *db, const char *id, uint64_t received, int64_t when,
+                                    lp_error *err);
+/* LP_ERR_NOT_FOUND. */
+lp_status lp_db_upload_delete(lp_db *db, const char *id, lp_error *err);
+/* Uploads last updated before `updated_before`, oldest first (for cleaning
+ * up abandoned ones). */
+lp_status lp_db_upload_list_stale(lp_db *db, int64_t updated_before, lp_db_upload_list *out,
+                                  lp_error *err);
+void lp_db_upload_free(lp_db_upload *up);
+void lp_db_upload_list_free(lp_db_upload_list *list);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,173 @@
+/*
+ * cmd_serve.c — `livepush serve`: the livepush server.
+ *
+ *   livepush serve [--config FILE] [--listen ADDR:PORT] [--data-dir DIR] ...
+ *
+ * For now it serves each app's TUF repository from <data-dir>/repos/<app>/
+ * (GET /v1/apps/<app>/metadata/<file> and /v1/apps/<app>/targets/<path>)
+ * and GET /healthz.  Options come from flags, LIVEPUSH_* environment
+ * variables and a JSON config file (flags win; see server/config.h); the
+ * --help text is generated from the same option table.
+ *
+ * Once listening it prints "listening on http://HOST:PORT" on stdout (so
+ * scripts can find an ephemeral port) and logs to stderr.
+ *
+ * Signals: SIGTERM and SIGINT are blocked in every thread before the
+ * server's threads start (they inherit the mask), and the main thread
+ * waits for them with sigwait(2).  No signal handler runs, so no work
+ * happens in signal context and there is no global state at all.  On a
+ * signal the server stops accepting, lets requests in flight finish (up to
+ * --shutdown-timeout), and the command exits 0 (1 if requests had to be cut
+ * off).
+ *
+ * Exit codes: 0 clean shutdown, 1 failure (cannot listen, requests cut off
+ * at shutdown), 2 usage or configuration error (bad flag, bad value, bad
+ * config file, unknown config key).
+ */
+#include "cli/cli.h"
+#include "server/config.h"
+#include "server/http.h"
+#include "server/log.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+extern char **environ;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: livepush serve [options]\n"
+               "\n"
+               "Serves each app's TUF repository from DIR/repos/<app>/ over HTTP:\n"
+               "  GET /v1/apps/<app>/metadata/<file>   GET /v1/apps/<app>/targets/<path>\n"
+               "  GET /healthz\n"
+               "Prints \"listening on http://HOST:PORT\" once ready; logs to stderr.\n"
+               "SIGTERM or SIGINT: stop accepting, finish requests in flight, exit 0.\n"
+               "\n"
+               "Options (flags override environment variables, which override the config "
+               "file):\n");
+    for (size_t i = 0; lp_server_option_at(i); i++) {
+        const lp_server_option *o = lp_server_option_at(i);
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s %s", o->flag, o->arg);
+        fprintf(f, "  %-30s %s\n  %-30s env %s, default %s\n", flag, o->help, "", o->env,
+                o->deflt);
+    }
+    fprintf(f, "  %-30s show this text\n"
+               "\n"
+               "Exit codes: 0 clean shutdown, 1 failure, 2 usage or configuration error.\n",
+            "--help");
+}
+
+int lp_cmd_serve(int argc, char **argv)
+{
+    struct option lo[32];
+    size_t nopt = 0;
+    for (; lp_server_option_at(nopt) && nopt < 30; nopt++)
+        lo[nopt] = (struct option){lp_server_option_at(nopt)->flag, required_argument, NULL,
+                                   256 + (int)nopt};
+    lo[nopt] = (struct option){"help", no_argument, NULL, 'h'};
+    lo[nopt + 1] = (struct option){NULL, 0, NULL, 0};
+
+    lp_server_setting *flags = calloc((size_t)argc + 1, sizeof *flags);
+    if (!flags) {
+        fprintf(stderr, "livepush serve: out of memory\n");
+        return LP_EXIT_FAIL;
+    }
+    size_t nflags = 0;
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        if (ch == 'h') {
+            usage(stdout);
+            free(flags);
+            return LP_EXIT_OK;
+        }
+        if (ch < 256 || ch >= 256 + (int)nopt) {
+            usage(stderr);
+            free(flags);
+            return LP_EXIT_USAGE;
+        }
+        flags[nflags++] = (lp_server_setting){lp_server_option_at((size_t)(ch - 256))->flag,
+                                              optarg};
+    }
+    if (optind != argc) {
+        fprintf(stderr, "livepush serve: unexpected argument '%s'\n\n", argv[optind]);
+        usage(stderr);
+        free(flags);
+        return LP_EXIT_USAGE;
+    }
+    lp_error err;
+    lp_error_clear(&err);
+    lp_server_config cfg;
+    lp_status st = lp_server_config_load(&cfg, flags, nflags, environ, &err);
+    free(flags);
+    if (st) {
+        fprintf(stderr, "livepush serve: %s\n", err.msg);
+        return LP_EXIT_USAGE;
+    }
+
+    lp_log log = {.out = stderr, .format = cfg.log_format, .min_level = cfg.log_level};
+
+    /* Block the shutdown signals (and SIGPIPE) before any thread starts. */
+    sigset_t wait_set, block_set;
+    sigemptyset(&wait_set);
+    sigaddset(&wait_set, SIGTERM);
+    sigaddset(&wait_set, SIGINT);
+    block_set = wait_set;
+    sigaddset(&block_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &block_set, NULL);
+
+    lp_http_server_options opt = {
+        .listen = cfg.listen,
+        .threads = cfg.threads,
+        .max_connections = cfg.max_connections,
+        .connection_timeout_s = cfg.connection_timeout_s,
+        .max_header_bytes = cfg.max_header_bytes,
+        .max_body_bytes = cfg.max_body_bytes,
+        .log = &log,
+    };
+    lp_http_server *srv = NULL;
+    st = lp_http_server_new(&srv, &opt, &err);
+    if (!st)
+        st = lp_http_add_repo_routes(srv, cfg.data_dir, &err);
+    if (!st)
+        st = lp_http_server_start(srv, &err);
+    if (st) {
+        lp_http_server_free(srv);
+        return lp_cli_fail(&err, "serve");
+    }
+    printf("listening on %s\n", lp_http_server_url(srv));
+    fflush(stdout);
+    json_t *f = json_pack("{s:s,s:s,s:i,s:i}", "url", lp_http_server_url(srv), "data_dir",
+                          cfg.data_dir, "threads", (int)lp_http_server_threads(srv), "max_connections",
+                          (int)cfg.max_connections);
+    lp_log_event(&log, LP_LOG_INFO, "listening", f);
+    struct stat sb;
+    char repos[LP_SERVER_PATH_MAX + 8];
+    snprintf(repos, sizeof repos, "%s/repos", cfg.data_dir);
+    if (stat(repos, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        lp_log_event(&log, LP_LOG_WARN, "no repositories yet: every app answers 404",
+                     json_pack("{s:s}", "folder", repos));
+
+    int sig = 0;
+    while (sigwait(&wait_set, &sig) != 0)
+        ;
+    lp_log_event(&log, LP_LOG_INFO, "shutting down",
+                 json_pack("{s:s,s:i}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                           "in_flight", (int)lp_http_server_in_flight(srv)));
+    st = lp_http_server_shutdown(srv, cfg.shutdown_timeout_s * 1000u, &err);
+    lp_http_server_free(srv);
+    if (st) {
+        lp_log_event(&log, LP_LOG_ERROR, "shutdown", json_pack("{s:s}", "error", err.msg));
+        return LP_EXIT_FAIL;
+    }
+    lp_log_event(&log, LP_LOG_INFO, "stopped", NULL);
+    return LP_EXIT_OK;
+}

@@ -1,0 +1,103 @@
+/*
+ * db_backend.h — what a metadata database back end implements (internal).
+ *
+ * An lp_db is a back end's own struct whose first member is `struct lp_db`,
+ * so db.c can reach the operations table and the transaction flag and the
+ * back end can cast back to its own type.
+ *
+ * db.c validates every input before calling an operation (names, lengths,
+ * ranges, canonical scopes, "0 = now" times already replaced by real
+ * times), and wraps each write operation in a write transaction when the
+ * caller has none open: an operation may therefore assume its input is
+ * valid and that it runs inside a transaction that serialises writers
+ * (SQLite: BEGIN IMMEDIATE; PostgreSQL will need the app row locked).
+ *
+ * Operations fill result structs that start zeroed; on failure they leave
+ * them zeroed (db.c frees partial results).  Constraint failures map to
+ * LP_ERR_EXISTS (unique), LP_ERR_NOT_FOUND (foreign key) with a message that
+ * names the field; "no row" maps to LP_ERR_NOT_FOUND.
+ */
+#ifndef LP_STORE_DB_BACKEND_H
+#define LP_STORE_DB_BACKEND_H
+
+#include "livepush/db.h"
+
+typedef struct lp_db_ops {
+    const char *name;
+    void (*close)(lp_db *db);
+    lp_status (*schema_version)(lp_db *db, int *version, lp_error *err);
+
+    /* begin opens a write transaction; commit / rollback end it. */
+    lp_status (*begin)(lp_db *db, lp_error *err);
+    lp_status (*commit)(lp_db *db, lp_error *err);
+    lp_status (*rollback)(lp_db *db, lp_error *err);
+    /* False if the back end ended the transaction on its own (some errors,
+     * e.g. a full disk, make SQLite roll back the whole transaction). */
+    bool (*tx_active)(lp_db *db);
+
+    lp_status (*app_create)(lp_db *db, const char *name, int64_t created_at, int64_t *id_out,
+                            lp_error *err);
+    /* By name when name is not NULL, else by id. */
+    lp_status (*app_get)(lp_db *db, int64_t id, const char *name, lp_db_app *out, lp_error *err);
+    lp_status (*app_list)(lp_db *db, lp_db_app_list *out, lp_error *err);
+
+    lp_status (*channel_create)(lp_db *db, int64_t app_id, const char *name, int64_t created_at,
+                                int64_t *id_out, lp_error *err);
+    lp_status (*channel_list)(lp_db *db, int64_t app_id, lp_db_channel_list *out, lp_error *err);
+
+    /* Inserts the row and links its channels, creating missing channels.
+     * The version_code / version / rollback_of / created_by checks are done
+     * by db.c beforehand in the same transaction. */
+    lp_status (*release_insert)(lp_db *db, const lp_db_release_new *rel, int64_t *id_out,
+                                lp_error *err);
+    lp_status (*release_get)(lp_db *db, int64_t id, lp_db_release *out, lp_error *err);
+    /* Newest release with that version; original_only restricts to
+     * releases that are not rollbacks. */
+    lp_status (*release_get_by_version)(lp_db *db, int64_t app_id, const char *version,
+                                        bool original_only, lp_db_release *out, lp_error *err);
+    lp_status (*release_latest)(lp_db *db, int64_t app_id, const char *channel,
+                                lp_db_release *out, lp_error *err);
+    lp_status (*release_list)(lp_db *db, int64_t app_id, const char *channel, int64_t before_code,
+                              size_t limit, lp_db_release_list *out, lp_error *err);
+    lp_status (*release_max_code)(lp_db *db, int64_t app_id, int64_t *code, lp_error *err);
+    lp_status (*release_set_state)(lp_db *db, int64_t id, const char *state, lp_error *err);
+
+    lp_status (*token_insert)(lp_db *db, const lp_db_token_new *tok, lp_error *err);
+    lp_status (*token_get)(lp_db *db, const char *id, lp_db_token *out, lp_error *err);
+    lp_status (*token_list)(lp_db *db, lp_db_token_list *out, lp_error *err);
+    lp_status (*token_revoke)(lp_db *db, const char *id, int64_t when, lp_error *err);
+    lp_status (*token_touch)(lp_db *db, const char *id, int64_t when, lp_error *err);
+
+    lp_status (*upload_create)(lp_db *db, const lp_db_upload_new *up, lp_error *err);
+    lp_status (*upload_get)(lp_db *db, const char *id, lp_db_upload *out, lp_error *err);
+    lp_status (*upload_set_received)(lp_db *db, const char *id, uint64_t received, int64_t when,
+                                     lp_error *err);
+    lp_status (*upload_delete)(lp_db *db, const char *id, lp_error *err);
+    lp_status (*upload_list_stale)(lp_db *db, int64_t updated_before, lp_db_upload_list *out,
+                                   lp_error *err);
+} lp_db_ops;
+
+struct lp_db {
+    const lp_db_ops *ops;
+    bool in_tx; /* a transaction opened by lp_db_begin is open */
+};
+
+/* Shared input checks (db_check.c).  Each returns LP_OK or
+ * LP_ERR_INVALID_ARG / LP_ERR_TOO_LARGE with a message naming `field`. */
+lp_status lp_db_check_name(const char *field, const char *s, lp_error *err);
+lp_status lp_db_check_version(const char *field, const char *s, lp_error *err);
+lp_status lp_db_check_platform(const char *field, const char *s, lp_error *err);
+lp_status lp_db_check_notes(const char *field, const char *s, lp_error *err);
+lp_status lp_db_check_id(const char *field, const char *s, lp_error *err);
+lp_status lp_db_check_token_name(const char *field, const char *s, lp_error *err);
+lp_status lp_db_check_sha256(const char *field, const char *s, lp_error *err);
+lp_status lp_db_check_path(const char *field, const char *s, lp_error *err);
+lp_status lp_db_check_state(const char *field, const char *s, lp_error *err);
+lp_status lp_db_check_positive(const char *field, int64_t v, lp_error *err);
+lp_status lp_db_check_time(const char *field, int64_t v, lp_error *err);
+lp_status lp_db_check_size(const char *field, uint64_t v, lp_error *err);
+
+/* SQLite back end: `path` is the file name after "sqlite:". */
+lp_status lp_db_sqlite_open(const char *path, lp_db **out, lp_error *err);
+
+#endif

@@ -1,0 +1,83 @@
+/*
+ * db_sqlite.h — the SQLite back end's shared parts (internal).
+ *
+ * db_sqlite.c owns the connection: opening, settings, migrations,
+ * transactions, the statement cache and the mapping of SQLite result codes
+ * to lp_status.  db_sqlite_ops.c holds the queries and fills result structs.
+ * db_sqlite_schema.c holds the migrations.
+ */
+#ifndef LP_STORE_DB_SQLITE_H
+#define LP_STORE_DB_SQLITE_H
+
+#include "store/db_backend.h"
+
+#include <sqlite3.h>
+
+/* Prepared statements are cached per connection, by slot number. */
+#define SQ_STMT_SLOTS 48
+
+typedef struct sq_db {
+    lp_db base;
+    sqlite3 *h;
+    sqlite3_stmt *stmts[SQ_STMT_SLOTS];
+} sq_db;
+
+/* Busy timeout: how long a writer waits for another writer's transaction. */
+#define SQ_BUSY_TIMEOUT_MS 5000
+
+/* Migrations: sq_migrations[i] takes the schema from version i to i + 1.
+ * There are exactly LP_DB_SCHEMA_VERSION of them. */
+extern const char *const sq_migrations[LP_DB_SCHEMA_VERSION];
+
+/* The operations table (db_sqlite_ops.c fills the query parts). */
+extern const lp_db_ops lp_db_sqlite_ops;
+
+/* Maps a SQLite result code to an lp_status and sets err to the printf-style
+ * context followed by SQLite's own message:
+ *   unique / primary key  -> LP_ERR_EXISTS
+ *   foreign key           -> LP_ERR_NOT_FOUND
+ *   other constraints     -> LP_ERR_INVALID_ARG
+ *   busy / locked         -> LP_ERR_STATE
+ *   out of memory         -> LP_ERR_NOMEM
+ *   anything else         -> LP_ERR_IO */
+lp_status sq_fail(sq_db *d, int rc, lp_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* The cached statement in `slot` for `sql` (prepared on first use), reset
+ * and with its bindings cleared.  The caller resets it when done
+ * (sqlite3_reset) so no read stays open. */
+lp_status sq_stmt(sq_db *d, int slot, const char *sql, sqlite3_stmt **out, lp_error *err);
+
+/* Query parts of the operations (db_sqlite_ops.c). */
+lp_status sq_app_create(lp_db *db, const char *name, int64_t created_at, int64_t *id_out,
+                        lp_error *err);
+lp_status sq_app_get(lp_db *db, int64_t id, const char *name, lp_db_app *out, lp_error *err);
+lp_status sq_app_list(lp_db *db, lp_db_app_list *out, lp_error *err);
+lp_status sq_channel_create(lp_db *db, int64_t app_id, const char *name, int64_t created_at,
+                            int64_t *id_out, lp_error *err);
+lp_status sq_channel_list(lp_db *db, int64_t app_id, lp_db_channel_list *out, lp_error *err);
+lp_status sq_release_insert(lp_db *db, const lp_db_release_new *rel, int64_t *id_out,
+                            lp_error *err);
+lp_status sq_release_get(lp_db *db, int64_t id, lp_db_release *out, lp_error *err);
+lp_status sq_release_get_by_version(lp_db *db, int64_t app_id, const char *version,
+                                    bool original_only, lp_db_release *out, lp_error *err);
+lp_status sq_release_latest(lp_db *db, int64_t app_id, const char *channel, lp_db_release *out,
+                            lp_error *err);
+lp_status sq_release_list(lp_db *db, int64_t app_id, const char *channel, int64_t before_code,
+                          size_t limit, lp_db_release_list *out, lp_error *err);
+lp_status sq_release_max_code(lp_db *db, int64_t app_id, int64_t *code, lp_error *err);
+lp_status sq_release_set_state(lp_db *db, int64_t id, const char *state, lp_error *err);
+lp_status sq_token_insert(lp_db *db, const lp_db_token_new *tok, lp_error *err);
+lp_status sq_token_get(lp_db *db, const char *id, lp_db_token *out, lp_error *err);
+lp_status sq_token_list(lp_db *db, lp_db_token_list *out, lp_error *err);
+lp_status sq_token_revoke(lp_db *db, const char *id, int64_t when, lp_error *err);
+lp_status sq_token_touch(lp_db *db, const char *id, int64_t when, lp_error *err);
+lp_status sq_upload_create(lp_db *db, const lp_db_upload_new *up, lp_error *err);
+lp_status sq_upload_get(lp_db *db, const char *id, lp_db_upload *out, lp_error *err);
+lp_status sq_upload_set_received(lp_db *db, const char *id, uint64_t received, int64_t when,
+                                 lp_error *err);
+lp_status sq_upload_delete(lp_db *db, const char *id, lp_error *err);
+lp_status sq_upload_list_stale(lp_db *db, int64_t updated_before, lp_db_upload_list *out,
+                               lp_error *err);
+
+#endif

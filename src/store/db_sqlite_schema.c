@@ -1,0 +1,81 @@
+/*
+ * db_sqlite_schema.c — the SQLite schema, as an ordered list of migrations.
+ *
+ * sq_migrations[i] takes a database from schema version i to i + 1.  Each
+ * runs in its own write transaction together with the update of
+ * schema_version (db_sqlite.c), so a crash during a migration leaves the
+ * previous version intact.  Migrations are append-only: a released one is
+ * never edited; a change to the schema is a new entry here and a new
+ * LP_DB_SCHEMA_VERSION.  docs/database.md explains each table.
+ *
+ * Integrity the database itself enforces (a second line behind db.c's
+ * checks): foreign keys, one version_code per app, one original release
+ * per (app, version), CHECK constraints on enumerations and ranges.
+ */
+#include "store/db_sqlite.h"
+
+const char *const sq_migrations[LP_DB_SCHEMA_VERSION] = {
+    /* 0 -> 1: the first schema. */
+    "CREATE TABLE apps ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  created_at INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE channels ("
+    "  id INTEGER PRIMARY KEY,"
+    "  app_id INTEGER NOT NULL REFERENCES apps(id),"
+    "  name TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  UNIQUE (app_id, name)"
+    ");"
+    "CREATE TABLE tokens ("
+    "  id TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  salt BLOB NOT NULL,"
+    "  hash BLOB NOT NULL,"
+    "  scopes TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  revoked_at INTEGER,"
+    "  last_used_at INTEGER"
+    ");"
+    "CREATE TABLE releases ("
+    "  id INTEGER PRIMARY KEY,"
+    "  app_id INTEGER NOT NULL REFERENCES apps(id),"
+    "  version TEXT NOT NULL,"
+    "  version_code INTEGER NOT NULL CHECK (version_code > 0),"
+    "  manifest_sha256 TEXT NOT NULL CHECK (length(manifest_sha256) = 64),"
+    "  manifest_size INTEGER NOT NULL CHECK (manifest_size >= 0),"
+    "  runtime_version TEXT,"
+    "  platform TEXT,"
+    "  arch TEXT,"
+    "  mandatory INTEGER NOT NULL DEFAULT 0 CHECK (mandatory IN (0, 1)),"
+    "  notes TEXT,"
+    "  created_at INTEGER NOT NULL,"
+    "  created_by TEXT REFERENCES tokens(id),"
+    "  state TEXT NOT NULL CHECK (state IN ('pending', 'published', 'withdrawn')),"
+    "  rollback_of INTEGER REFERENCES releases(id),"
+    "  UNIQUE (app_id, version_code)"
+    ");"
+    "CREATE UNIQUE INDEX releases_original_version ON releases (app_id, version)"
+    "  WHERE rollback_of IS NULL;"
+    "CREATE INDEX releases_version ON releases (app_id, version, version_code);"
+    "CREATE TABLE release_channels ("
+    "  release_id INTEGER NOT NULL REFERENCES releases(id),"
+    "  channel_id INTEGER NOT NULL REFERENCES channels(id),"
+    "  PRIMARY KEY (release_id, channel_id)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX release_channels_by_channel ON release_channels (channel_id, release_id);"
+    "CREATE TABLE uploads ("
+    "  id TEXT PRIMARY KEY,"
+    "  app_id INTEGER NOT NULL REFERENCES apps(id),"
+    "  token_id TEXT REFERENCES tokens(id),"
+    "  path TEXT NOT NULL,"
+    "  expected_size INTEGER NOT NULL CHECK (expected_size >= 0),"
+    "  expected_sha256 TEXT CHECK (expected_sha256 IS NULL OR length(expected_sha256) = 64),"
+    "  received INTEGER NOT NULL DEFAULT 0"
+    "    CHECK (received >= 0 AND received <= expected_size),"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX uploads_by_updated ON uploads (updated_at);",
+};
