@@ -1,0 +1,274 @@
+/*
+ * service.c — the service's data folder, database pool, app locks and first
+ * start.
+ *
+ * The pool is a fixed array of connections opened at start (the first open
+ * applies migrations, the others find the schema current).  A thread takes
+ * a free one or waits on a condition variable; nothing else is shared.
+ *
+ * App locks are flock(2) locks on <repos>/<app>.lock.  flock locks belong to
+ * an open file description, so two threads of one process that each open
+ * the file exclude each other exactly as two processes do.
+ */
+#include "server/service_priv.h"
+
+#include "core/file.h"
+#include "livepush/hash.h"
+#include "livepush/token.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#define DEFAULT_POOL 8
+#define MAX_POOL 256
+
+const char *const lp_service_roles[LP_SERVICE_NROLES] = {"root", "targets", "snapshot",
+                                                         "timestamp"};
+
+char *lp_service_path(const char *dir, const char *name, lp_error *err)
+{
+    char *p = lp_path_join(dir, name);
+    if (!p)
+        lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    return p;
+}
+
+static lp_status make_dirs(lp_service *s, lp_error *err)
+{
+    lp_status st;
+    if ((st = lp_file_mkdirs(s->data_dir, 0700, err)))
+        return lp_error_prefix(err, st, "data folder %s", s->data_dir);
+    if (!(s->repos_dir = lp_service_path(s->data_dir, "repos", err)) ||
+        !(s->keys_dir = lp_service_path(s->data_dir, "keys", err)) ||
+        !(s->uploads_dir = lp_service_path(s->data_dir, "uploads", err)))
+        return LP_ERR_NOMEM;
+    const char *dirs[] = {s->repos_dir, s->keys_dir, s->uploads_dir};
+    for (size_t i = 0; i < 3; i++)
+        if ((st = lp_file_mkdirs(dirs[i], 0700, err)))
+            return st;
+    return LP_OK;
+}
+
+static lp_status open_pool(lp_service *s, const char *url, unsigned n, lp_error *err)
+{
+    s->pool = calloc(n, sizeof *s->pool);
+    s->busy = calloc(n, sizeof *s->busy);
+    if (!s->pool || !s->busy)
+        return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    for (unsigned i = 0; i < n; i++) {
+        lp_status st = lp_db_open(url, &s->pool[i], err);
+        if (st)
+            return lp_error_prefix(err, st, "database %s", url);
+        s->npool = i + 1;
+    }
+    return LP_OK;
+}
+
+lp_status lp_service_open(lp_service **out, const lp_service_options *opt, lp_error *err)
+{
+    *out = NULL;
+    if (!opt || !opt->data_dir || !*opt->data_dir)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "service: no data folder given");
+    unsigned n = opt->db_connections ? opt->db_connections : DEFAULT_POOL;
+    if (n > MAX_POOL)
+        return lp_error_set(err, LP_ERR_INVALID_ARG,
+                            "service: %u database connections asked, at most %d", n, MAX_POOL);
+    lp_service *s = calloc(1, sizeof *s);
+    if (!s || !(s->data_dir = strdup(opt->data_dir))) {
+        free(s);
+        return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->log = opt->log;
+    if (opt->limits)
+        s->limits = *opt->limits;
+    else
+        lp_ingest_limits_default(&s->limits);
+
+    lp_status st = make_dirs(s, err);
+    char *blobs = NULL, *url = NULL;
+    if (!st && !(blobs = lp_service_path(s->data_dir, "blobs", err)))
+        st = LP_ERR_NOMEM;
+    if (!st && (st = lp_blobstore_open(blobs, &s->bs, err)))
+        lp_error_prefix(err, st, "blob store");
+    if (!st) {
+        if (opt->db_url && *opt->db_url) {
+            url = strdup(opt->db_url);
+        } else {
+            size_t len = strlen(s->data_dir) + 32;
+            if ((url = malloc(len)))
+                snprintf(url, len, "sqlite:%s/livepush.db", s->data_dir);
+        }
+        if (!url)
+            st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    }
+    if (!st)
+        st = open_pool(s, url, n, err);
+    if (!st)
+        st = lp_service_recover(s, err);
+    free(blobs);
+    free(url);
+    if (st) {
+        lp_service_close(s);
+        return st;
+    }
+    *out = s;
+    return LP_OK;
+}
+
+void lp_service_close(lp_service *s)
+{
+    if (!s)
+        return;
+    for (unsigned i = 0; i < s->npool; i++)
+        lp_db_close(s->pool[i]);
+    free(s->pool);
+    free(s->busy);
+    lp_blobstore_close(s->bs);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s->data_dir);
+    free(s->repos_dir);
+    free(s->keys_dir);
+    free(s->uploads_dir);
+    free(s);
+}
+
+const char *lp_service_data_dir(const lp_service *s) { return s->data_dir; }
+lp_blobstore *lp_service_blobstore(lp_service *s) { return s->bs; }
+const lp_ingest_limits *lp_service_limits(const lp_service *s) { return &s->limits; }
+const lp_log *lp_service_log(const lp_service *s) { return s->log; }
+
+lp_status lp_service_db_acquire(lp_service *s, lp_db **db, lp_error *err)
+{
+    (void)err;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        for (unsigned i = 0; i < s->npool; i++) {
+            if (!s->busy[i]) {
+                s->busy[i] = true;
+                *db = s->pool[i];
+                pthread_mutex_unlock(&s->mu);
+                return LP_OK;
+            }
+        }
+        pthread_cond_wait(&s->cv, &s->mu);
+    }
+}
+
+void lp_service_db_release(lp_service *s, lp_db *db)
+{
+    if (!db)
+        return;
+    pthread_mutex_lock(&s->mu);
+    for (unsigned i = 0; i < s->npool; i++) {
+        if (s->pool[i] == db) {
+            if (lp_db_in_transaction(db))
+                lp_db_rollback(db, NULL);
+            s->busy[i] = false;
+            pthread_cond_signal(&s->cv);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+lp_status lp_service_lock_app(lp_service *s, const char *app, int *fd_out, lp_error *err)
+{
+    char path[4200];
+    if (snprintf(path, sizeof path, "%s/%s.lock", s->repos_dir, app) >= (int)sizeof path)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "app name too long");
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return lp_error_set(err, LP_ERR_IO, "open %s: %s", path, strerror(errno));
+    while (flock(fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            int e = errno;
+            close(fd);
+            return lp_error_set(err, LP_ERR_IO, "lock %s: %s", path, strerror(e));
+        }
+    }
+    *fd_out = fd;
+    return LP_OK;
+}
+
+void lp_service_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* closing the only descriptor releases the flock */
+}
+
+/* Makes the first admin token: the file is written before the database row,
+ * so a crash in between only means a new token at the next start. */
+static lp_status make_admin_token(lp_service *s, lp_db *db, lp_error *err)
+{
+    char text[LP_TOKEN_TEXT_SIZE];
+    lp_token_record rec;
+    lp_status st = lp_token_generate(LP_SCOPE_ADMIN, text, &rec, err);
+    if (st)
+        return st;
+    uint8_t salt[LP_TOKEN_SALT_LEN], hash[LP_TOKEN_HASH_LEN];
+    size_t nsalt = 0, nhash = 0;
+    char line[LP_TOKEN_TEXT_SIZE + 1];
+    snprintf(line, sizeof line, "%s\n", text);
+    char *path = lp_service_path(s->data_dir, "admin.token", err);
+    if (!path)
+        st = LP_ERR_NOMEM;
+    if (!st)
+        st = lp_file_write_atomic(path, line, strlen(line), 0600, err);
+    if (!st)
+        st = lp_hex_decode(rec.salt_hex, salt, sizeof salt, &nsalt, err);
+    if (!st)
+        st = lp_hex_decode(rec.hash_hex, hash, sizeof hash, &nhash, err);
+    if (!st) {
+        lp_db_token_new t = {.id = rec.id, .name = "admin (made at first start)", .salt = salt,
+                             .salt_len = nsalt, .hash = hash, .hash_len = nhash,
+                             .scopes = "admin"};
+        st = lp_db_token_insert(db, &t, err);
+    }
+    if (!st && s->log)
+        lp_log_event(s->log, LP_LOG_WARN, "first start: admin token made",
+                     json_pack("{s:s,s:s}", "token_id", rec.id, "file", path));
+    lp_token_wipe(text, sizeof text);
+    lp_token_wipe(line, sizeof line);
+    free(path);
+    return st;
+}
+
+lp_status lp_service_bootstrap(lp_service *s, const char *default_app, bool *created,
+                               lp_error *err)
+{
+    if (created)
+        *created = false;
+    lp_db *db = NULL;
+    lp_status st = lp_service_db_acquire(s, &db, err);
+    if (st)
+        return st;
+    lp_db_token_list toks = {0};
+    lp_db_app_list apps = {0};
+    st = lp_db_token_list_all(db, &toks, err);
+    if (!st && toks.count == 0) {
+        st = make_admin_token(s, db, err);
+        if (!st && created)
+            *created = true;
+    }
+    if (!st && default_app && *default_app)
+        st = lp_db_app_list_all(db, &apps, err);
+    bool need_app = !st && default_app && *default_app && apps.count == 0;
+    lp_db_token_list_free(&toks);
+    lp_db_app_list_free(&apps);
+    lp_service_db_release(s, db);
+    if (need_app) {
+        st = lp_service_app_create(s, default_app, err);
+        if (!st && s->log)
+            lp_log_event(s->log, LP_LOG_INFO, "first start: app created",
+                         json_pack("{s:s}", "app", default_app));
+    }
+    return st;
+}

@@ -1,0 +1,138 @@
+/*
+ * service.h — what the server does, apart from HTTP (internal).
+ *
+ * An lp_service owns the server's state in one data folder:
+ *
+ *     <data>/livepush.db          metadata database (default back end: SQLite)
+ *     <data>/blobs/               content-addressed blob store (lp_blobstore)
+ *     <data>/repos/<app>/         the app's TUF repository (metadata/, targets/)
+ *     <data>/keys/<app>/          the app's server-held private keys (0700/0600)
+ *     <data>/uploads/             partial files of resumable uploads
+ *     <data>/admin.token          the first admin token (0600), made on first start
+ *
+ * The HTTP routes (api_*.c) and the CLI are thin layers over these calls.
+ *
+ * Publishing and crashes.  The database is the source of truth; each app's
+ * TUF repository is derived from it.  A publish (1) ingests the bundle into
+ * the blob store (content-addressed, so blobs of a release that never
+ * appears are harmless), (2) stores the tree manifest as a blob, (3) under
+ * the app's lock inserts the release in one database transaction and
+ * commits, (4) writes the new TUF metadata (timestamp.json last).  A crash
+ * before (3) commits leaves no release; a crash between (3) and (4) leaves a
+ * release that the repository does not list yet, and lp_service_recover
+ * (run at every start) republishes every app whose repository differs from
+ * the database.  So after a restart a release is either wholly there
+ * (database, API and signed metadata) or not at all.
+ *
+ * Locking.  Each app has a lock file <data>/repos/<app>.lock taken with
+ * flock(2) around (3) and (4), so two publishers racing on one app, in one
+ * process or several, are serialised and version codes stay strictly
+ * increasing.
+ *
+ * Database connections come from a small pool (lp_service_db_acquire /
+ * lp_service_db_release): one connection is used by one thread at a time.
+ *
+ * Threads: every function may be called from any thread at once.
+ */
+#ifndef LP_SERVER_SERVICE_H
+#define LP_SERVER_SERVICE_H
+
+#include "livepush/blobstore.h"
+#include "livepush/bundle.h"
+#include "livepush/db.h"
+#include "livepush/error.h"
+#include "server/log.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct lp_service lp_service;
+
+typedef struct lp_service_options {
+    const char *data_dir;             /* created if missing (0700) */
+    const char *db_url;               /* NULL: "sqlite:<data_dir>/livepush.db" */
+    const lp_ingest_limits *limits;   /* NULL: defaults; copied */
+    unsigned db_connections;          /* pool size; 0: 8 */
+    const lp_log *log;                /* borrowed, may be NULL */
+} lp_service_options;
+
+/* Opens the data folder and database (applying migrations), then runs
+ * lp_service_recover.  The caller owns *out (lp_service_close). */
+lp_status lp_service_open(lp_service **out, const lp_service_options *opt, lp_error *err);
+void lp_service_close(lp_service *s);
+
+const char *lp_service_data_dir(const lp_service *s);
+lp_blobstore *lp_service_blobstore(lp_service *s);
+const lp_ingest_limits *lp_service_limits(const lp_service *s);
+const lp_log *lp_service_log(const lp_service *s);
+
+/* A database connection for the calling thread; waits while all are in use.
+ * Give it back with lp_service_db_release (never close it). */
+lp_status lp_service_db_acquire(lp_service *s, lp_db **db, lp_error *err);
+void lp_service_db_release(lp_service *s, lp_db *db);
+
+/* First start: when the database has no token at all, makes an admin token,
+ * writes its text to <data>/admin.token (0600) and sets *created = true;
+ * when `default_app` is not NULL or "" and no app exists, creates it
+ * (server-held keys).  Idempotent. */
+lp_status lp_service_bootstrap(lp_service *s, const char *default_app, bool *created,
+                               lp_error *err);
+
+/* ---- apps ---------------------------------------------------------------- */
+
+/* Creates an app whose keys the server holds: generates ed25519 keys for
+ * root, targets, snapshot and timestamp under <data>/keys/<app>/, writes the
+ * repository (root v1, empty targets v1, snapshot, timestamp) and inserts
+ * the database row.  LP_ERR_EXISTS, LP_ERR_INVALID_ARG (name). */
+lp_status lp_service_app_create(lp_service *s, const char *name, lp_error *err);
+
+/* ---- releases ------------------------------------------------------------ */
+
+typedef struct lp_release_fields {
+    const char *version;              /* required */
+    int64_t version_code;             /* 0: one more than the app's highest */
+    const char *const *channels;      /* NULL/0: {"stable"} */
+    size_t n_channels;
+    const char *runtime_version;      /* optional (NULL) */
+    const char *platform;
+    const char *arch;
+    bool mandatory;
+    const char *notes;
+    const char *created_by;           /* token ID or NULL */
+} lp_release_fields;
+
+/* Ingests the bundle at `bundle_path` (ingest options may be NULL: detect
+ * the kind) and publishes it as a new release of `app` (see the top of this
+ * file).  *out (may be NULL) gets the release.  Errors: LP_ERR_NOT_FOUND
+ * (app), LP_ERR_MALFORMED / LP_ERR_TOO_LARGE (the bundle; nothing stored),
+ * LP_ERR_ROLLBACK (version_code not above every earlier one),
+ * LP_ERR_EXISTS (version string taken), LP_ERR_INVALID_ARG (a field). */
+lp_status lp_service_publish(lp_service *s, const char *app, const char *bundle_path,
+                             const lp_ingest_opts *ingest, const lp_release_fields *f,
+                             lp_db_release *out, lp_error *err);
+
+/* Republishes the tree of the app's release `target_version` as a new
+ * release with the next version code, rollback_of set, the same version
+ * string, and `channels` (NULL/0: the target's channels).  Nothing is
+ * uploaded or ingested again.  LP_ERR_NOT_FOUND. */
+lp_status lp_service_rollback(lp_service *s, const char *app, const char *target_version,
+                              const char *const *channels, size_t n_channels,
+                              const char *created_by, lp_db_release *out, lp_error *err);
+
+/* The TUF target name of a release: "releases/<version_code>.json". */
+void lp_service_target_name(int64_t version_code, char out[48]);
+
+/* The JSON object describing a release as the API returns it (see
+ * docs/api.md): the database fields, "rollback_of" as {version,
+ * version_code} (looked up with `db`), and "files"/"bytes" counted from the
+ * tree manifest in the blob store.  *out is a new reference. */
+lp_status lp_service_release_json(lp_service *s, lp_db *db, const char *app,
+                                  const lp_db_release *rel, json_t **out, lp_error *err);
+
+/* Brings every app's repository in line with the database (see above).
+ * Runs at open; safe to call again. */
+lp_status lp_service_recover(lp_service *s, lp_error *err);
+
+#endif

@@ -1,0 +1,269 @@
+/*
+ * service_release.c — publishing releases and rolling back.
+ *
+ * A publish runs in two halves.  Outside any lock: ingest the bundle into
+ * the blob store and store the tree manifest as a blob (content-addressed:
+ * a release that never appears leaves only unreferenced blobs).  Under the
+ * app's lock, inside one database transaction: pick the version code,
+ * insert the release, make the TUF repository list it (lp_service_sync_app,
+ * which writes timestamp.json last), then commit.  A failure before the
+ * commit rolls the transaction back and syncs the repository again, so it
+ * never lists a release the database does not have; a crash in that window
+ * is repaired the same way by lp_service_recover at the next start.
+ *
+ * A rollback is the same second half with the restored release's manifest:
+ * nothing is ingested again.
+ */
+#include "server/service_priv.h"
+
+#include "core/file.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const default_channels[] = {"stable"};
+
+/* Inserts `rel` (version_code 0: next) and syncs the repository, all under
+ * the app's lock and in one transaction.  *id_out gets the new release ID. */
+static lp_status insert_and_sync(lp_service *s, const lp_db_app *app, lp_db_release_new *rel,
+                                 int64_t *id_out, lp_error *err)
+{
+    int lock = -1;
+    lp_db *db = NULL;
+    lp_status st = lp_service_lock_app(s, app->name, &lock, err);
+    if (!st)
+        st = lp_service_db_acquire(s, &db, err);
+    if (!st)
+        st = lp_db_begin(db, err);
+    if (!st && rel->version_code == 0) {
+        int64_t max = 0;
+        st = lp_db_release_max_code(db, app->id, &max, err);
+        rel->version_code = max + 1;
+    }
+    if (!st)
+        st = lp_db_release_insert(db, rel, id_out, err);
+    if (!st)
+        st = lp_service_sync_app(s, db, app, NULL, err);
+    if (!st)
+        st = lp_db_commit(db, err);
+    if (st && db) {
+        if (lp_db_in_transaction(db))
+            lp_db_rollback(db, NULL);
+        /* The repository may list what the database just refused. */
+        lp_error e2;
+        lp_error_clear(&e2);
+        if (lp_service_sync_app(s, db, app, NULL, &e2) && s->log)
+            lp_log_event(s->log, LP_LOG_ERROR, "repository left ahead of the database; "
+                                               "repaired at next start",
+                         json_pack("{s:s,s:s}", "app", app->name, "error", e2.msg));
+    }
+    lp_service_db_release(s, db);
+    lp_service_unlock(lock);
+    return st;
+}
+
+static lp_status find_app(lp_service *s, const char *name, lp_db_app *app, lp_error *err)
+{
+    lp_db *db = NULL;
+    lp_status st = lp_service_db_acquire(s, &db, err);
+    if (!st)
+        st = lp_db_app_get_by_name(db, name, app, err);
+    lp_service_db_release(s, db);
+    if (st == LP_ERR_NOT_FOUND)
+        lp_error_set(err, st, "no app '%s'", name);
+    return st;
+}
+
+static lp_status get_release(lp_service *s, int64_t id, lp_db_release *out, lp_error *err)
+{
+    lp_db *db = NULL;
+    lp_status st = lp_service_db_acquire(s, &db, err);
+    if (!st)
+        st = lp_db_release_get(db, id, out, err);
+    lp_service_db_release(s, db);
+    return st;
+}
+
+lp_status lp_service_publish(lp_service *s, const char *app_name, const char *bundle_path,
+                             const lp_ingest_opts *ingest, const lp_release_fields *f,
+                             lp_db_release *out, lp_error *err)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (!f || !f->version || !*f->version)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "field 'version': required");
+    if (f->version_code < 0)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "field 'version_code': must be >= 1");
+    lp_db_app app = {0};
+    lp_status st = find_app(s, app_name, &app, err);
+    if (st)
+        return st;
+
+    lp_ingest_opts io = ingest ? *ingest : (lp_ingest_opts){0};
+    io.limits = &s->limits;
+    lp_manifest m = {0};
+    char *json = NULL;
+    size_t json_len = 0;
+    char manifest_id[LP_BLOB_ID_SIZE];
+    st = lp_ingest_path(s->bs, bundle_path, &io, &m, NULL, err);
+    if (!st)
+        st = lp_manifest_to_json(&m, &json, &json_len, err);
+    if (!st)
+        st = lp_blobstore_put_mem(s->bs, json, json_len, NULL, manifest_id, err);
+    lp_manifest_free(&m);
+    free(json);
+    if (st) {
+        lp_db_app_free(&app);
+        return st;
+    }
+
+    lp_db_release_new rel = {
+        .app_id = app.id,
+        .version = f->version,
+        .version_code = f->version_code,
+        .manifest_sha256 = manifest_id,
+        .manifest_size = json_len,
+        .channels = f->n_channels ? f->channels : default_channels,
+        .n_channels = f->n_channels ? f->n_channels : 1,
+        .runtime_version = f->runtime_version,
+        .platform = f->platform,
+        .arch = f->arch,
+        .mandatory = f->mandatory,
+        .notes = f->notes,
+        .created_by = f->created_by,
+    };
+    int64_t id = 0;
+    st = insert_and_sync(s, &app, &rel, &id, err);
+    if (!st && out)
+        st = get_release(s, id, out, err);
+    if (!st && s->log)
+        lp_log_event(s->log, LP_LOG_INFO, "release published",
+                     json_pack("{s:s,s:s,s:I,s:s}", "app", app.name, "version", f->version,
+                               "version_code", (json_int_t)rel.version_code, "manifest",
+                               manifest_id));
+    lp_db_app_free(&app);
+    return st;
+}
+
+lp_status lp_service_rollback(lp_service *s, const char *app_name, const char *target_version,
+                              const char *const *channels, size_t n_channels,
+                              const char *created_by, lp_db_release *out, lp_error *err)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (!target_version || !*target_version)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "field 'target': required");
+    lp_db_app app = {0};
+    lp_db_release old = {0};
+    lp_db *db = NULL;
+    lp_status st = find_app(s, app_name, &app, err);
+    if (!st)
+        st = lp_service_db_acquire(s, &db, err);
+    if (!st)
+        st = lp_db_release_get_by_version(db, app.id, target_version, &old, err);
+    lp_service_db_release(s, db);
+    if (st == LP_ERR_NOT_FOUND && app.id)
+        lp_error_set(err, st, "app %s has no release '%s'", app_name, target_version);
+    int64_t id = 0;
+    lp_db_release_new rel = {0};
+    if (!st) {
+        /* Restore the original, not a rollback of it. */
+        int64_t restores = old.rollback_of ? old.rollback_of : old.id;
+        rel = (lp_db_release_new){
+            .app_id = app.id,
+            .version = old.version,
+            .manifest_sha256 = old.manifest_sha256,
+            .manifest_size = old.manifest_size,
+            .channels = n_channels ? channels : (const char *const *)old.channels,
+            .n_channels = n_channels ? n_channels : old.n_channels,
+            .runtime_version = old.runtime_version,
+            .platform = old.platform,
+            .arch = old.arch,
+            .mandatory = old.mandatory,
+            .notes = old.notes,
+            .created_by = created_by,
+            .rollback_of = restores,
+        };
+        if (!lp_blobstore_has(s->bs, old.manifest_sha256))
+            st = lp_error_set(err, LP_ERR_NOT_FOUND,
+                              "release %s: its tree manifest %s is missing from the blob store",
+                              old.version, old.manifest_sha256);
+    }
+    if (!st)
+        st = insert_and_sync(s, &app, &rel, &id, err);
+    if (!st && out)
+        st = get_release(s, id, out, err);
+    if (!st && s->log)
+        lp_log_event(s->log, LP_LOG_WARN, "rollback published",
+                     json_pack("{s:s,s:s,s:I}", "app", app.name, "version", old.version,
+                               "version_code", (json_int_t)rel.version_code));
+    lp_db_release_free(&old);
+    lp_db_app_free(&app);
+    return st;
+}
+
+/* Files and bytes of a release, from its manifest blob. */
+static lp_status manifest_stats(lp_service *s, const char *id, json_int_t *files,
+                                json_int_t *bytes, lp_error *err)
+{
+    char *path = NULL;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    lp_manifest m = {0};
+    lp_status st = lp_blobstore_path_of(s->bs, id, &path, err);
+    if (!st)
+        st = lp_file_read(path, LP_MANIFEST_MAX_JSON_BYTES, &data, &len, err);
+    if (!st)
+        st = lp_manifest_from_json(data, len, &m, err);
+    if (!st) {
+        *files = 0;
+        for (size_t i = 0; i < m.count; i++)
+            *files += m.entries[i].type == LP_ENTRY_FILE;
+        *bytes = (json_int_t)lp_manifest_total_size(&m);
+    }
+    lp_manifest_free(&m);
+    free(data);
+    free(path);
+    return st;
+}
+
+static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
+
+lp_status lp_service_release_json(lp_service *s, lp_db *db, const char *app,
+                                  const lp_db_release *rel, json_t **out, lp_error *err)
+{
+    *out = NULL;
+    json_int_t files = 0, bytes = 0;
+    lp_status st = manifest_stats(s, rel->manifest_sha256, &files, &bytes, err);
+    if (st)
+        return lp_error_prefix(err, st, "release %s", rel->version);
+    json_t *restored = json_null();
+    if (rel->rollback_of) {
+        lp_db_release r0 = {0};
+        if ((st = lp_db_release_get(db, rel->rollback_of, &r0, err)))
+            return st;
+        restored = json_pack("{s:s,s:I}", "version", r0.version, "version_code",
+                             (json_int_t)r0.version_code);
+        lp_db_release_free(&r0);
+    }
+    json_t *chans = json_array();
+    for (size_t i = 0; chans && i < rel->n_channels; i++)
+        json_array_append_new(chans, json_string(rel->channels[i]));
+    char target[48];
+    lp_service_target_name(rel->version_code, target);
+    json_t *o = json_pack(
+        "{s:s,s:s,s:I,s:o,s:o,s:o,s:o,s:b,s:o,s:s,s:o,s:I,s:o,s:{s:s,s:I,s:s},s:I,s:I}", "app",
+        app, "version", rel->version, "version_code", (json_int_t)rel->version_code,
+        "channels", chans, "runtime_version", str_or_null(rel->runtime_version), "platform",
+        str_or_null(rel->platform), "arch", str_or_null(rel->arch), "mandatory",
+        rel->mandatory, "notes", str_or_null(rel->notes), "state", rel->state, "rollback_of",
+        restored ? restored : json_null(), "created_at", (json_int_t)rel->created_at,
+        "created_by", str_or_null(rel->created_by), "manifest", "sha256",
+        rel->manifest_sha256, "size", (json_int_t)rel->manifest_size, "target", target,
+        "files", files, "bytes", bytes);
+    if (!o)
+        return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    *out = o;
+    return LP_OK;
+}

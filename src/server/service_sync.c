@@ -1,0 +1,198 @@
+/*
+ * service_sync.c — making an app's TUF repository list exactly the app's
+ * published releases, and recovery at start.
+ *
+ * The database says which releases are published; the repository must
+ * list, in its top-level targets role, one target per published release:
+ * "releases/<version_code>.json", whose content is the release's tree
+ * manifest (a blob) and whose custom field carries the release fields.
+ * lp_service_sync_app compares the two and edits the repository only where
+ * they differ (a missing or different target is added, a target the
+ * database does not publish is removed), then publishes once with the
+ * app's keys.  When they agree nothing is written, so running it at every
+ * start is free.
+ *
+ * Targets outside "releases/" are left alone: they are not the service's.
+ */
+#include "server/service_priv.h"
+
+#include "core/file.h"
+#include "livepush/tuf_repo.h"
+#include "tuf/repo_priv.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RELEASE_PREFIX "releases/"
+
+void lp_service_target_name(int64_t version_code, char out[48])
+{
+    snprintf(out, 48, RELEASE_PREFIX "%lld.json", (long long)version_code);
+}
+
+/* The custom field of a release's target: the release fields, nulls left
+ * out.  New reference or NULL on OOM. */
+static json_t *release_custom(const lp_db_release *rel, const lp_db_release *restored)
+{
+    json_t *chans = json_array();
+    for (size_t i = 0; chans && i < rel->n_channels; i++)
+        json_array_append_new(chans, json_string(rel->channels[i]));
+    json_t *c = json_pack("{s:s,s:I,s:o,s:b}", "version", rel->version, "version_code",
+                          (json_int_t)rel->version_code, "channels", chans, "mandatory",
+                          rel->mandatory);
+    if (!c)
+        return NULL;
+    if (rel->runtime_version)
+        json_object_set_new(c, "runtime_version", json_string(rel->runtime_version));
+    if (rel->platform)
+        json_object_set_new(c, "platform", json_string(rel->platform));
+    if (rel->arch)
+        json_object_set_new(c, "arch", json_string(rel->arch));
+    if (rel->notes)
+        json_object_set_new(c, "notes", json_string(rel->notes));
+    if (restored)
+        json_object_set_new(c, "rollback_of", json_integer(restored->version_code));
+    return c;
+}
+
+/* Adds the target of `rel` to the repository from its manifest blob. */
+static lp_status add_release_target(lp_service *s, lp_db *db, lp_tuf_repo *r,
+                                    const lp_db_release *rel, lp_error *err)
+{
+    lp_db_release restored = {0};
+    lp_status st = LP_OK;
+    if (rel->rollback_of && (st = lp_db_release_get(db, rel->rollback_of, &restored, err)))
+        return st;
+    char *path = NULL, *custom_text = NULL;
+    json_t *custom = release_custom(rel, rel->rollback_of ? &restored : NULL);
+    if (!custom || !(custom_text = json_dumps(custom, JSON_COMPACT | JSON_SORT_KEYS)))
+        st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    if (!st)
+        st = lp_blobstore_path_of(s->bs, rel->manifest_sha256, &path, err);
+    char name[48];
+    lp_service_target_name(rel->version_code, name);
+    if (!st)
+        st = lp_tuf_repo_add_target_file(r, "targets", name, path, custom_text,
+                                         LP_TUF_HASH_SHA256, err);
+    if (st)
+        lp_error_prefix(err, st, "release %s (code %lld)", rel->version,
+                        (long long)rel->version_code);
+    json_decref(custom);
+    free(custom_text);
+    free(path);
+    lp_db_release_free(&restored);
+    return st;
+}
+
+/* The sha256 the repository lists for target `name`, or NULL. */
+static const char *listed_sha256(json_t *targets, const char *name)
+{
+    json_t *e = json_object_get(targets, name);
+    return json_string_value(json_object_get(json_object_get(e, "hashes"), "sha256"));
+}
+
+/* Edits `r` to list exactly the published releases; *changed when it did. */
+static lp_status reconcile(lp_service *s, lp_db *db, const lp_db_app *app, lp_tuf_repo *r,
+                           bool *changed, lp_error *err)
+{
+    json_t *desc = NULL;
+    lp_status st = lp_tuf_repo_describe(r, &desc, err);
+    if (st)
+        return st;
+    json_t *targets = NULL, *role;
+    size_t i;
+    json_array_foreach(json_object_get(desc, "roles"), i, role)
+        if (strcmp(json_string_value(json_object_get(role, "name")), "targets") == 0)
+            targets = json_object_get(role, "targets");
+    json_t *wanted = json_object();
+    if (!wanted)
+        st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+
+    int64_t before = 0;
+    while (!st) {
+        lp_db_release_list list = {0};
+        st = lp_db_release_list_by_app(db, app->id, NULL, before, 0, &list, err);
+        for (size_t k = 0; !st && k < list.count; k++) {
+            const lp_db_release *rel = &list.items[k];
+            before = rel->version_code;
+            if (strcmp(rel->state, LP_DB_STATE_PUBLISHED) != 0)
+                continue;
+            char name[48];
+            lp_service_target_name(rel->version_code, name);
+            json_object_set_new(wanted, name, json_true());
+            const char *have = listed_sha256(targets, name);
+            if (have && strcmp(have, rel->manifest_sha256) == 0)
+                continue;
+            st = add_release_target(s, db, r, rel, err);
+            *changed = true;
+        }
+        size_t n = list.count;
+        lp_db_release_list_free(&list);
+        if (n < LP_DB_LIST_MAX)
+            break;
+    }
+    const char *name;
+    json_t *v;
+    json_object_foreach(targets, name, v) {
+        if (st)
+            break;
+        if (strncmp(name, RELEASE_PREFIX, strlen(RELEASE_PREFIX)) != 0 ||
+            json_object_get(wanted, name))
+            continue;
+        st = lp_tuf_repo_remove_target(r, "targets", name, err);
+        *changed = true;
+    }
+    json_decref(wanted);
+    json_decref(desc);
+    return st;
+}
+
+lp_status lp_service_sync_app(lp_service *s, lp_db *db, const lp_db_app *app, bool *changed,
+                              lp_error *err)
+{
+    bool dummy;
+    if (!changed)
+        changed = &dummy;
+    *changed = false;
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/%s", s->repos_dir, app->name);
+    lp_tuf_repo *r = NULL;
+    lp_key *keys[LP_SERVICE_NROLES] = {0};
+    lp_status st = lp_tuf_repo_open(&r, dir, err);
+    if (!st)
+        st = reconcile(s, db, app, r, changed, err);
+    if (!st && *changed)
+        st = lp_service_keys_load(s, app->name, keys, err);
+    if (!st && *changed)
+        st = lp_tuf_repo_publish(r, (const lp_key *const *)keys, LP_SERVICE_NROLES, err);
+    if (st)
+        lp_error_prefix(err, st, "app %s: repository", app->name);
+    lp_service_keys_free(keys);
+    lp_tuf_repo_free(r);
+    return st;
+}
+
+lp_status lp_service_recover(lp_service *s, lp_error *err)
+{
+    lp_db *db = NULL;
+    lp_db_app_list apps = {0};
+    lp_status st = lp_service_db_acquire(s, &db, err);
+    if (!st)
+        st = lp_db_app_list_all(db, &apps, err);
+    for (size_t i = 0; !st && i < apps.count; i++) {
+        int lock = -1;
+        bool changed = false;
+        st = lp_service_lock_app(s, apps.items[i].name, &lock, err);
+        if (!st)
+            st = lp_service_sync_app(s, db, &apps.items[i], &changed, err);
+        lp_service_unlock(lock);
+        if (!st && changed && s->log)
+            lp_log_event(s->log, LP_LOG_WARN, "recovery: repository brought in line with the "
+                                              "database",
+                         json_pack("{s:s}", "app", apps.items[i].name));
+    }
+    lp_db_app_list_free(&apps);
+    lp_service_db_release(s, db);
+    return st;
+}
