@@ -25,6 +25,18 @@
  * same keys, contents, versions and dates as another TUF writer is
  * byte-identical to it (ed25519 signatures are deterministic).
  *
+ * Roles signed elsewhere: the root and targets keys need not be given to
+ * publish.  lp_tuf_repo_prepare hands out the canonical bytes of a role's
+ * next `signed` portion, the key holders sign them on their own machines
+ * (lp_tuf_sign_signed in livepush/tuf_sign.h, or any TUF signer), and
+ * lp_tuf_repo_add_signature attaches each signature after checking it; the
+ * next publish counts the attached signatures towards the role's threshold
+ * and signs only what the keys given can sign (typically snapshot and
+ * timestamp with the server's online keys).  A repository can start from a
+ * root signed elsewhere (lp_tuf_repo_create_from_root); such a root is
+ * made with a repository in a scratch folder, prepare, sign, attach and
+ * lp_tuf_repo_assemble.  See docs/repository.md, "Publisher-held keys".
+ *
  * Role names: "root", "targets", "snapshot", "timestamp", or a delegated
  * role name (letters, digits, '-', '_', '.'; at most 64 bytes).
  *
@@ -54,7 +66,10 @@ typedef struct lp_tuf_repo lp_tuf_repo;
  * snapshot 7, timestamp 1). */
 lp_status lp_tuf_repo_create(lp_tuf_repo **out, const char *dir, lp_error *err);
 
-/* Loads the newest metadata found under <dir>/metadata for editing.
+/* Loads the newest metadata found under <dir>/metadata for editing.  A
+ * folder with a root but no timestamp.json and no N.snapshot.json (as
+ * lp_tuf_repo_create_from_root leaves it) opens with timestamp, snapshot
+ * and targets at version 0, to be written by the next publish.
  * LP_ERR_NOT_FOUND, LP_ERR_MALFORMED. */
 lp_status lp_tuf_repo_open(lp_tuf_repo **out, const char *dir, lp_error *err);
 
@@ -115,9 +130,102 @@ lp_status lp_tuf_repo_delegate(lp_tuf_repo *r, const char *delegator, const char
  * timestamp, writes the files.  A role whose authorised keys among `keys`
  * fall short of its threshold makes the whole publish fail with
  * LP_ERR_BAD_SIGNATURE naming the role (nothing is written).  A new root
- * additionally needs a threshold of the previous root's keys. */
+ * additionally needs a threshold of the previous root's keys.
+ *
+ * A prepared role (lp_tuf_repo_prepare) is published with the expiry it was
+ * prepared with, and its attached signatures count towards its thresholds
+ * next to the keys given (each key once, however it signed); a key ID that
+ * has an attached signature is not signed again.  If a prepared role with
+ * attached signatures would now come out differently from the bytes
+ * prepared (an edit since, or a set expiry), the publish fails with
+ * LP_ERR_STATE naming the role, before anything is written.  Published
+ * roles lose their prepared state; a refused publish keeps it, so more
+ * signatures can be attached and the publish retried. */
 lp_status lp_tuf_repo_publish(lp_tuf_repo *r, const lp_key *const *keys, size_t nkeys,
                               lp_error *err);
+
+/* ---- roles signed elsewhere ------------------------------------------ */
+
+/* Prepares `role` for signing away from this repository: renders the
+ * canonical JSON of the role's next `signed` portion -- exactly the bytes
+ * the next lp_tuf_repo_publish will write and whose signatures clients
+ * check: version + 1, expiry as publish would set it (fixed now, so the
+ * bytes do not change with the clock), contents with every pending edit --
+ * and keeps them in the repository for lp_tuf_repo_add_signature.
+ *
+ * Preparing a role without pending edits marks it changed, as
+ * lp_tuf_repo_touch does: it gets a new version.  Any role can be prepared;
+ * the useful ones are root, targets and delegated roles (snapshot and
+ * timestamp depend on every other role and are re-signed on each publish
+ * by the online keys).  Preparing again returns the same bytes and keeps
+ * the signatures attached when nothing changed; otherwise the attached
+ * signatures are dropped and the role is prepared afresh (with the expiry
+ * it would get now).  To prepare the same bytes in a new lp_tuf_repo (say,
+ * after a restart), repeat the edits and set the role's expiry explicitly.
+ *
+ * *canonical_signed is malloc'd (caller frees), NUL-terminated, *len bytes
+ * without the NUL.  It is canonical JSON: UTF-8, control characters inside
+ * strings unescaped; send it as bytes.
+ * Errors: LP_ERR_INVALID_ARG, LP_ERR_NOT_FOUND (no such role), LP_ERR_STATE
+ * (an earlier publish failed while writing), LP_ERR_MALFORMED (a role lists
+ * a key with no key object), LP_ERR_NOMEM.  On error the repository is
+ * unchanged. */
+lp_status lp_tuf_repo_prepare(lp_tuf_repo *r, const char *role, char **canonical_signed,
+                              size_t *len, lp_error *err);
+
+/* Attaches a signature made elsewhere over the bytes lp_tuf_repo_prepare
+ * gave for `role`.  `keyid` must be a key ID the role lists (for root also
+ * one the previous root's root role lists: rotating root keys needs both
+ * thresholds); `sig_hex` is the signature in hex (either case) as TUF
+ * stores it (see livepush/key.h).  The signature is verified with that key
+ * now, and again at publish.  A key ID holds one signature: attaching
+ * another for the same key ID replaces it.  Signatures by one key under
+ * two key IDs count once at publish.
+ * Errors: LP_ERR_STATE (role not prepared), LP_ERR_NOT_FOUND (no such
+ * role), LP_ERR_INVALID_ARG (key ID missing or longer than 64 characters,
+ * no signature), LP_ERR_MALFORMED (signature not hex, or longer than 8192
+ * hex digits), LP_ERR_BAD_SIGNATURE (key not authorised for the role, or
+ * signature does not verify; the message names the key ID),
+ * LP_ERR_UNSUPPORTED (key of an unsupported type), LP_ERR_TOO_LARGE (more
+ * than 1024 signatures), LP_ERR_NOMEM.  On error nothing is attached. */
+lp_status lp_tuf_repo_add_signature(lp_tuf_repo *r, const char *role, const char *keyid,
+                                    const char *sig_hex, lp_error *err);
+
+/* The metadata file of a prepared role as publish would write it, signed
+ * only by the attached signatures, without writing anything: the role's
+ * prepared `signed` portion and its signatures, in the repository's file
+ * form.  This is how a root is made for lp_tuf_repo_create_from_root: in a
+ * scratch repository (lp_tuf_repo_create), add the public keys of every
+ * role and set thresholds, prepare "root", sign, attach, assemble.
+ * *bytes is malloc'd (caller frees), *len its length.
+ * Errors: LP_ERR_STATE (not prepared, or the role changed since it was
+ * prepared), LP_ERR_BAD_SIGNATURE (attached signatures below a threshold;
+ * the message names the role and the keys it needs), LP_ERR_NOT_FOUND,
+ * LP_ERR_INVALID_ARG, LP_ERR_NOMEM. */
+lp_status lp_tuf_repo_assemble(lp_tuf_repo *r, const char *role, char **bytes, size_t *len,
+                               lp_error *err);
+
+/* Starts a repository under `dir` from a first root made and signed
+ * elsewhere (`len` bytes at `root`, a complete metadata file).  The root is
+ * checked as a client checks it and as this writer needs it: at most 512
+ * KiB, parsed strictly, version 1, consistent_snapshot true, every key ID a
+ * role lists has a key object, no threshold above the number of keys
+ * listed, signed by a threshold of its own root keys, not expired (system
+ * clock).  Then `dir` (created if missing) gets metadata/1.root.json and
+ * metadata/root.json, both byte for byte as received, and an empty
+ * targets/ folder.  The repository has no timestamp, snapshot or targets
+ * yet: those roles are at version 0, marked changed, and the first publish
+ * writes them (with the targets role signed by its keys or by attached
+ * signatures, snapshot and timestamp by the online keys the root lists).
+ * lp_tuf_repo_open opens such a folder the same way.
+ * Errors: LP_ERR_INVALID_ARG, LP_ERR_TOO_LARGE, LP_ERR_MALFORMED,
+ * LP_ERR_UNSUPPORTED (spec major version, consistent_snapshot false),
+ * LP_ERR_VERSION_MISMATCH (version not 1), LP_ERR_BAD_SIGNATURE (not signed
+ * by a threshold of its root keys), LP_ERR_EXPIRED, LP_ERR_EXISTS (`dir`
+ * already holds metadata), LP_ERR_IO, LP_ERR_NOMEM.  Checks come first:
+ * nothing is written for a refused root. */
+lp_status lp_tuf_repo_create_from_root(lp_tuf_repo **out, const char *dir, const void *root,
+                                       size_t len, lp_error *err);
 
 /* Current version of a role (0 before its first publish). */
 uint64_t lp_tuf_repo_version(const lp_tuf_repo *r, const char *role);

@@ -3,14 +3,20 @@
  *
  *   livepush serve [--config FILE] [--listen ADDR:PORT] [--data-dir DIR] ...
  *
- * For now it serves each app's TUF repository from <data-dir>/repos/<app>/
- * (GET /v1/apps/<app>/metadata/<file> and /v1/apps/<app>/targets/<path>)
- * and GET /healthz.  Options come from flags, LIVEPUSH_* environment
- * variables and a JSON config file (flags win; see server/config.h); the
- * --help text is generated from the same option table.
+ * It opens the service on the data folder (server/service.h: database,
+ * blobs, repositories, keys, uploads), runs the first-start bootstrap (an
+ * admin token in <data-dir>/admin.token, the default app), and serves:
+ * the management API under /api/v1 (server/api.h, docs/api.md), blobs
+ * under /v1/blobs/, each app's TUF repository (GET
+ * /v1/apps/<app>/metadata/<file> and /v1/apps/<app>/targets/<path>) and
+ * GET /healthz.  Options come from flags, LIVEPUSH_* environment variables
+ * and a JSON config file (flags win; see server/config.h); the --help text
+ * is generated from the same option table.
  *
- * Once listening it prints "listening on http://HOST:PORT" on stdout (so
- * scripts can find an ephemeral port) and logs to stderr.
+ * When the bootstrap made the admin token it prints "admin token written
+ * to <path>" on stdout (never the token itself).  Once listening it prints
+ * "listening on http://HOST:PORT" on stdout (so scripts can find an
+ * ephemeral port) and logs to stderr.
  *
  * Signals: SIGTERM and SIGINT are blocked in every thread before the
  * server's threads start (they inherit the mask), and the main thread
@@ -25,9 +31,11 @@
  * config file, unknown config key).
  */
 #include "cli/cli.h"
+#include "server/api.h"
 #include "server/config.h"
 #include "server/http.h"
 #include "server/log.h"
+#include "server/service.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -36,7 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <stdbool.h>
 
 extern char **environ;
 
@@ -44,10 +52,15 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: livepush serve [options]\n"
                "\n"
-               "Serves each app's TUF repository from DIR/repos/<app>/ over HTTP:\n"
+               "The livepush server.  Keeps its state in the data folder DIR (database,\n"
+               "blobs, keys, uploads) and serves over HTTP:\n"
+               "  /api/v1/...                          management API (bearer tokens; "
+               "docs/api.md)\n"
                "  GET /v1/apps/<app>/metadata/<file>   GET /v1/apps/<app>/targets/<path>\n"
-               "  GET /healthz\n"
-               "Prints \"listening on http://HOST:PORT\" once ready; logs to stderr.\n"
+               "  GET /v1/blobs/<sha256>               GET /healthz\n"
+               "On first start it writes an admin token to DIR/admin.token (0600) and\n"
+               "creates the default app.  Prints \"listening on http://HOST:PORT\" once\n"
+               "ready; logs to stderr.\n"
                "SIGTERM or SIGINT: stop accepting, finish requests in flight, exit 0.\n"
                "\n"
                "Options (flags override environment variables, which override the config "
@@ -57,7 +70,7 @@ static void usage(FILE *f)
         char flag[64];
         snprintf(flag, sizeof flag, "--%s %s", o->flag, o->arg);
         fprintf(f, "  %-30s %s\n  %-30s env %s, default %s\n", flag, o->help, "", o->env,
-                o->deflt);
+                *o->deflt ? o->deflt : "\"\"");
     }
     fprintf(f, "  %-30s show this text\n"
                "\n"
@@ -124,6 +137,32 @@ int lp_cmd_serve(int argc, char **argv)
     sigaddset(&block_set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &block_set, NULL);
 
+    lp_ingest_limits limits;
+    lp_ingest_limits_default(&limits);
+    limits.max_entries = cfg.max_bundle_entries;
+    limits.max_total_bytes = cfg.max_bundle_bytes;
+    limits.max_file_bytes = cfg.max_bundle_file_bytes;
+    limits.max_ratio = cfg.max_bundle_ratio;
+    lp_service_options so = {.data_dir = cfg.data_dir,
+                             .db_url = cfg.db_url[0] ? cfg.db_url : NULL,
+                             .limits = &limits,
+                             .db_connections = cfg.db_connections,
+                             .log = &log};
+    lp_service *svc = NULL;
+    bool made_token = false;
+    st = lp_service_open(&svc, &so, &err);
+    if (!st)
+        st = lp_service_bootstrap(svc, cfg.default_app[0] ? cfg.default_app : NULL, &made_token,
+                                  &err);
+    if (st) {
+        lp_service_close(svc);
+        return lp_cli_fail(&err, "serve");
+    }
+    if (made_token) {
+        printf("admin token written to %s/admin.token\n", cfg.data_dir);
+        fflush(stdout);
+    }
+
     lp_http_server_options opt = {
         .listen = cfg.listen,
         .threads = cfg.threads,
@@ -138,9 +177,12 @@ int lp_cmd_serve(int argc, char **argv)
     if (!st)
         st = lp_http_add_repo_routes(srv, cfg.data_dir, &err);
     if (!st)
+        st = lp_api_add_routes(srv, svc, &err);
+    if (!st)
         st = lp_http_server_start(srv, &err);
     if (st) {
         lp_http_server_free(srv);
+        lp_service_close(svc);
         return lp_cli_fail(&err, "serve");
     }
     printf("listening on %s\n", lp_http_server_url(srv));
@@ -149,12 +191,6 @@ int lp_cmd_serve(int argc, char **argv)
                           cfg.data_dir, "threads", (int)lp_http_server_threads(srv), "max_connections",
                           (int)cfg.max_connections);
     lp_log_event(&log, LP_LOG_INFO, "listening", f);
-    struct stat sb;
-    char repos[LP_SERVER_PATH_MAX + 8];
-    snprintf(repos, sizeof repos, "%s/repos", cfg.data_dir);
-    if (stat(repos, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        lp_log_event(&log, LP_LOG_WARN, "no repositories yet: every app answers 404",
-                     json_pack("{s:s}", "folder", repos));
 
     int sig = 0;
     while (sigwait(&wait_set, &sig) != 0)
@@ -164,6 +200,7 @@ int lp_cmd_serve(int argc, char **argv)
                            "in_flight", (int)lp_http_server_in_flight(srv)));
     st = lp_http_server_shutdown(srv, cfg.shutdown_timeout_s * 1000u, &err);
     lp_http_server_free(srv);
+    lp_service_close(svc);
     if (st) {
         lp_log_event(&log, LP_LOG_ERROR, "shutdown", json_pack("{s:s}", "error", err.msg));
         return LP_EXIT_FAIL;

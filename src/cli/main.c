@@ -16,8 +16,15 @@ static const struct {
     {"demo", lp_cmd_demo, "run a local demonstration of the trust core"},
     {"keygen", lp_cmd_keygen, "generate a signing key (ed25519, ecdsa, rsa)"},
     {"repo", lp_cmd_repo, "write a TUF repository: create, keys, targets, delegations, publish"},
-    {"serve", lp_cmd_serve, "run the livepush server (serves TUF repositories over HTTP)"},
+    {"serve", lp_cmd_serve, "run the livepush server (management API, TUF repositories)"},
     {"tuf", lp_cmd_tuf, "low-level TUF client: init, refresh, download"},
+    {"upload", lp_cmd_upload, "upload a bundle to a server and publish it as a release"},
+    {"inspect", lp_cmd_inspect, "show an app (channels, latest releases) or one release"},
+    {"releases", lp_cmd_releases, "list an app's releases"},
+    {"rollback", lp_cmd_rollback, "republish an earlier release as a new one"},
+    {"app", lp_cmd_app, "list, create and show apps on a server"},
+    {"channel", lp_cmd_channel, "list and create an app's channels"},
+    {"token", lp_cmd_token, "create, list and revoke API tokens"},
 };
 
 int lp_cli_fail(const lp_error *err, const char *context)
@@ -32,7 +39,9 @@ static void usage(FILE *f)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\n'livepush <command> --help' describes a command's options.\n"
-               "Exit codes: 0 success, 1 failure (reason on stderr), 2 usage error.\n");
+               "Exit codes: 0 success, 1 failure (reason on stderr), 2 usage error;\n"
+               "commands that talk to a server also: 3 authentication refused (HTTP 401/403),\n"
+               "4 refused by the server (other 4xx).\n");
 }
 
 int main(int argc, char **argv)

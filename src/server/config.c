@@ -24,7 +24,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum kind { K_CONFIG, K_TEXT_LISTEN, K_TEXT_PATH, K_UINT, K_SIZE, K_FORMAT, K_LEVEL };
+enum kind {
+    K_CONFIG,
+    K_TEXT_LISTEN,
+    K_TEXT_PATH,
+    K_TEXT_DB,   /* database URL; "" for the default */
+    K_TEXT_APP,  /* app name; "" for none */
+    K_UINT,
+    K_SIZE,
+    K_U64,
+    K_FORMAT,
+    K_LEVEL
+};
 
 typedef struct row {
     lp_server_option opt;
@@ -44,8 +55,17 @@ static const row rows[] = {
       "picks a free port"},
      K_TEXT_LISTEN, OFF(listen), 0, 0},
     {{"data-dir", "LIVEPUSH_DATA_DIR", "data_dir", "DIR", "./livepush-data",
-      "data folder; repositories are served from DIR/repos/<app>/"},
+      "data folder: database, blobs, DIR/repos/<app>/, keys, uploads, admin.token"},
      K_TEXT_PATH, OFF(data_dir), 0, 0},
+    {{"db", "LIVEPUSH_DB", "db", "URL", "",
+      "metadata database; empty means sqlite:DIR/livepush.db"},
+     K_TEXT_DB, OFF(db_url), 0, 0},
+    {{"db-connections", "LIVEPUSH_DB_CONNECTIONS", "db_connections", "N", "8",
+      "database connections kept open (requests wait for a free one)"},
+     K_UINT, OFF(db_connections), 1, 256},
+    {{"default-app", "LIVEPUSH_DEFAULT_APP", "default_app", "NAME", "default",
+      "app created at first start when there is none; empty for none"},
+     K_TEXT_APP, OFF(default_app), 0, 0},
     {{"threads", "LIVEPUSH_THREADS", "threads", "N", "0",
       "worker threads; 0 means one per CPU core"},
      K_UINT, OFF(threads), 0, 1024},
@@ -58,9 +78,22 @@ static const row rows[] = {
     {{"max-header-bytes", "LIVEPUSH_MAX_HEADER_BYTES", "max_header_bytes", "BYTES", "32768",
       "memory per connection, which bounds the request line and headers"},
      K_SIZE, OFF(max_header_bytes), 4096, 16u * 1024 * 1024},
-    {{"max-body-bytes", "LIVEPUSH_MAX_BODY_BYTES", "max_body_bytes", "BYTES", "67108864",
-      "largest request body accepted (413 beyond)"},
+    {{"max-body-bytes", "LIVEPUSH_MAX_BODY_BYTES", "max_body_bytes", "BYTES", "8454144",
+      "largest request body accepted (413 beyond); the default, 8 MiB + 64 KiB, takes an "
+      "8 MiB upload chunk"},
      K_SIZE, OFF(max_body_bytes), 0, (uint64_t)1 << 40},
+    {{"max-bundle-entries", "LIVEPUSH_MAX_BUNDLE_ENTRIES", "max_bundle_entries", "N", "100000",
+      "most files, folders and links in one release bundle"},
+     K_U64, OFF(max_bundle_entries), 1, 200000},
+    {{"max-bundle-bytes", "LIVEPUSH_MAX_BUNDLE_BYTES", "max_bundle_bytes", "BYTES",
+      "4294967296", "most bytes of all files of one release bundle together"},
+     K_U64, OFF(max_bundle_bytes), 1, (uint64_t)1 << 50},
+    {{"max-bundle-file-bytes", "LIVEPUSH_MAX_BUNDLE_FILE_BYTES", "max_bundle_file_bytes",
+      "BYTES", "2147483648", "largest single file in a release bundle"},
+     K_U64, OFF(max_bundle_file_bytes), 1, (uint64_t)1 << 50},
+    {{"max-bundle-ratio", "LIVEPUSH_MAX_BUNDLE_RATIO", "max_bundle_ratio", "N", "200",
+      "most unpacked bytes per archive byte (refuses decompression bombs)"},
+     K_U64, OFF(max_bundle_ratio), 1, 1000000},
     {{"shutdown-timeout", "LIVEPUSH_SHUTDOWN_TIMEOUT", "shutdown_timeout", "SECONDS", "30",
       "on SIGTERM/SIGINT, how long to wait for requests in flight"},
      K_UINT, OFF(shutdown_timeout_s), 0, 86400},
@@ -101,6 +134,22 @@ void lp_server_config_defaults(lp_server_config *cfg)
     for (size_t i = 0; i < NROWS; i++)
         if (rows[i].kind != K_CONFIG)
             lp_server_config_set(cfg, rows[i].opt.flag, rows[i].opt.deflt, "default", NULL);
+}
+
+/* An app name as the database accepts it: 1..64 of [a-z0-9._-], the first
+ * a letter or digit. */
+static bool app_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > LP_SERVER_APP_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+            return false;
+    }
+    return true;
 }
 
 /* Decimal digits only, no sign, no overflow, within [min, max]. */
@@ -151,14 +200,31 @@ lp_status lp_server_config_set(lp_server_config *cfg, const char *name, const ch
                                 source, LP_SERVER_PATH_MAX - 1);
         snprintf(field, LP_SERVER_PATH_MAX, "%s", value);
         return LP_OK;
+    case K_TEXT_DB:
+        if (strlen(value) > LP_SERVER_DB_URL_MAX)
+            return lp_error_set(err, LP_ERR_INVALID_ARG, "%s: longer than %d bytes", source,
+                                LP_SERVER_DB_URL_MAX);
+        snprintf(field, LP_SERVER_DB_URL_MAX + 1, "%s", value);
+        return LP_OK;
+    case K_TEXT_APP:
+        if (*value && !app_name_ok(value))
+            return lp_error_set(err, LP_ERR_INVALID_ARG,
+                                "%s: '%s' is not an app name (1 to %d of a-z 0-9 . _ -, "
+                                "starting with a letter or digit)",
+                                source, value, LP_SERVER_APP_NAME_MAX);
+        snprintf(field, LP_SERVER_APP_NAME_MAX + 1, "%s", value);
+        return LP_OK;
     case K_UINT:
     case K_SIZE:
+    case K_U64:
         if (!parse_number(value, r->min, r->max, &n))
             return lp_error_set(err, LP_ERR_INVALID_ARG,
                                 "%s: '%s' is not a whole number from %llu to %llu", source, value,
                                 (unsigned long long)r->min, (unsigned long long)r->max);
         if (r->kind == K_UINT)
             *(unsigned *)(void *)field = (unsigned)n;
+        else if (r->kind == K_U64)
+            memcpy(field, &n, sizeof n);
         else if (r->offset == OFF(max_header_bytes))
             cfg->max_header_bytes = (size_t)n;
         else
@@ -202,7 +268,7 @@ lp_status lp_server_config_apply_file(lp_server_config *cfg, const char *path, l
             st = lp_error_set(err, LP_ERR_MALFORMED, "config file %s: unknown key '%s'", path, key);
             break;
         }
-        bool numeric = r->kind == K_UINT || r->kind == K_SIZE;
+        bool numeric = r->kind == K_UINT || r->kind == K_SIZE || r->kind == K_U64;
         const char *value;
         if (numeric && json_is_integer(v) && json_integer_value(v) >= 0) {
             snprintf(text, sizeof text, "%lld", (long long)json_integer_value(v));

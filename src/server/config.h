@@ -26,15 +26,24 @@
 #define LP_SERVER_LISTEN_MAX 256
 #define LP_SERVER_PATH_MAX 4096
 #define LP_SERVER_CONFIG_FILE_MAX (64u * 1024)
+#define LP_SERVER_APP_NAME_MAX 64
+#define LP_SERVER_DB_URL_MAX 4096
 
 typedef struct lp_server_config {
     char listen[LP_SERVER_LISTEN_MAX];  /* "HOST:PORT" or "[V6]:PORT"; port 0: any free port */
-    char data_dir[LP_SERVER_PATH_MAX];  /* holds repos/<app>/{metadata,targets} */
+    char data_dir[LP_SERVER_PATH_MAX];  /* the service's data folder (server/service.h) */
+    char db_url[LP_SERVER_DB_URL_MAX + 1]; /* "" : sqlite:<data_dir>/livepush.db */
+    unsigned db_connections;            /* database connection pool size */
+    char default_app[LP_SERVER_APP_NAME_MAX + 1]; /* app made at first start; "": none */
     unsigned threads;                   /* worker threads; 0: one per core */
     unsigned max_connections;           /* open connections at once */
     unsigned connection_timeout_s;      /* idle connection timeout */
     size_t max_header_bytes;            /* per-connection memory: bounds request headers */
     uint64_t max_body_bytes;            /* largest request body a route may receive */
+    uint64_t max_bundle_entries;        /* ingest limits of one release bundle */
+    uint64_t max_bundle_bytes;          /* (lp_ingest_limits) */
+    uint64_t max_bundle_file_bytes;
+    uint64_t max_bundle_ratio;
     unsigned shutdown_timeout_s;        /* how long a shutdown waits for requests in flight */
     lp_log_format log_format;
     lp_log_level log_level;

@@ -16,7 +16,10 @@
  * on_completed: the request's log line is written there, with the status
  * and body size recorded when the answer was queued, and the in-flight
  * count drops.  The count sits behind a mutex with a condition variable so
- * a shutdown can wait for it to reach zero.
+ * a shutdown can wait for it to reach zero.  Everything that only the log
+ * line needs (the client's address as text, the JSON fields) is made there
+ * and only when the log level lets the line through, so a server with its
+ * request log off does no per-request log work.
  *
  * Percent-decoding is libmicrohttpd's (MHD_http_unescape) through an
  * unescape callback that only turns a decoded NUL byte into DEL (0x7f), a
@@ -55,8 +58,15 @@ typedef struct route {
     void *user;
 } route;
 
+typedef struct adopted {
+    void *ptr;
+    void (*free_fn)(void *);
+} adopted;
+
 struct lp_http_server {
     lp_http_server_options opt;
+    adopted *adopted;
+    size_t nadopted;
     char listen[LP_SERVER_LISTEN_MAX];
     struct MHD_Daemon *d;
     route *routes;
@@ -452,7 +462,6 @@ static lp_http_request *request_new(lp_http_server *s, struct MHD_Connection *co
     clock_gettime(CLOCK_MONOTONIC, &rq->start);
     uint64_t n = atomic_fetch_add(&s->next_id, 1);
     snprintf(rq->id, sizeof rq->id, "%s-%08llx", s->id_prefix, (unsigned long long)n);
-    format_remote(conn, rq->remote, sizeof rq->remote);
     lp_buf_init(&rq->body, s->opt.max_body_bytes ? (size_t)s->opt.max_body_bytes : 1);
     pthread_mutex_lock(&s->lock);
     s->in_flight++;
@@ -527,7 +536,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_ctx,
                          enum MHD_RequestTerminationCode toe)
 {
     lp_http_server *s = cls;
-    (void)conn;
     lp_http_request *rq = *req_ctx;
     if (!rq)
         return;
@@ -538,6 +546,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_ctx,
         double ms = (double)(now.tv_sec - rq->start.tv_sec) * 1e3 +
                     (double)(now.tv_nsec - rq->start.tv_nsec) / 1e6;
         bool ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
+        format_remote(conn, rq->remote, sizeof rq->remote);
         json_t *f = json_object();
         if (f) {
             json_object_set_new(f, "request_id", json_string(rq->id));
@@ -719,12 +728,28 @@ lp_status lp_http_server_shutdown(lp_http_server *s, unsigned timeout_ms, lp_err
     return LP_OK;
 }
 
+lp_status lp_http_server_adopt(lp_http_server *s, void *ptr, void (*free_fn)(void *),
+                               lp_error *err)
+{
+    adopted *grown = realloc(s->adopted, (s->nadopted + 1) * sizeof *grown);
+    if (!grown) {
+        free_fn(ptr);
+        return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    }
+    s->adopted = grown;
+    s->adopted[s->nadopted++] = (adopted){ptr, free_fn};
+    return LP_OK;
+}
+
 void lp_http_server_free(lp_http_server *s)
 {
     if (!s)
         return;
     if (s->d)
         MHD_stop_daemon(s->d);
+    while (s->nadopted--)
+        s->adopted[s->nadopted].free_fn(s->adopted[s->nadopted].ptr);
+    free(s->adopted);
     for (size_t i = 0; i < s->nroutes; i++) {
         for (size_t j = 0; j < s->routes[i].nsegs; j++)
             free(s->routes[i].segs[j]);

@@ -93,8 +93,16 @@ unsigned lp_http_server_in_flight(lp_http_server *s);
  * The daemon is stopped either way; calling it twice is harmless. */
 lp_status lp_http_server_shutdown(lp_http_server *s, unsigned timeout_ms, lp_error *err);
 
-/* Stops (without waiting) if still running, and frees.  NULL is fine. */
+/* Stops (without waiting) if still running, and frees, including what the
+ * server adopted (below).  NULL is fine. */
 void lp_http_server_free(lp_http_server *s);
+
+/* Hands ptr to the server: lp_http_server_free calls free_fn(ptr) after
+ * the daemon stopped (so no handler still uses it), the last adopted
+ * first.  For state that routes share, such as their `user` data.  On
+ * LP_ERR_NOMEM free_fn(ptr) has already been called. */
+lp_status lp_http_server_adopt(lp_http_server *s, void *ptr, void (*free_fn)(void *),
+                               lp_error *err);
 
 /* ---- requests (valid during the handler call) ---------------------------- */
 
@@ -155,7 +163,8 @@ bool lp_http_valid_app_name(const char *name);
 /* Adds the TUF repository routes served from <data_dir>/repos/<app>/:
  *   GET /v1/apps/<app>/metadata/<file>   metadata/<file>
  *   GET /v1/apps/<app>/targets/<path>    targets/<path>
- * data_dir is borrowed and must outlive the server. */
+ * data_dir is borrowed and must outlive the server.  Small metadata files
+ * are kept in a cache (server/meta_cache.h) that the server owns. */
 lp_status lp_http_add_repo_routes(lp_http_server *s, const char *data_dir, lp_error *err);
 
 #endif

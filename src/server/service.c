@@ -6,6 +6,12 @@
  * applies migrations, the others find the schema current).  A thread takes
  * a free one or waits on a condition variable; nothing else is shared.
  *
+ * One server owns a data folder: lp_service_open takes a non-blocking
+ * flock on <data>/lock and refuses a folder another process holds (the
+ * blob store's tmp/ folder is emptied at open, which would break a running
+ * server's publishes).  Uploads untouched for LP_SERVICE_UPLOAD_TTL seconds
+ * are removed at open.
+ *
  * App locks are flock(2) locks on <repos>/<app>.lock.  flock locks belong to
  * an open file description, so two threads of one process that each open
  * the file exclude each other exactly as two processes do.
@@ -22,10 +28,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_POOL 8
 #define MAX_POOL 256
+#define LP_SERVICE_UPLOAD_TTL (7 * 24 * 3600)
 
 const char *const lp_service_roles[LP_SERVICE_NROLES] = {"root", "targets", "snapshot",
                                                          "timestamp"};
@@ -52,6 +60,44 @@ static lp_status make_dirs(lp_service *s, lp_error *err)
         if ((st = lp_file_mkdirs(dirs[i], 0700, err)))
             return st;
     return LP_OK;
+}
+
+static lp_status lock_data_dir(lp_service *s, lp_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/lock", s->data_dir);
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0)
+        return lp_error_set(err, LP_ERR_IO, "open %s: %s", path, strerror(errno));
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0)
+        return lp_error_set(err, errno == EWOULDBLOCK ? LP_ERR_STATE : LP_ERR_IO,
+                            "data folder %s is in use by another livepush server (%s)",
+                            s->data_dir, strerror(errno));
+    return LP_OK;
+}
+
+/* Removes uploads nobody has touched for LP_SERVICE_UPLOAD_TTL seconds:
+ * the partial file first, then the row. */
+static lp_status sweep_uploads(lp_service *s, lp_error *err)
+{
+    lp_db *db = NULL;
+    lp_db_upload_list list = {0};
+    lp_status st = lp_service_db_acquire(s, &db, err);
+    if (!st)
+        st = lp_db_upload_list_stale(db, time(NULL) - LP_SERVICE_UPLOAD_TTL, &list, err);
+    for (size_t i = 0; !st && i < list.count; i++) {
+        if (unlink(list.items[i].path) != 0 && errno != ENOENT)
+            st = lp_error_set(err, LP_ERR_IO, "remove %s: %s", list.items[i].path,
+                              strerror(errno));
+        if (!st)
+            st = lp_db_upload_delete(db, list.items[i].id, err);
+    }
+    if (!st && list.count && s->log)
+        lp_log_event(s->log, LP_LOG_INFO, "abandoned uploads removed",
+                     json_pack("{s:I}", "count", (json_int_t)list.count));
+    lp_db_upload_list_free(&list);
+    lp_service_db_release(s, db);
+    return st;
 }
 
 static lp_status open_pool(lp_service *s, const char *url, unsigned n, lp_error *err)
@@ -83,6 +129,7 @@ lp_status lp_service_open(lp_service **out, const lp_service_options *opt, lp_er
         free(s);
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     }
+    s->lock_fd = -1;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->log = opt->log;
@@ -92,6 +139,8 @@ lp_status lp_service_open(lp_service **out, const lp_service_options *opt, lp_er
         lp_ingest_limits_default(&s->limits);
 
     lp_status st = make_dirs(s, err);
+    if (!st)
+        st = lock_data_dir(s, err);
     char *blobs = NULL, *url = NULL;
     if (!st && !(blobs = lp_service_path(s->data_dir, "blobs", err)))
         st = LP_ERR_NOMEM;
@@ -112,6 +161,8 @@ lp_status lp_service_open(lp_service **out, const lp_service_options *opt, lp_er
         st = open_pool(s, url, n, err);
     if (!st)
         st = lp_service_recover(s, err);
+    if (!st)
+        st = sweep_uploads(s, err);
     free(blobs);
     free(url);
     if (st) {
@@ -131,6 +182,8 @@ void lp_service_close(lp_service *s)
     free(s->pool);
     free(s->busy);
     lp_blobstore_close(s->bs);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s->data_dir);

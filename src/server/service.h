@@ -6,7 +6,11 @@
  *     <data>/livepush.db          metadata database (default back end: SQLite)
  *     <data>/blobs/               content-addressed blob store (lp_blobstore)
  *     <data>/repos/<app>/         the app's TUF repository (metadata/, targets/)
- *     <data>/keys/<app>/          the app's server-held private keys (0700/0600)
+ *     <data>/keys/<app>/          the app's server-held private keys (0700/0600):
+ *                                 all four roles, or only snapshot and
+ *                                 timestamp when the publisher signs
+ *     <data>/repos/<app>.pending.json  what was prepared for a release
+ *                                 waiting for the publisher's signatures
  *     <data>/uploads/             partial files of resumable uploads
  *     <data>/admin.token          the first admin token (0600), made on first start
  *
@@ -132,7 +136,107 @@ lp_status lp_service_release_json(lp_service *s, lp_db *db, const char *app,
                                   const lp_db_release *rel, json_t **out, lp_error *err);
 
 /* Brings every app's repository in line with the database (see above).
- * Runs at open; safe to call again. */
+ * Runs at open; safe to call again.  Apps whose publisher signs are never
+ * signed here (see below). */
 lp_status lp_service_recover(lp_service *s, lp_error *err);
+
+/* ---- apps whose publisher signs (service_signed.c) -------------------------
+ * The publisher keeps the root keys offline and the release keys (the
+ * targets role, threshold possibly above 1) on its own machines; the
+ * server holds only the app's snapshot and timestamp keys.  Such an app has
+ * <data>/keys/<app>/snapshot.pem and timestamp.pem and no root.pem.  See
+ * docs/signing.md for the whole flow and the top of service_signed.c for
+ * crash safety. */
+
+/* Whether the app's releases are signed by its publisher (its key folder
+ * holds the online keys and no root key); false for server-signed apps and
+ * for names that are not apps. */
+bool lp_service_app_publisher_signed(lp_service *s, const char *name);
+
+/* "publisher" or "server": the app object's "signing" field. */
+const char *lp_service_app_signing(lp_service *s, const char *name);
+
+/* Step 1 of creating an app whose publisher signs: makes (or, when a
+ * previous call made them and the app was not finished, reuses) the app's
+ * online snapshot and timestamp keys and returns their public halves as
+ *     {"snapshot":  {"keyid": "<64 hex>", "key": <TUF key object>},
+ *      "timestamp": {"keyid": "<64 hex>", "key": <TUF key object>}}
+ * (*online_keys_out, a new reference).  The app does not exist yet (no
+ * database row, no repository, not listed, cannot publish) until
+ * lp_service_app_set_root.  LP_ERR_INVALID_ARG (name), LP_ERR_EXISTS (the
+ * app exists). */
+lp_status lp_service_app_begin_signed(lp_service *s, const char *name, json_t **online_keys_out,
+                                      lp_error *err);
+
+/* Step 2: the publisher's first root (`len` bytes at `root`, a complete
+ * signed root.json, built and signed offline).  It must be a valid
+ * self-signed version 1 root (lp_tuf_repo_create_from_root's checks), its
+ * snapshot and timestamp roles must list exactly the server's online key
+ * for the role, its targets role at least one key, and neither the root
+ * nor the targets role may list a server key.  Then the repository is
+ * written (root only: targets, snapshot and timestamp come with the first
+ * signed release) and the app's database row is made.
+ * LP_ERR_INVALID_ARG (naming the role that is wrong), LP_ERR_STATE (no
+ * lp_service_app_begin_signed before, or the app is server-signed),
+ * LP_ERR_EXISTS, and the root's own errors (LP_ERR_MALFORMED,
+ * LP_ERR_BAD_SIGNATURE, LP_ERR_VERSION_MISMATCH, LP_ERR_EXPIRED, ...).
+ * Nothing is written for a refused root. */
+lp_status lp_service_app_set_root(lp_service *s, const char *name, const void *root, size_t len,
+                                  lp_error *err);
+
+/* Publish step 1: ingests the bundle exactly as lp_service_publish does,
+ * inserts the release in state "pending" (LP_ERR_STATE "release X is
+ * waiting for signatures" while the app has another pending release) and
+ * prepares the app's next targets metadata: the published releases plus
+ * this one.  *signed_json (malloc'd, NUL-terminated, *signed_len bytes
+ * without the NUL; signed_len may be NULL) is the canonical JSON of its
+ * `signed` portion, the exact bytes the release keys sign
+ * (lp_tuf_sign_signed).  *out (may be NULL) gets the release.  The same
+ * errors as lp_service_publish, and LP_ERR_STATE for a server-signed app. */
+lp_status lp_service_publish_prepare(lp_service *s, const char *app, const char *bundle_path,
+                                     const lp_ingest_opts *ingest, const lp_release_fields *f,
+                                     lp_db_release *out, char **signed_json, size_t *signed_len,
+                                     lp_error *err);
+
+/* Rollback step 1: as lp_service_rollback, but the new release is pending
+ * and the targets metadata to sign is returned as by
+ * lp_service_publish_prepare. */
+lp_status lp_service_rollback_prepare(lp_service *s, const char *app, const char *target_version,
+                                      const char *const *channels, size_t n_channels,
+                                      const char *created_by, lp_db_release *out,
+                                      char **signed_json, size_t *signed_len, lp_error *err);
+
+/* The app's pending release (*out, may be NULL), the `signed` bytes to sign
+ * for it (same bytes as prepare gave; may be NULL) and *signed_by (may be
+ * NULL; a new JSON array) the key IDs whose signatures the server holds
+ * already.  For a second signer, or after a lost answer.  LP_ERR_NOT_FOUND
+ * when nothing is pending. */
+lp_status lp_service_publish_pending(lp_service *s, const char *app, lp_db_release *out,
+                                     char **signed_json, size_t *signed_len, json_t **signed_by,
+                                     lp_error *err);
+
+/* Step 2: publishes the pending release `version` with the publisher's
+ * signatures over the prepared bytes: n key IDs (64 hex) and hex
+ * signatures (n may be 0).  Each is checked now; a wrong one is
+ * LP_ERR_BAD_SIGNATURE naming its key and nothing of this call is kept.
+ * Valid signatures are kept with the pending release, so the signers of a
+ * threshold may call one after another: while they fall short of the
+ * targets threshold the call is LP_ERR_BAD_SIGNATURE naming the role and
+ * the release stays pending, the repository untouched.  Once the threshold
+ * is met, the targets metadata is written, snapshot and timestamp signed
+ * with the online keys, and the release becomes "published" (*out, may be
+ * NULL).  LP_ERR_NOT_FOUND (app, release), LP_ERR_STATE (not pending; the
+ * repository changed since prepare: cancel and prepare again),
+ * LP_ERR_TOO_LARGE (more than 1024 signatures), LP_ERR_INVALID_ARG. */
+lp_status lp_service_publish_sign(lp_service *s, const char *app, const char *version,
+                                  const char *const *keyids, const char *const *sigs, size_t n,
+                                  lp_db_release *out, lp_error *err);
+
+/* Withdraws the pending release `version` (state "withdrawn"; its version
+ * string and code stay taken).  LP_ERR_NOT_FOUND, LP_ERR_STATE (not
+ * pending, or its signed metadata was written already: it is then marked
+ * published). */
+lp_status lp_service_publish_cancel(lp_service *s, const char *app, const char *version,
+                                    lp_error *err);
 
 #endif

@@ -45,9 +45,7 @@ void lp_service_keys_free(lp_key *keys[LP_SERVICE_NROLES])
     }
 }
 
-/* Moves `path` (if it exists) to <data>/trash/<name>-<time>-<pid>. */
-static lp_status move_to_trash(lp_service *s, const char *path, const char *name,
-                               lp_error *err)
+lp_status lp_service_trash(lp_service *s, const char *path, const char *name, lp_error *err)
 {
     struct stat sb;
     if (lstat(path, &sb) != 0)
@@ -99,7 +97,7 @@ static lp_status make_repo(lp_service *s, const char *app, lp_key *keys[LP_SERVI
     return st;
 }
 
-lp_status lp_service_app_create(lp_service *s, const char *name, lp_error *err)
+lp_status lp_service_check_app_name(const char *name, lp_error *err)
 {
     if (!name || !*name || strlen(name) > LP_DB_NAME_MAX ||
         !((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= '0' && name[0] <= '9')))
@@ -113,11 +111,19 @@ lp_status lp_service_app_create(lp_service *s, const char *name, lp_error *err)
             return lp_error_set(err, LP_ERR_INVALID_ARG,
                                 "app name '%s': character '%c' not allowed (a-z 0-9 . _ -)",
                                 name, *c);
+    return LP_OK;
+}
+
+lp_status lp_service_app_create(lp_service *s, const char *name, lp_error *err)
+{
+    lp_status st = lp_service_check_app_name(name, err);
+    if (st)
+        return st;
     int lock = -1;
     lp_db *db = NULL;
     lp_key *keys[LP_SERVICE_NROLES] = {0};
     lp_db_app existing = {0};
-    lp_status st = lp_service_lock_app(s, name, &lock, err);
+    st = lp_service_lock_app(s, name, &lock, err);
     if (!st)
         st = lp_service_db_acquire(s, &db, err);
     if (!st) {
@@ -130,11 +136,11 @@ lp_status lp_service_app_create(lp_service *s, const char *name, lp_error *err)
     char path[4200];
     if (!st) {
         snprintf(path, sizeof path, "%s/%s", s->repos_dir, name);
-        st = move_to_trash(s, path, name, err);
+        st = lp_service_trash(s, path, name, err);
     }
     if (!st) {
         snprintf(path, sizeof path, "%s/%s", s->keys_dir, name);
-        st = move_to_trash(s, path, name, err);
+        st = lp_service_trash(s, path, name, err);
     }
     if (!st)
         st = make_keys(s, name, keys, err);

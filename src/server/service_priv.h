@@ -5,11 +5,13 @@
  * service_app.c      creating apps and their server-held keys
  * service_release.c  publish, rollback, the release JSON object
  * service_sync.c     making an app's TUF repository match the database
+ * service_signed.c   apps whose publisher signs: creation, two-step publish
  */
 #ifndef LP_SERVER_SERVICE_PRIV_H
 #define LP_SERVER_SERVICE_PRIV_H
 
 #include "livepush/key.h"
+#include "livepush/tuf_repo.h"
 #include "server/service.h"
 
 #include <pthread.h>
@@ -26,6 +28,7 @@ struct lp_service {
     lp_ingest_limits limits;
     const lp_log *log;
     lp_blobstore *bs;
+    int lock_fd;       /* flock on <data>/lock: one server per data folder */
 
     pthread_mutex_t mu; /* guards the pool */
     pthread_cond_t cv;
@@ -54,5 +57,45 @@ lp_status lp_service_sync_app(lp_service *s, lp_db *db, const lp_db_app *app, bo
 
 /* "<dir>/<name>" (new malloc'd string) or NULL with LP_ERR_NOMEM set. */
 char *lp_service_path(const char *dir, const char *name, lp_error *err);
+
+/* LP_ERR_INVALID_ARG (naming the character) unless `name` is a valid app
+ * name: 1..LP_DB_NAME_MAX of a-z 0-9 . _ -, the first a letter or digit. */
+lp_status lp_service_check_app_name(const char *name, lp_error *err);
+
+/* Moves `path` (if it exists) to <data>/trash/<name>-<time>-<pid>. */
+lp_status lp_service_trash(lp_service *s, const char *path, const char *name, lp_error *err);
+
+/* Edits `r` to list exactly the app's published releases, plus the release
+ * with ID `also_id` (0: none) whatever its state; *changed when it edited.
+ * lp_service_sync_app is this plus a publish with the server's keys. */
+lp_status lp_service_reconcile(lp_service *s, lp_db *db, const lp_db_app *app, lp_tuf_repo *r,
+                               int64_t also_id, bool *changed, lp_error *err);
+
+/* The second half of a publish or rollback: puts the filled-in release
+ * (version_code 0: the next one) into the database and the app's
+ * repository, under the app's lock; *id_out gets its ID.  `ctx` is the
+ * caller's.  NULL means the server-signed way (inserted published, the
+ * repository synced and signed in the same transaction). */
+typedef lp_status (*lp_service_insert_fn)(lp_service *s, const lp_db_app *app,
+                                          lp_db_release_new *rel, int64_t *id_out, void *ctx,
+                                          lp_error *err);
+
+/* lp_service_publish and lp_service_rollback with another second half
+ * (service_signed.c: inserted pending, targets prepared for signing).  With
+ * insert == NULL an app whose publisher signs is refused (LP_ERR_STATE). */
+lp_status lp_service_publish_with(lp_service *s, const char *app, const char *bundle_path,
+                                  const lp_ingest_opts *ingest, const lp_release_fields *f,
+                                  lp_service_insert_fn insert, void *ctx, lp_db_release *out,
+                                  lp_error *err);
+lp_status lp_service_rollback_with(lp_service *s, const char *app, const char *target_version,
+                                   const char *const *channels, size_t n_channels,
+                                   const char *created_by, lp_service_insert_fn insert,
+                                   void *ctx, lp_db_release *out, lp_error *err);
+
+/* Recovery of an app whose publisher signs (service_signed.c): never signs
+ * anything; marks a pending release published when the repository already
+ * lists it, and logs what it cannot repair.  Call with the app locked. */
+lp_status lp_service_signed_recover_app(lp_service *s, lp_db *db, const lp_db_app *app,
+                                        lp_error *err);
 
 #endif

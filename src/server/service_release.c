@@ -13,6 +13,11 @@
  *
  * A rollback is the same second half with the restored release's manifest:
  * nothing is ingested again.
+ *
+ * The second half is a parameter (lp_service_publish_with, _rollback_with):
+ * apps whose publisher signs the targets role put the release in as
+ * pending and prepare the metadata to sign instead (service_signed.c), so
+ * both kinds of app share the ingest and the release fields.
  */
 #include "server/service_priv.h"
 
@@ -27,8 +32,9 @@ static const char *const default_channels[] = {"stable"};
 /* Inserts `rel` (version_code 0: next) and syncs the repository, all under
  * the app's lock and in one transaction.  *id_out gets the new release ID. */
 static lp_status insert_and_sync(lp_service *s, const lp_db_app *app, lp_db_release_new *rel,
-                                 int64_t *id_out, lp_error *err)
+                                 int64_t *id_out, void *ctx, lp_error *err)
 {
+    (void)ctx;
     int lock = -1;
     lp_db *db = NULL;
     lp_status st = lp_service_lock_app(s, app->name, &lock, err);
@@ -63,7 +69,10 @@ static lp_status insert_and_sync(lp_service *s, const lp_db_app *app, lp_db_rele
     return st;
 }
 
-static lp_status find_app(lp_service *s, const char *name, lp_db_app *app, lp_error *err)
+/* The app named `name`; with insert == NULL (the server signs) it must not
+ * be an app whose publisher signs its releases. */
+static lp_status find_app(lp_service *s, const char *name, lp_service_insert_fn insert,
+                          lp_db_app *app, lp_error *err)
 {
     lp_db *db = NULL;
     lp_status st = lp_service_db_acquire(s, &db, err);
@@ -72,6 +81,13 @@ static lp_status find_app(lp_service *s, const char *name, lp_db_app *app, lp_er
     lp_service_db_release(s, db);
     if (st == LP_ERR_NOT_FOUND)
         lp_error_set(err, st, "no app '%s'", name);
+    if (!st && !insert && lp_service_app_publisher_signed(s, name)) {
+        lp_db_app_free(app);
+        st = lp_error_set(err, LP_ERR_STATE,
+                          "app %s: its publisher signs its releases; they are published in "
+                          "two steps (prepare, then sign)",
+                          name);
+    }
     return st;
 }
 
@@ -89,6 +105,14 @@ lp_status lp_service_publish(lp_service *s, const char *app_name, const char *bu
                              const lp_ingest_opts *ingest, const lp_release_fields *f,
                              lp_db_release *out, lp_error *err)
 {
+    return lp_service_publish_with(s, app_name, bundle_path, ingest, f, NULL, NULL, out, err);
+}
+
+lp_status lp_service_publish_with(lp_service *s, const char *app_name, const char *bundle_path,
+                                  const lp_ingest_opts *ingest, const lp_release_fields *f,
+                                  lp_service_insert_fn insert, void *ctx, lp_db_release *out,
+                                  lp_error *err)
+{
     if (out)
         memset(out, 0, sizeof *out);
     if (!f || !f->version || !*f->version)
@@ -96,7 +120,7 @@ lp_status lp_service_publish(lp_service *s, const char *app_name, const char *bu
     if (f->version_code < 0)
         return lp_error_set(err, LP_ERR_INVALID_ARG, "field 'version_code': must be >= 1");
     lp_db_app app = {0};
-    lp_status st = find_app(s, app_name, &app, err);
+    lp_status st = find_app(s, app_name, insert, &app, err);
     if (st)
         return st;
 
@@ -134,10 +158,10 @@ lp_status lp_service_publish(lp_service *s, const char *app_name, const char *bu
         .created_by = f->created_by,
     };
     int64_t id = 0;
-    st = insert_and_sync(s, &app, &rel, &id, err);
+    st = (insert ? insert : insert_and_sync)(s, &app, &rel, &id, ctx, err);
     if (!st && out)
         st = get_release(s, id, out, err);
-    if (!st && s->log)
+    if (!st && s->log && !insert)
         lp_log_event(s->log, LP_LOG_INFO, "release published",
                      json_pack("{s:s,s:s,s:I,s:s}", "app", app.name, "version", f->version,
                                "version_code", (json_int_t)rel.version_code, "manifest",
@@ -150,21 +174,40 @@ lp_status lp_service_rollback(lp_service *s, const char *app_name, const char *t
                               const char *const *channels, size_t n_channels,
                               const char *created_by, lp_db_release *out, lp_error *err)
 {
+    return lp_service_rollback_with(s, app_name, target_version, channels, n_channels,
+                                    created_by, NULL, NULL, out, err);
+}
+
+lp_status lp_service_rollback_with(lp_service *s, const char *app_name,
+                                   const char *target_version, const char *const *channels,
+                                   size_t n_channels, const char *created_by,
+                                   lp_service_insert_fn insert, void *ctx, lp_db_release *out,
+                                   lp_error *err)
+{
     if (out)
         memset(out, 0, sizeof *out);
     if (!target_version || !*target_version)
         return lp_error_set(err, LP_ERR_INVALID_ARG, "field 'target': required");
     lp_db_app app = {0};
-    lp_db_release old = {0};
+    lp_db_release old = {0}, orig = {0};
     lp_db *db = NULL;
-    lp_status st = find_app(s, app_name, &app, err);
+    lp_status st = find_app(s, app_name, insert, &app, err);
     if (!st)
         st = lp_service_db_acquire(s, &db, err);
     if (!st)
         st = lp_db_release_get_by_version(db, app.id, target_version, &old, err);
+    /* Only what devices were once given can be restored (not a release
+     * still waiting for signatures, nor one withdrawn). */
+    if (!st)
+        st = lp_db_release_get(db, old.rollback_of ? old.rollback_of : old.id, &orig, err);
     lp_service_db_release(s, db);
     if (st == LP_ERR_NOT_FOUND && app.id)
         lp_error_set(err, st, "app %s has no release '%s'", app_name, target_version);
+    if (!st && strcmp(orig.state, LP_DB_STATE_PUBLISHED) != 0)
+        st = lp_error_set(err, LP_ERR_STATE, "release %s is %s: only a published release can "
+                                             "be restored",
+                          orig.version, orig.state);
+    lp_db_release_free(&orig);
     int64_t id = 0;
     lp_db_release_new rel = {0};
     if (!st) {
@@ -191,10 +234,10 @@ lp_status lp_service_rollback(lp_service *s, const char *app_name, const char *t
                               old.version, old.manifest_sha256);
     }
     if (!st)
-        st = insert_and_sync(s, &app, &rel, &id, err);
+        st = (insert ? insert : insert_and_sync)(s, &app, &rel, &id, ctx, err);
     if (!st && out)
         st = get_release(s, id, out, err);
-    if (!st && s->log)
+    if (!st && s->log && !insert)
         lp_log_event(s->log, LP_LOG_WARN, "rollback published",
                      json_pack("{s:s,s:s,s:I}", "app", app.name, "version", old.version,
                                "version_code", (json_int_t)rel.version_code));

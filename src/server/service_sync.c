@@ -13,6 +13,10 @@
  * start is free.
  *
  * Targets outside "releases/" are left alone: they are not the service's.
+ *
+ * Apps whose publisher signs the targets role (service_signed.c) cannot be
+ * brought in line here: the server has no key for that.  Their recovery is
+ * lp_service_signed_recover_app, and lp_service_sync_app only checks them.
  */
 #include "server/service_priv.h"
 
@@ -92,9 +96,8 @@ static const char *listed_sha256(json_t *targets, const char *name)
     return json_string_value(json_object_get(json_object_get(e, "hashes"), "sha256"));
 }
 
-/* Edits `r` to list exactly the published releases; *changed when it did. */
-static lp_status reconcile(lp_service *s, lp_db *db, const lp_db_app *app, lp_tuf_repo *r,
-                           bool *changed, lp_error *err)
+lp_status lp_service_reconcile(lp_service *s, lp_db *db, const lp_db_app *app, lp_tuf_repo *r,
+                               int64_t also_id, bool *changed, lp_error *err)
 {
     json_t *desc = NULL;
     lp_status st = lp_tuf_repo_describe(r, &desc, err);
@@ -116,7 +119,7 @@ static lp_status reconcile(lp_service *s, lp_db *db, const lp_db_app *app, lp_tu
         for (size_t k = 0; !st && k < list.count; k++) {
             const lp_db_release *rel = &list.items[k];
             before = rel->version_code;
-            if (strcmp(rel->state, LP_DB_STATE_PUBLISHED) != 0)
+            if (strcmp(rel->state, LP_DB_STATE_PUBLISHED) != 0 && rel->id != also_id)
                 continue;
             char name[48];
             lp_service_target_name(rel->version_code, name);
@@ -161,7 +164,11 @@ lp_status lp_service_sync_app(lp_service *s, lp_db *db, const lp_db_app *app, bo
     lp_key *keys[LP_SERVICE_NROLES] = {0};
     lp_status st = lp_tuf_repo_open(&r, dir, err);
     if (!st)
-        st = reconcile(s, db, app, r, changed, err);
+        st = lp_service_reconcile(s, db, app, r, 0, changed, err);
+    if (!st && *changed && lp_service_app_publisher_signed(s, app->name))
+        st = lp_error_set(err, LP_ERR_STATE,
+                          "its targets are signed by the publisher, and the published releases "
+                          "differ from what was signed");
     if (!st && *changed)
         st = lp_service_keys_load(s, app->name, keys, err);
     if (!st && *changed)
@@ -184,7 +191,9 @@ lp_status lp_service_recover(lp_service *s, lp_error *err)
         int lock = -1;
         bool changed = false;
         st = lp_service_lock_app(s, apps.items[i].name, &lock, err);
-        if (!st)
+        if (!st && lp_service_app_publisher_signed(s, apps.items[i].name))
+            st = lp_service_signed_recover_app(s, db, &apps.items[i], err);
+        else if (!st)
             st = lp_service_sync_app(s, db, &apps.items[i], &changed, err);
         lp_service_unlock(lock);
         if (!st && changed && s->log)

@@ -113,6 +113,7 @@ static void role_free(repo_role *role)
     json_decref(role->base);
     json_decref(role->targets);
     json_decref(role->dkeys);
+    lp_repo_unprepare(role);
 }
 
 void lp_tuf_repo_free(lp_tuf_repo *r)
@@ -172,8 +173,7 @@ lp_status lp_repo_alloc(lp_tuf_repo **out, const char *dir, lp_error *err)
     return LP_OK;
 }
 
-/* True if the metadata folder already holds a root or a timestamp. */
-static bool has_metadata(const char *metadir)
+bool lp_repo_has_metadata(const char *metadir)
 {
     DIR *d = opendir(metadir);
     if (!d)
@@ -195,7 +195,7 @@ lp_status lp_tuf_repo_create(lp_tuf_repo **out, const char *dir, lp_error *err)
     lp_status st = lp_repo_alloc(&r, dir, err);
     if (st)
         return st;
-    if (has_metadata(r->metadir)) {
+    if (lp_repo_has_metadata(r->metadir)) {
         st = lp_error_set(err, LP_ERR_EXISTS, "%s already holds TUF metadata", r->metadir);
         lp_tuf_repo_free(r);
         return st;
@@ -415,6 +415,17 @@ lp_status lp_tuf_repo_describe(const lp_tuf_repo *r, json_t **out, lp_error *err
             else
                 json_object_set_new(o, "path_hash_prefixes",
                                     strlist_json(ro->prefixes, ro->nprefixes));
+        }
+        if (ro->prepared) {
+            json_t *ids = json_array();
+            for (size_t k = 0; ids && k < ro->natt; k++)
+                json_array_append_new(ids, json_string(ro->att[k].keyid));
+            json_t *p = json_pack("{s:I, s:o}", "version", (json_int_t)ro->prep_version,
+                                  "signed_by", ids);
+            if (!p || json_object_set_new(o, "prepared", p) != 0) {
+                json_decref(doc);
+                return oom(err);
+            }
         }
         if (ro->targets && json_object_set_new(o, "targets", json_deep_copy(ro->targets)) != 0) {
             json_decref(doc);

@@ -17,6 +17,15 @@
  * timestamp signed by the new key must still open, to be repaired by the
  * next publish.  Unknown fields of each `signed` object are kept and
  * written back.
+ *
+ * A folder with a root but neither a timestamp.json nor any N.snapshot.json
+ * has never been published beyond its root (lp_tuf_repo_create_from_root,
+ * or a first publish interrupted before it wrote a snapshot): it opens with
+ * timestamp, snapshot and targets at version 0 and marked changed, so the
+ * next publish writes their first versions.  Nothing but the root can have
+ * reached a client then.  With a snapshot on disk but no timestamp the
+ * folder is refused as before: writing version 1 files again could replace
+ * files a client already holds.
  */
 #include "tuf/repo_priv.h"
 
@@ -203,7 +212,32 @@ static lp_status keep_orphans(lp_tuf_repo *r, const lp_md *snap, lp_error *err)
     return LP_OK;
 }
 
-static lp_status load_all(lp_tuf_repo *r, lp_error *err)
+/* True if metadir holds a file named N.snapshot.json. */
+static bool has_snapshot_file(const char *metadir)
+{
+    DIR *d = opendir(metadir);
+    if (!d)
+        return true; /* unreadable: let the timestamp read report it */
+    bool found = false;
+    struct dirent *e;
+    while (!found && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        found = n > 14 && !strcmp(e->d_name + n - 14, ".snapshot.json");
+    }
+    closedir(d);
+    return found;
+}
+
+/* Only a root was ever published: the other top-level roles start empty. */
+static bool root_only(const lp_tuf_repo *r)
+{
+    char *ts = lp_path_join(r->metadir, "timestamp.json");
+    bool only = ts && !lp_file_exists(ts) && !has_snapshot_file(r->metadir);
+    free(ts);
+    return only;
+}
+
+lp_status lp_repo_load(lp_tuf_repo *r, lp_error *err)
 {
     uint64_t n;
     lp_status st = newest_root(r->metadir, &n, err);
@@ -231,6 +265,11 @@ static lp_status load_all(lp_tuf_repo *r, lp_error *err)
     lp_md_free(root);
     if (st)
         return st;
+    if (root_only(r)) {
+        for (int t = LP_MD_TIMESTAMP; t <= LP_MD_TARGETS; t++)
+            r->roles[t].changed = true;
+        return LP_OK;
+    }
 
     if ((st = load_md(r, "timestamp.json", LP_MD_TIMESTAMP, &ts, err)) ||
         (st = take_common(&r->roles[LP_MD_TIMESTAMP], ts, "timestamp.json", 0, err))) {
@@ -263,7 +302,7 @@ lp_status lp_tuf_repo_open(lp_tuf_repo **out, const char *dir, lp_error *err)
         return st;
     json_decref(r->root_keys);
     r->root_keys = NULL;
-    if ((st = load_all(r, err))) {
+    if ((st = lp_repo_load(r, err))) {
         lp_tuf_repo_free(r);
         return lp_error_prefix(err, st, "opening repository %s", dir);
     }

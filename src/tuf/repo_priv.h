@@ -5,8 +5,10 @@
  * repo_names.c (role and target name rules, string lists), repo_targets.c
  * (target entries and their content-addressed files), repo_load.c (reading
  * a repository folder back), repo_publish.c (versions, `signed` objects,
- * writing) and repo_sign.c (who signs, thresholds, the file bytes).  They
- * share the model below.
+ * writing), repo_sign.c (who signs, thresholds, the file bytes) and
+ * repo_offline.c (roles signed elsewhere: prepared `signed` bytes, attached
+ * signatures, repositories created from a root made elsewhere).  They share
+ * the model below.
  *
  * Model: one array of roles.  Slots 0..3 are the top-level roles in
  * lp_md_type order (root, timestamp, snapshot, targets); delegated roles
@@ -36,6 +38,18 @@
 /* Bounds on what is read back from a repository folder. */
 #define LP_REPO_METADATA_MAX_BYTES (64u * 1024 * 1024)
 #define LP_REPO_MAX_ROLES 100000
+/* Bounds on signatures attached from outside: hex digits of one signature
+ * (an rsa-3072 signature is 768) and signatures attached to one role. */
+#define LP_REPO_SIG_HEX_MAX 8192
+#define LP_REPO_MAX_ATTACHED 1024
+
+/* A signature made elsewhere over a prepared role, checked when attached. */
+typedef struct repo_sig {
+    char *keyid;
+    char *hex;     /* lower-case hex of sig */
+    uint8_t *sig;
+    size_t len;
+} repo_sig;
 
 typedef struct repo_role {
     char *name;
@@ -62,6 +76,20 @@ typedef struct repo_role {
     json_t *targets;      /* targets roles: name -> entry */
     json_t *dkeys;        /* targets roles: key scope of its delegations */
     bool had_delegations; /* loaded with a `delegations` object */
+
+    /* Offline signing (repo_offline.c): the canonical `signed` bytes that
+     * lp_tuf_repo_prepare handed out for the next version, the version and
+     * expiry they carry, and the signatures attached over them.  Publish
+     * uses the prepared expiry (unless one was set since), so the role
+     * comes out byte-identical to what was signed as long as nothing else
+     * about it changed. */
+    bool prepared;
+    uint64_t prep_version;
+    int64_t prep_expires;
+    char *prep_canon;
+    size_t prep_len;
+    repo_sig *att;
+    size_t natt;
 } repo_role;
 
 struct lp_tuf_repo {
@@ -83,6 +111,14 @@ struct lp_tuf_repo {
 /* A repository model for `dir` with the four top-level roles and nothing
  * else (no keys, version 0, unchanged).  LP_ERR_INVALID_ARG, LP_ERR_NOMEM. */
 lp_status lp_repo_alloc(lp_tuf_repo **out, const char *dir, lp_error *err);
+
+/* Loads the newest metadata under r->metadir into a model fresh from
+ * lp_repo_alloc whose root_keys is NULL (repo_load.c). */
+lp_status lp_repo_load(lp_tuf_repo *r, lp_error *err);
+/* True if the metadata folder already holds a root or a timestamp. */
+bool lp_repo_has_metadata(const char *metadir);
+/* Drops a role's prepared bytes and attached signatures. */
+void lp_repo_unprepare(repo_role *ro);
 
 /* Current time for expiry defaults. */
 int64_t lp_repo_now(const lp_tuf_repo *r);
@@ -119,11 +155,21 @@ typedef struct lp_repo_signer {
 /* Signs role i's `signed_obj` (the role's next version, `version`) with
  * every signer the role authorises -- for root also those the previous
  * root's root role authorises -- and renders the file bytes (*bytes
- * malloc'd).  LP_ERR_BAD_SIGNATURE, naming the role, when a threshold is
- * not met. */
+ * malloc'd).  With `attached`, the role's attached signatures are used too
+ * (each verified again over the canonical bytes of signed_obj, which the
+ * caller has checked are the prepared ones); a key ID with an attached
+ * signature is not signed again.  LP_ERR_BAD_SIGNATURE, naming the role,
+ * when a threshold is not met. */
 lp_status lp_repo_sign_role(const lp_tuf_repo *r, int i, json_t *signed_obj, uint64_t version,
-                            const lp_repo_signer *signers, size_t nsigners, char **bytes,
-                            size_t *len, lp_error *err);
+                            const lp_repo_signer *signers, size_t nsigners, bool attached,
+                            char **bytes, size_t *len, lp_error *err);
+
+/* The `signed` object role i gets at the next publish, with its version and
+ * expiry, built exactly as lp_tuf_repo_publish builds it (a prepared role
+ * keeps its prepared expiry unless one was set since).  *signed_obj is the
+ * caller's.  LP_ERR_STATE if the next publish would not write role i. */
+lp_status lp_repo_next_signed(lp_tuf_repo *r, int i, json_t **signed_obj, uint64_t *version,
+                              int64_t *expires, lp_error *err);
 
 /* A description of the repository for display: {"dir", "roles": [{name,
  * type, delegator, version, expires, keyids, threshold, terminating, paths,

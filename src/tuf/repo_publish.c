@@ -19,6 +19,17 @@
  * If a write fails half-way the model no longer matches the folder and the
  * repository refuses further publishes until it is reopened.
  *
+ * Roles signed elsewhere (repo_offline.c): a prepared role keeps the expiry
+ * it was prepared with, so its `signed` object is rebuilt here byte for
+ * byte as it was handed out; when signatures are attached to it, phase 1
+ * first checks that the rebuilt canonical bytes are the prepared ones and
+ * refuses the publish (LP_ERR_STATE) when an edit made since changed them,
+ * so no signature that does not verify is ever written.  The attached
+ * signatures then count towards the role's threshold next to the keys
+ * given.  The planning and building half of phase 1 is shared with
+ * lp_tuf_repo_prepare (lp_repo_next_signed), which is what makes the
+ * prepared bytes those publish writes.
+ *
  * Expiry: a role whose expiry was set since the last publish gets exactly
  * that; any other role that is re-signed gets max(current expiry, now + its
  * default lifetime), so re-signing extends a role's life and never shortens
@@ -286,6 +297,7 @@ static lp_status commit(pub_ctx *c, lp_error *err)
         ro->expires = p->expires;
         ro->expires_set = false;
         ro->changed = false;
+        lp_repo_unprepare(ro);
         json_decref(ro->base);
         ro->base = p->signed_obj;
         p->signed_obj = NULL;
@@ -329,6 +341,8 @@ static lp_status make_plans(pub_ctx *c, lp_error *err)
         p->version = ro->version + 1;
         int64_t dflt = now + lp_repo_default_lifetime(ro->type);
         p->expires = ro->expires_set ? ro->expires : (ro->expires > dflt ? ro->expires : dflt);
+        if (ro->prepared && !ro->expires_set)
+            p->expires = ro->prep_expires;
         if (p->expires > 253402300799LL)
             return lp_error_set(err, LP_ERR_INVALID_ARG, "expiry of %s is past the year 9999",
                                 ro->name);
@@ -336,7 +350,8 @@ static lp_status make_plans(pub_ctx *c, lp_error *err)
     return LP_OK;
 }
 
-static lp_status build_and_sign(pub_ctx *c, lp_error *err)
+/* Builds the `signed` object of every role the plans write. */
+static lp_status build_all(pub_ctx *c, lp_error *err)
 {
     lp_tuf_repo *r = c->r;
     lp_status st = LP_OK;
@@ -349,12 +364,76 @@ static lp_status build_and_sign(pub_ctx *c, lp_error *err)
         st = build_timestamp(c, err);
     if (!st && c->plans[LP_MD_ROOT].write)
         st = build_root(c, err);
+    return st;
+}
+
+/* Role i carries attached signatures: its `signed` bytes must be the ones
+ * they were made over. */
+static lp_status check_prepared(pub_ctx *c, size_t i, lp_error *err)
+{
+    const repo_role *ro = &c->r->roles[i];
+    char *canon;
+    size_t len;
+    lp_status st = lp_cjson_dumps(c->plans[i].signed_obj, &canon, &len, err);
+    if (st)
+        return st;
+    bool same = c->plans[i].version == ro->prep_version && len == ro->prep_len &&
+                !memcmp(canon, ro->prep_canon, len);
+    free(canon);
+    if (same)
+        return LP_OK;
+    return lp_error_set(err, LP_ERR_STATE,
+                        "role %s changed after it was prepared for signing (version %llu): the "
+                        "%zu signature%s attached no longer cover%s what would be published; "
+                        "prepare it again and collect new signatures",
+                        ro->name, (unsigned long long)ro->prep_version, ro->natt,
+                        ro->natt == 1 ? "" : "s", ro->natt == 1 ? "s" : "");
+}
+
+static lp_status build_and_sign(pub_ctx *c, lp_error *err)
+{
+    lp_tuf_repo *r = c->r;
+    lp_status st = build_all(c, err);
+    for (size_t i = 0; i < r->nroles && !st; i++)
+        if (c->plans[i].write && r->roles[i].prepared && r->roles[i].natt)
+            st = check_prepared(c, i, err);
     /* Root first, so a key change is reported against root. */
     for (size_t i = 0; i < r->nroles && !st; i++)
         if (c->plans[i].write)
             st = lp_repo_sign_role(r, (int)i, c->plans[i].signed_obj, c->plans[i].version,
-                                   c->signers, c->nsigners, &c->plans[i].bytes, &c->plans[i].len,
-                                   err);
+                                   c->signers, c->nsigners, r->roles[i].prepared,
+                                   &c->plans[i].bytes, &c->plans[i].len, err);
+    return st;
+}
+
+static void free_plans(const lp_tuf_repo *r, plan *plans)
+{
+    for (size_t i = 0; plans && i < r->nroles; i++) {
+        json_decref(plans[i].signed_obj);
+        free(plans[i].bytes);
+    }
+    free(plans);
+}
+
+lp_status lp_repo_next_signed(lp_tuf_repo *r, int i, json_t **signed_obj, uint64_t *version,
+                              int64_t *expires, lp_error *err)
+{
+    pub_ctx c = {.r = r};
+    if (!(c.plans = calloc(r->nroles, sizeof *c.plans)))
+        return oom(err);
+    lp_status st = make_plans(&c, err);
+    if (!st)
+        st = build_all(&c, err);
+    if (!st && !c.plans[i].write)
+        st = lp_error_set(err, LP_ERR_STATE, "role %s has no change to publish",
+                          r->roles[i].name);
+    if (!st) {
+        *signed_obj = c.plans[i].signed_obj;
+        c.plans[i].signed_obj = NULL;
+        *version = c.plans[i].version;
+        *expires = c.plans[i].expires;
+    }
+    free_plans(r, c.plans);
     return st;
 }
 
@@ -393,10 +472,6 @@ lp_status lp_tuf_repo_publish(lp_tuf_repo *r, const lp_key *const *keys, size_t 
     for (size_t k = 0; k < c.nsigners; k++)
         free(c.signers[k].pub);
     free(c.signers);
-    for (size_t i = 0; c.plans && i < r->nroles; i++) {
-        json_decref(c.plans[i].signed_obj);
-        free(c.plans[i].bytes);
-    }
-    free(c.plans);
+    free_plans(r, c.plans);
     return st ? lp_error_prefix(err, st, "publish") : LP_OK;
 }

@@ -10,7 +10,8 @@
 # file is in flight: the download must complete intact and the server exit
 # 0.  The command line itself: --help (exit 0, every option with its
 # environment variable), a bad flag (exit 2), a config file with an unknown
-# key (exit 2, naming the key), a port already in use (exit 1), and the
+# key (exit 2, naming the key), a port already in use (exit 1), a second
+# server on the same data folder (exit 1), and the
 # environment supplying the data folder over the config file.
 set -euo pipefail
 
@@ -114,8 +115,13 @@ case "$URL" in http://127.0.0.1:[0-9]*) ;; *) die "unexpected URL '$URL'" ;; esa
 ok "listening on $URL"
 
 rc=0
-lp serve --listen "127.0.0.1:${URL##*:}" --data-dir "$D" >/dev/null 2>"$WORK/err" || rc=$?
+lp serve --listen "127.0.0.1:${URL##*:}" --data-dir "$WORK/other" >/dev/null 2>"$WORK/err" || rc=$?
 [ "$rc" -eq 1 ] && grep -q "cannot listen" "$WORK/err" || die "a port in use: exit $rc, expected 1"
+rc=0
+lp serve --listen 127.0.0.1:0 --data-dir "$D" >/dev/null 2>"$WORK/err" || rc=$?
+[ "$rc" -eq 1 ] && grep -q "in use by another livepush server" "$WORK/err" ||
+    die "a second server on the same data folder: exit $rc, expected 1 ($(cat "$WORK/err"))"
+ok "a second server on the same data folder is refused"
 ok "a second server on the same port: exit 1, $(grep -o 'cannot listen.*' "$WORK/err")"
 
 MURL="$URL/v1/apps/demo/metadata"
