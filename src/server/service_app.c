@@ -57,10 +57,17 @@ lp_status lp_service_trash(lp_service *s, const char *path, const char *name, lp
     lp_status st = lp_file_mkdirs(trash, 0700, err);
     if (st)
         return st;
-    snprintf(dest, sizeof dest, "%s/%s-%lld-%ld", trash, name, (long long)time(NULL),
-             (long)getpid());
-    if (rename(path, dest) != 0)
-        return lp_error_set(err, LP_ERR_IO, "move %s to %s: %s", path, dest, strerror(errno));
+    /* A name already in the trash (a repository and a key folder moved in
+     * the same second) gets the next number. */
+    for (int n = 0;; n++) {
+        snprintf(dest, sizeof dest, "%s/%s-%lld-%ld-%d", trash, name, (long long)time(NULL),
+                 (long)getpid(), n);
+        if (rename(path, dest) == 0)
+            break;
+        if ((errno != EEXIST && errno != ENOTEMPTY) || n >= 1000)
+            return lp_error_set(err, LP_ERR_IO, "move %s to %s: %s", path, dest,
+                                strerror(errno));
+    }
     return lp_file_sync_parent(path, err);
 }
 
