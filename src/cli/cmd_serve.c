@@ -34,6 +34,7 @@
 #include "server/api.h"
 #include "server/config.h"
 #include "server/http.h"
+#include "server/maintain.h"
 #include "server/log.h"
 #include "server/service.h"
 
@@ -180,6 +181,9 @@ int lp_cmd_serve(int argc, char **argv)
         st = lp_api_add_routes(srv, svc, &err);
     if (!st)
         st = lp_http_server_start(srv, &err);
+    lp_maintainer *upkeep = NULL;
+    if (!st)
+        st = lp_maintainer_start(svc, cfg.resign_interval_s, &upkeep, &err);
     if (st) {
         lp_http_server_free(srv);
         lp_service_close(svc);
@@ -199,6 +203,7 @@ int lp_cmd_serve(int argc, char **argv)
                  json_pack("{s:s,s:i}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                            "in_flight", (int)lp_http_server_in_flight(srv)));
     st = lp_http_server_shutdown(srv, cfg.shutdown_timeout_s * 1000u, &err);
+    lp_maintainer_stop(upkeep);
     lp_http_server_free(srv);
     lp_service_close(svc);
     if (st) {

@@ -44,6 +44,7 @@ typedef struct lp_server_config {
     uint64_t max_bundle_bytes;          /* (lp_ingest_limits) */
     uint64_t max_bundle_file_bytes;
     uint64_t max_bundle_ratio;
+    unsigned resign_interval_s;         /* period of the metadata re-signing check */
     unsigned shutdown_timeout_s;        /* how long a shutdown waits for requests in flight */
     lp_log_format log_format;
     lp_log_level log_level;

@@ -135,6 +135,14 @@ void lp_service_target_name(int64_t version_code, char out[48]);
 lp_status lp_service_release_json(lp_service *s, lp_db *db, const char *app,
                                   const lp_db_release *rel, json_t **out, lp_error *err);
 
+/* Re-signs, with the keys the server holds, every app's metadata that has
+ * used up half of its lifetime (service_expiry.c), as of `now` (0: the
+ * clock).  *refreshed (may be NULL) counts the apps re-signed.  An app that
+ * fails is logged and skipped; the first failure is returned after the
+ * others were tried. */
+lp_status lp_service_refresh_expiring(lp_service *s, int64_t now, size_t *refreshed,
+                                      lp_error *err);
+
 /* Brings every app's repository in line with the database (see above).
  * Runs at open; safe to call again.  Apps whose publisher signs are never
  * signed here (see below). */

@@ -1,7 +1,8 @@
 /*
  * test_service.c — the server's service layer on a real data folder: first
- * start, app creation, publish, refusal, rollback, racing publishers and
- * recovery after the database and the TUF repository disagree.
+ * start, app creation, publish, refusal, rollback, racing publishers,
+ * recovery after the database and the TUF repository disagree, and the
+ * re-signing that keeps metadata from expiring.
  *
  * Every check on the repository goes through the real TUF client reading
  * the repository over file:// URLs, so "listed" means "a device would see
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -239,6 +241,52 @@ static void test_publish_refuse_rollback(void **state)
     free(b2);
 }
 
+/* A fresh TUF client's refresh of the app's repository with its clock at
+ * `now`. */
+static lp_status refresh_at(fx *f, const char *app, int64_t now)
+{
+    char meta[4096], root[4096], cdir[4096];
+    snprintf(meta, sizeof meta, "file://%s/repos/%s/metadata", f->data, app);
+    snprintf(root, sizeof root, "%s/repos/%s/metadata/1.root.json", f->data, app);
+    snprintf(cdir, sizeof cdir, "%s/client-%d", f->dir, rand());
+    lp_error err;
+    lp_error_clear(&err);
+    assert_int_equal(lp_tuf_init_trusted_root(cdir, root, &err), LP_OK);
+    lp_tuf_client_config cfg = {.metadata_dir = cdir, .metadata_url = meta, .now = now};
+    lp_tuf_client *c = NULL;
+    assert_int_equal(lp_tuf_client_open(&c, &cfg, &err), LP_OK);
+    lp_status st = lp_tuf_client_refresh(c, NULL, &err);
+    lp_tuf_client_free(c);
+    return st;
+}
+
+static void test_resign_before_expiry(void **state)
+{
+    fx *f = *state;
+    lp_error err;
+    lp_error_clear(&err);
+    assert_int_equal(lp_service_app_create(f->svc, "exp", &err), LP_OK);
+    char *b = make_bundle(f, "eb", "expiry\n");
+    assert_int_equal(publish(f, "exp", b, "v1", 0, NULL, &err), LP_OK);
+    int64_t now = (int64_t)time(NULL), hour = 3600, day = 24 * hour;
+    size_t n = 99;
+    /* Fresh metadata: nothing to do. */
+    assert_int_equal(lp_service_refresh_expiring(f->svc, now, &n, &err), LP_OK);
+    assert_int_equal(n, 0);
+    /* Left alone, a device a day and a half later sees expired metadata. */
+    assert_int_equal(refresh_at(f, "exp", now + 36 * hour), LP_ERR_EXPIRED);
+    /* 13 hours on, the timestamp has used half its life and is re-signed. */
+    assert_int_equal(lp_service_refresh_expiring(f->svc, now + 13 * hour, &n, &err), LP_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(refresh_at(f, "exp", now + 36 * hour), LP_OK);
+    /* 100 days on, targets and snapshot too; the release is still listed. */
+    assert_int_equal(lp_service_refresh_expiring(f->svc, now + 100 * day, &n, &err), LP_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(refresh_at(f, "exp", now + 100 * day + hour), LP_OK);
+    assert_int_equal(count_listed(f, "exp", 2, 0, NULL), 1);
+    free(b);
+}
+
 typedef struct racer {
     fx *f;
     int id;
@@ -346,6 +394,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_publish_refuse_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_racing_publishers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resign_before_expiry, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,84 @@
+/*
+ * maintain.c — the background upkeep thread (see maintain.h).
+ *
+ * The thread's whole state is its lp_maintainer: a mutex, a condition
+ * variable and a stop flag.  Waits use CLOCK_MONOTONIC so a change of the
+ * wall clock neither skips nor repeats a run.
+ */
+#include "server/maintain.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <time.h>
+
+struct lp_maintainer {
+    lp_service *svc;
+    unsigned interval_s;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+};
+
+static void *run(void *arg)
+{
+    lp_maintainer *m = arg;
+    pthread_mutex_lock(&m->mu);
+    while (!m->stop) {
+        pthread_mutex_unlock(&m->mu);
+        lp_error err;
+        lp_error_clear(&err);
+        /* Failures are logged per app by the service. */
+        (void)lp_service_refresh_expiring(m->svc, 0, NULL, &err);
+        pthread_mutex_lock(&m->mu);
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += m->interval_s;
+        while (!m->stop && pthread_cond_timedwait(&m->cv, &m->mu, &until) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return NULL;
+}
+
+lp_status lp_maintainer_start(lp_service *svc, unsigned interval_s, lp_maintainer **out,
+                              lp_error *err)
+{
+    *out = NULL;
+    if (interval_s < 1)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "maintenance interval must be >= 1 s");
+    lp_maintainer *m = calloc(1, sizeof *m);
+    if (!m)
+        return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    m->svc = svc;
+    m->interval_s = interval_s;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&m->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&m->mu, NULL);
+    if (pthread_create(&m->thread, NULL, run, m) != 0) {
+        pthread_cond_destroy(&m->cv);
+        pthread_mutex_destroy(&m->mu);
+        free(m);
+        return lp_error_set(err, LP_ERR_STATE, "cannot start the maintenance thread");
+    }
+    *out = m;
+    return LP_OK;
+}
+
+void lp_maintainer_stop(lp_maintainer *m)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->mu);
+    m->stop = true;
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+    pthread_join(m->thread, NULL);
+    pthread_cond_destroy(&m->cv);
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+}
