@@ -18,14 +18,14 @@
  * next publish.  Unknown fields of each `signed` object are kept and
  * written back.
  *
- * A folder with a root but neither a timestamp.json nor any N.snapshot.json
- * has never been published beyond its root (lp_tuf_repo_create_from_root,
- * or a first publish interrupted before it wrote a snapshot): it opens with
- * timestamp, snapshot and targets at version 0 and marked changed, so the
- * next publish writes their first versions.  Nothing but the root can have
- * reached a client then.  With a snapshot on disk but no timestamp the
- * folder is refused as before: writing version 1 files again could replace
- * files a client already holds.
+ * A folder with a root but no timestamp.json has never been published
+ * beyond its root (lp_tuf_repo_create_from_root, or a first publish
+ * interrupted before it wrote the timestamp): it opens with timestamp,
+ * snapshot and targets at version 0 and marked changed, so the next publish
+ * writes their first versions.  Any N.snapshot.json or N.targets.json left
+ * by the interrupted publish is overwritten then; no client can have
+ * trusted it, because a client reaches snapshot and targets only through a
+ * timestamp that lists them, and none was ever written.
  */
 #include "tuf/repo_priv.h"
 
@@ -212,27 +212,11 @@ static lp_status keep_orphans(lp_tuf_repo *r, const lp_md *snap, lp_error *err)
     return LP_OK;
 }
 
-/* True if metadir holds a file named N.snapshot.json. */
-static bool has_snapshot_file(const char *metadir)
-{
-    DIR *d = opendir(metadir);
-    if (!d)
-        return true; /* unreadable: let the timestamp read report it */
-    bool found = false;
-    struct dirent *e;
-    while (!found && (e = readdir(d))) {
-        size_t n = strlen(e->d_name);
-        found = n > 14 && !strcmp(e->d_name + n - 14, ".snapshot.json");
-    }
-    closedir(d);
-    return found;
-}
-
 /* Only a root was ever published: the other top-level roles start empty. */
 static bool root_only(const lp_tuf_repo *r)
 {
     char *ts = lp_path_join(r->metadir, "timestamp.json");
-    bool only = ts && !lp_file_exists(ts) && !has_snapshot_file(r->metadir);
+    bool only = ts && !lp_file_exists(ts);
     free(ts);
     return only;
 }

@@ -921,6 +921,29 @@ static void test_client_follows_publishes(void **state)
     lp_tuf_client_free(c);
 }
 
+/* A first publish interrupted after its snapshot and targets files but
+ * before timestamp.json: the folder opens as root-only, the next publish
+ * writes version 1 of each role over the leftovers, and a client follows. */
+static void test_interrupted_first_publish(void **state)
+{
+    world *w = *state;
+    lp_error err;
+    publish_all(w);
+    /* The crash: no timestamp, and a leftover snapshot that differs from
+     * what the next publish writes. */
+    OK(unlink(pathf("%s/metadata/timestamp.json", w->repo)) == 0 ? LP_OK : LP_ERR_IO);
+    lp_tuf_repo_free(w->r);
+    w->r = NULL;
+    OK(lp_tuf_repo_open(&w->r, w->repo, &err));
+    expect_versions(w, 1, 0, 0, 0);
+    OK(lp_tuf_repo_add_target(w->r, "targets", "app/hello.txt", "hello again\n", 12, NULL,
+                              LP_TUF_HASH_SHA256, &err));
+    publish_all(w);
+    expect_versions(w, 1, 1, 1, 1);
+    serve(w);
+    client_check(w, "app/hello.txt", "hello again\n");
+}
+
 static void test_timestamp_key_rotation(void **state)
 {
     world *w = *state;
@@ -1091,6 +1114,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_remove_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threshold_two, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_follows_publishes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interrupted_first_publish, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timestamp_key_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_root_key_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_foreign_repository, setup, teardown),
