@@ -2,7 +2,8 @@
  * livepush/db.h — the server's metadata database.
  *
  * The database holds what the server knows about apps, channels, releases,
- * access tokens and resumable uploads.  Content (bundles, blobs, TUF files)
+ * access tokens, resumable uploads, and the devices that run the apps with
+ * the events they report (telemetry).  Content (bundles, blobs, TUF files)
  * lives in the blob store and the TUF repositories; the database refers to
  * it by SHA-256.
  *
@@ -68,7 +69,7 @@ extern "C" {
 #endif
 
 /* Schema version this code writes and understands. */
-#define LP_DB_SCHEMA_VERSION 1
+#define LP_DB_SCHEMA_VERSION 2
 
 /* Bounds on inputs (bytes, without the NUL). */
 #define LP_DB_NAME_MAX 64        /* app and channel names */
@@ -87,6 +88,13 @@ extern "C" {
 #define LP_DB_CHANNELS_MAX 16    /* channels per release */
 #define LP_DB_LIST_MAX 10000     /* rows one list call returns */
 #define LP_DB_URL_MAX 4096
+#define LP_DB_DEVICE_ID_MIN 16   /* device IDs: lower-case hex digits */
+#define LP_DB_DEVICE_ID_MAX 64
+#define LP_DB_EVENT_TYPE_MAX 16  /* longest event type name */
+#define LP_DB_REASON_MAX 1024    /* an event's reason text */
+#define LP_DB_EVENT_BATCH_MAX 1000            /* events one insert call takes */
+#define LP_DB_DURATION_MS_MAX 2592000000LL    /* 30 days, in milliseconds */
+#define LP_DB_TIME_MAX 253402300799LL         /* 9999-12-31 23:59:59 UTC */
 
 typedef struct lp_db lp_db;
 
@@ -351,6 +359,138 @@ lp_status lp_db_upload_list_stale(lp_db *db, int64_t updated_before, lp_db_uploa
                                   lp_error *err);
 void lp_db_upload_free(lp_db_upload *up);
 void lp_db_upload_list_free(lp_db_upload_list *list);
+
+/* ---- devices and their events (telemetry) -------------------------------
+ * A device running an app reports what its updater did as events, each
+ * numbered by the device (seq: 1, 2, 3, ... in the order they happened).
+ * A batch of events is stored in one transaction; (app, device, seq) is
+ * unique, so a batch the device sends again (its answer was lost) adds
+ * nothing: an event whose seq is stored already counts as a duplicate and
+ * is skipped, whatever its other fields say.  Each device of an app has one
+ * row, created by its first batch: when it was first and last heard from,
+ * the release it runs, its newest event, and how many events it reported
+ * having discarded.
+ *
+ * Event fields:
+ *   seq                1..INT64_MAX, the device's number for the event
+ *   type               one of LP_DB_EVENT_TYPES (below)
+ *   at                 when it happened, by the device's clock (seconds,
+ *                      1..LP_DB_TIME_MAX; not compared with the server's)
+ *   version            NULL or a release version string (as releases)
+ *   version_code       0 (not given) or >= 1: the release the event is
+ *                      about; after activated / rolled_back / healthy, the
+ *                      release the device runs
+ *   from_version_code  0 (not given) or >= 1: the release the device ran
+ *                      before (activated, rolled_back)
+ *   reason             NULL or text of 1..LP_DB_REASON_MAX bytes, no
+ *                      control characters but \t \n \r (why it failed)
+ *   duration_ms        -1 (not given) or 0..LP_DB_DURATION_MS_MAX: how long
+ *                      the step took
+ *   received_at        when the server stored it (server's clock)
+ * A device's "version_code" is that of its newest (highest seq) event of
+ * type activated, rolled_back or healthy that names one (0 before any). */
+
+/* The event types, in the order an update goes through them, as one
+ * string for messages. */
+#define LP_DB_EVENT_TYPES \
+    "checked, downloaded, verified, staged, activated, healthy, failed, rolled_back"
+
+/* True when `type` is one of LP_DB_EVENT_TYPES. */
+bool lp_db_event_type_valid(const char *type);
+
+typedef struct lp_db_event_new {
+    int64_t seq;
+    const char *type;
+    int64_t at;
+    const char *version;          /* NULL: not given */
+    int64_t version_code;         /* 0: not given */
+    int64_t from_version_code;    /* 0: not given */
+    const char *reason;           /* NULL: not given */
+    int64_t duration_ms;          /* -1: not given */
+} lp_db_event_new;
+
+/* One batch from one device. */
+typedef struct lp_db_event_batch {
+    int64_t app_id;
+    const char *device_id;        /* LP_DB_DEVICE_ID_MIN..MAX lower-case hex digits */
+    const lp_db_event_new *events;
+    size_t n_events;              /* 0..LP_DB_EVENT_BATCH_MAX (0: only a check-in) */
+    int64_t dropped;              /* >= 0: events the device has discarded so far
+                                     (a running total); the device row keeps the
+                                     largest value reported */
+    int64_t received_at;          /* 0 = now */
+} lp_db_event_batch;
+
+typedef struct lp_db_event {
+    int64_t id;                   /* increases in the order events were stored */
+    char device_id[LP_DB_DEVICE_ID_MAX + 1];
+    int64_t seq;
+    char type[LP_DB_EVENT_TYPE_MAX + 1];
+    int64_t at;
+    char *version;                /* NULL when not given */
+    int64_t version_code;         /* 0 when not given */
+    int64_t from_version_code;    /* 0 when not given */
+    char *reason;                 /* NULL when not given */
+    int64_t duration_ms;          /* -1 when not given */
+    int64_t received_at;
+} lp_db_event;
+
+typedef struct lp_db_event_list {
+    lp_db_event *items;
+    size_t count;
+} lp_db_event_list;
+
+/* Which events lp_db_event_list_by_app returns. */
+typedef struct lp_db_event_query {
+    const char *device_id;        /* NULL: every device */
+    const char *type;             /* NULL: every type */
+    int64_t since;                /* 0: no bound; else only events with at >= since */
+    int64_t before_id;            /* 0: from the newest; else only ids < before_id (paging) */
+    size_t limit;                 /* 1..LP_DB_LIST_MAX; 0 = LP_DB_LIST_MAX */
+} lp_db_event_query;
+
+typedef struct lp_db_device {
+    int64_t app_id;
+    char device_id[LP_DB_DEVICE_ID_MAX + 1];
+    int64_t first_seen;           /* server's clock, first batch */
+    int64_t last_seen;            /* server's clock, latest batch */
+    int64_t version_code;         /* 0: not known yet (see above) */
+    int64_t dropped;              /* largest running total of discarded events reported */
+    bool has_last_event;
+    lp_db_event last_event;       /* the event with the highest seq, when has_last_event */
+} lp_db_device;
+
+typedef struct lp_db_device_list {
+    lp_db_device *items;
+    size_t count;
+} lp_db_device_list;
+
+/* Checks every field of the batch (the first bad one is named, e.g.
+ * "events[3].type: 'exploded' is not one of ..."), then, in one write
+ * transaction: creates or updates the device row (last_seen, dropped),
+ * stores the events whose seq the device has not sent before, and updates
+ * the device's version_code and newest event.  *inserted (may be NULL) gets
+ * the number of events stored by this call (n_events minus duplicates).
+ * Nothing is stored when any field is bad.  LP_ERR_NOT_FOUND when the app
+ * does not exist; LP_ERR_TOO_LARGE for more than LP_DB_EVENT_BATCH_MAX. */
+lp_status lp_db_events_insert(lp_db *db, const lp_db_event_batch *batch, size_t *inserted,
+                              lp_error *err);
+/* The app's events matching *q (q may be NULL: the newest), newest stored
+ * first (id descending). */
+lp_status lp_db_event_list_by_app(lp_db *db, int64_t app_id, const lp_db_event_query *q,
+                                  lp_db_event_list *out, lp_error *err);
+/* One device of an app.  LP_ERR_NOT_FOUND. */
+lp_status lp_db_device_get(lp_db *db, int64_t app_id, const char *device_id, lp_db_device *out,
+                           lp_error *err);
+/* The app's devices ordered by device_id, only those after `after` when it
+ * is not NULL (paging), at most `limit` (1..LP_DB_LIST_MAX; 0 =
+ * LP_DB_LIST_MAX). */
+lp_status lp_db_device_list_by_app(lp_db *db, int64_t app_id, const char *after, size_t limit,
+                                   lp_db_device_list *out, lp_error *err);
+void lp_db_event_free(lp_db_event *ev);
+void lp_db_event_list_free(lp_db_event_list *list);
+void lp_db_device_free(lp_db_device *dev);
+void lp_db_device_list_free(lp_db_device_list *list);
 
 #ifdef __cplusplus
 }

@@ -62,6 +62,21 @@ lp_status lp_tuf_key_id(const lp_key *key, char keyid[65], lp_error *err);
 lp_status lp_tuf_sign_signed(const lp_key *key, const char *signed_json, size_t len,
                              char keyid[65], char **sig_hex, lp_error *err);
 
+/* Makes canonical JSON readable by any JSON parser.  Canonical JSON (the
+ * bytes lp_tuf_repo_prepare hands out) writes control characters inside
+ * strings raw, which JSON parsers refuse; this returns a copy of `text`
+ * (`len` bytes, no NUL needed) in which each byte below 0x20 inside a
+ * string literal, and only there, is written as a \u00XX escape.  The
+ * result denotes the same JSON value, so a publisher can parse it (with
+ * jansson or any parser) to check what it is asked to sign, while
+ * lp_tuf_sign_signed still gets the bytes as received.  Nothing else is
+ * checked: malformed text stays malformed for the parser to refuse.
+ * *out is malloc'd and NUL-terminated (caller frees), *out_len (may be
+ * NULL) its length without the NUL.  LP_ERR_INVALID_ARG (NULL argument),
+ * LP_ERR_TOO_LARGE (more than 64 MiB), LP_ERR_NOMEM. */
+lp_status lp_tuf_canonical_to_json(const char *text, size_t len, char **out, size_t *out_len,
+                                   lp_error *err);
+
 #ifdef __cplusplus
 }
 #endif

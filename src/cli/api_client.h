@@ -28,7 +28,9 @@
  * lp_client_exit_code derives the documented exit code:
  *
  *     0 success; 1 failure (network, 5xx, a malformed answer); 2 usage;
- *     3 auth refused (401, 403); 4 refused by the server (any other 4xx).
+ *     3 auth refused (401, 403); 4 refused by the server (any other 4xx);
+ *     and, for the commands that sign (signer.h), 5 a release waits for
+ *     more signatures.
  *
  * Only http and https URLs are accepted; redirects are not followed (a
  * management server that redirects is misconfigured, and the token must not
@@ -56,6 +58,9 @@
 /* Exit codes of the API commands beyond those of cli.h. */
 #define LP_EXIT_AUTH 3
 #define LP_EXIT_REFUSED 4
+/* A release of an app whose publisher signs was prepared (and any
+ * signatures given were accepted) but waits for more signatures. */
+#define LP_EXIT_PENDING 5
 
 #define LP_CLIENT_MAX_RESPONSE (16u * 1024 * 1024)
 #define LP_CLIENT_DEFAULT_SERVER "http://127.0.0.1:8080"

@@ -10,9 +10,11 @@
  *   1  the operation failed (reason on stderr)
  *   2  usage error (bad or missing arguments)
  * and, for the commands that talk to a server's management API (upload,
- * inspect, releases, rollback, app, channel, token; see api_client.h):
+ * inspect, releases, rollback, app, channel, token, sign, cancel; see
+ * api_client.h):
  *   3  refused for authentication (HTTP 401 or 403)
  *   4  refused by the server (any other 4xx: not found, conflict, bad bundle)
+ *   5  a release of an app whose publisher signs waits for more signatures
  */
 #ifndef LP_CLI_H
 #define LP_CLI_H
@@ -37,6 +39,10 @@ int lp_cmd_rollback(int argc, char **argv);
 int lp_cmd_app(int argc, char **argv);
 int lp_cmd_channel(int argc, char **argv);
 int lp_cmd_token(int argc, char **argv);
+int lp_cmd_devices(int argc, char **argv);
+int lp_cmd_events(int argc, char **argv);
+int lp_cmd_sign(int argc, char **argv);
+int lp_cmd_cancel(int argc, char **argv);
 
 /* Prints "livepush: <context>: <message>" to stderr and returns LP_EXIT_FAIL. */
 int lp_cli_fail(const lp_error *err, const char *context);

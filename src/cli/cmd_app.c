@@ -3,7 +3,18 @@
  *
  *   livepush app list          [client options]      GET  /api/v1/apps
  *   livepush app create NAME   [client options]      POST /api/v1/apps  (admin)
+ *   livepush app create NAME --signing publisher --root-key ROOT.pem [--root-key ..]
+ *                   [--root-threshold N] --release-key REL [--release-key ..]
+ *                   [--release-threshold N] [--root-out FILE]
+ *                                                    POST /api/v1/apps, PUT .../root
  *   livepush app show [NAME]   [client options]      GET  /api/v1/apps/<name>
+ *
+ * `create --signing publisher` makes an app whose publisher signs
+ * (signer.h): the server makes its online keys, the root is built and
+ * signed here with the root keys (private) around the release keys (public
+ * .pub.json files or private keys) and the server's keys, written to
+ * --root-out (default ./NAME.root.json; an existing file is never
+ * replaced) and sent.  Devices are set up with that file.
  *
  * `show` without NAME shows --app (or LIVEPUSH_APP, or "default").  Human
  * output is a summary or a table on stdout; --json prints the server's
@@ -13,6 +24,9 @@
 #include "cli/api_client.h"
 #include "cli/api_print.h"
 #include "cli/cli.h"
+#include "cli/signer.h"
+
+#include "core/file.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -22,12 +36,31 @@
 static const char usage_text[] =
     "usage: livepush app list [options]\n"
     "       livepush app create NAME [options]\n"
+    "       livepush app create NAME --signing publisher --root-key ROOT.pem\n"
+    "                           --release-key REL.pub.json [options]\n"
     "       livepush app show [NAME] [options]\n"
     "\n"
-    "list: the server's apps.  create: a new app whose signing keys the server\n"
-    "holds (needs an admin token).  show: one app (NAME, else --app), its channels\n"
-    "and latest release.\n"
+    "list: the server's apps.  create: a new app (needs an admin token) whose\n"
+    "signing keys the server holds, or with --signing publisher one whose\n"
+    "publisher signs: the root is built and signed here, offline keys never leave\n"
+    "this machine, and the server holds only its snapshot and timestamp keys.\n"
+    "show: one app (NAME, else --app), its channels and latest release.\n"
+    "\n"
+    "  --signing MODE          server (default) or publisher\n"
+    "  --root-key FILE         a root key, private (repeatable; publisher)\n"
+    "  --root-threshold N      root signatures needed (default 1)\n"
+    "  --release-key FILE      a release key: FILE.pub.json from `livepush keygen`\n"
+    "                          or a private key (repeatable; publisher)\n"
+    "  --release-threshold N   release signatures a release needs (default 1)\n"
+    "  --root-out FILE         where the root is written (default ./NAME.root.json);\n"
+    "                          devices are set up with it\n"
     "\n" LP_CLIENT_OPTIONS_HELP;
+
+typedef struct aopts {
+    const char *signing, *root_threshold, *release_threshold, *root_out;
+    const char *root_keys[LP_SIGNER_KEYS_MAX], *release_keys[LP_SIGNER_KEYS_MAX];
+    size_t nroot, nrelease;
+} aopts;
 
 static int usage_error(const char *msg)
 {
@@ -35,18 +68,93 @@ static int usage_error(const char *msg)
     return LP_EXIT_USAGE;
 }
 
+/* `app create NAME --signing publisher ...`. */
+static int create_publisher(const lp_client_opts *o, const char *name, const aopts *a)
+{
+    if (!a->nroot || !a->nrelease)
+        return usage_error("--signing publisher needs at least one --root-key and one "
+                           "--release-key");
+    lp_error err;
+    lp_error_clear(&err);
+    long long rt = 1, kt = 1;
+    if ((a->root_threshold && lp_client_parse_int(a->root_threshold, "--root-threshold", 1,
+                                                  (long long)a->nroot, &rt, &err)) ||
+        (a->release_threshold && lp_client_parse_int(a->release_threshold,
+                                                     "--release-threshold", 1,
+                                                     (long long)a->nrelease, &kt, &err))) {
+        fprintf(stderr, "livepush app: %s (at most the number of keys given)\n", err.msg);
+        return LP_EXIT_USAGE;
+    }
+    char def[256];
+    snprintf(def, sizeof def, "%s.root.json", name);
+    const char *out = a->root_out ? a->root_out : def;
+    if (lp_file_exists(out)) {
+        fprintf(stderr, "livepush app: %s exists already: it may be the root of another app; "
+                        "give another --root-out\n",
+                out);
+        return LP_EXIT_USAGE;
+    }
+    lp_signer_keys rk, kk;
+    if (lp_signer_keys_load(&rk, a->root_keys, a->nroot, true, &err)) {
+        fprintf(stderr, "livepush app: --root-key: %s\n", err.msg);
+        return LP_EXIT_USAGE;
+    }
+    if (lp_signer_keys_load(&kk, a->release_keys, a->nrelease, false, &err)) {
+        lp_signer_keys_free(&rk);
+        fprintf(stderr, "livepush app: --release-key: %s\n", err.msg);
+        return LP_EXIT_USAGE;
+    }
+    for (size_t i = 0; i < rk.n; i++)
+        for (size_t j = 0; j < kk.n; j++)
+            if (!strcmp(rk.id[i], kk.id[j])) {
+                fprintf(stderr, "livepush app: %s and %s hold the same key: a root key must not "
+                                "be a release key\n",
+                        rk.path[i], kk.path[j]);
+                lp_signer_keys_free(&rk);
+                lp_signer_keys_free(&kk);
+                return LP_EXIT_USAGE;
+            }
+    lp_client *c = NULL;
+    int rc = lp_client_open(o, "app", &c);
+    if (rc < 0)
+        rc = lp_signer_app_create(c, name, &rk, (unsigned)rt, &kk, (unsigned)kt, out, o->json);
+    lp_client_free(c);
+    lp_signer_keys_free(&rk);
+    lp_signer_keys_free(&kk);
+    return rc;
+}
+
 int lp_cmd_app(int argc, char **argv)
 {
     static const struct option lo[] = {LP_CLIENT_LONG_OPTIONS,
+                                       {"signing", required_argument, NULL, 's'},
+                                       {"root-key", required_argument, NULL, 'r'},
+                                       {"root-threshold", required_argument, NULL, 'R'},
+                                       {"release-key", required_argument, NULL, 'k'},
+                                       {"release-threshold", required_argument, NULL, 'K'},
+                                       {"root-out", required_argument, NULL, 'o'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     lp_client_opts o = {0};
+    aopts a = {0};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-        if (ch == 'h') {
-            fputs(usage_text, stdout);
-            return LP_EXIT_OK;
+        switch (ch) {
+        case 'h': fputs(usage_text, stdout); return LP_EXIT_OK;
+        case 's': a.signing = optarg; continue;
+        case 'R': a.root_threshold = optarg; continue;
+        case 'K': a.release_threshold = optarg; continue;
+        case 'o': a.root_out = optarg; continue;
+        case 'r':
+        case 'k': {
+            size_t *n = ch == 'r' ? &a.nroot : &a.nrelease;
+            if (*n == LP_SIGNER_KEYS_MAX)
+                return usage_error("at most 32 keys of each kind");
+            (ch == 'r' ? a.root_keys : a.release_keys)[(*n)++] = optarg;
+            continue;
+        }
+        default: break;
         }
         if (!lp_client_opt(&o, ch, optarg)) {
             fputs(usage_text, stderr);
@@ -74,6 +182,17 @@ int lp_cmd_app(int argc, char **argv)
         fprintf(stderr, "livepush app: unknown subcommand '%s'\n(see 'livepush app --help')\n", sub);
         return LP_EXIT_USAGE;
     }
+    bool publisher = a.signing && !strcmp(a.signing, "publisher");
+    if (a.signing && !publisher && strcmp(a.signing, "server"))
+        return usage_error("--signing: must be server or publisher");
+    if (!publisher && (a.nroot || a.nrelease || a.root_threshold || a.release_threshold ||
+                       a.root_out))
+        return usage_error("--root-key, --release-key, their thresholds and --root-out go with "
+                           "create --signing publisher");
+    if (publisher && strcmp(sub, "create"))
+        return usage_error("--signing goes with create");
+    if (publisher)
+        return create_publisher(&o, name, &a);
 
     lp_client *c = NULL;
     int rc = lp_client_open(&o, "app", &c);

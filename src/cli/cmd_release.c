@@ -10,9 +10,12 @@
  *   livepush releases [--channel C] [--limit N] [--before CODE]
  *       GET /api/v1/apps/<app>/releases, newest first; a page of results
  *       ends with a hint naming the --before value of the next page
- *   livepush rollback --target V [--channel C]...
+ *   livepush rollback --target V [--channel C]... [--sign-key KEY.pem]... [--root ROOT.json]
  *       POST /api/v1/apps/<app>/rollback: V's content becomes a new release
- *       with a higher version code
+ *       with a higher version code.  For an app whose publisher signs the
+ *       answer is 202 (prepared) and, with --sign-key, the prepared bytes
+ *       are checked (the new entry restores V exactly; everything else as
+ *       published) and signed as for an upload (signer.h).
  *
  * The app is --app (or LIVEPUSH_APP, or "default").  --json prints the
  * server's answer (for `inspect` without --release, the app's answer only).
@@ -21,6 +24,7 @@
 #include "cli/api_client.h"
 #include "cli/api_print.h"
 #include "cli/cli.h"
+#include "cli/signer.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -62,6 +66,11 @@ static const char rollback_usage[] =
     "\n"
     "  --target VERSION   the earlier release to return to\n"
     "  --channel C        publish on channel C (repeatable; default: the target's)\n"
+    "\n"
+    "Apps whose publisher signs (without --sign-key the rollback waits for\n"
+    "signatures, exit 5):\n"
+    "  --sign-key KEY.pem a release key (private) to sign with (repeatable)\n"
+    "  --root ROOT.json   the app's root file, to verify what is published now\n"
     "\n" LP_CLIENT_OPTIONS_HELP;
 
 typedef struct ropts {
@@ -69,6 +78,9 @@ typedef struct ropts {
     const char *release, *channel, *limit, *before, *target;
     const char *channels[MAX_CHANNELS];
     size_t nchannels;
+    const char *root;
+    const char *keys[LP_SIGNER_KEYS_MAX];
+    size_t nkeys;
 } ropts;
 
 /* Parses argv; -1 to go on, else the exit code. */
@@ -81,6 +93,8 @@ static int parse(int argc, char **argv, const char *cmd, const char *usage, cons
                                        {"limit", required_argument, NULL, 'l'},
                                        {"before", required_argument, NULL, 'b'},
                                        {"target", required_argument, NULL, 't'},
+                                       {"sign-key", required_argument, NULL, 'K'},
+                                       {"root", required_argument, NULL, 'R'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     int ch;
@@ -103,6 +117,15 @@ static int parse(int argc, char **argv, const char *cmd, const char *usage, cons
         case 'l': o->limit = optarg; break;
         case 'b': o->before = optarg; break;
         case 't': o->target = optarg; break;
+        case 'R': o->root = optarg; break;
+        case 'K':
+            if (o->nkeys == LP_SIGNER_KEYS_MAX) {
+                fprintf(stderr, "livepush %s: at most %d --sign-key options\n", cmd,
+                        LP_SIGNER_KEYS_MAX);
+                return LP_EXIT_USAGE;
+            }
+            o->keys[o->nkeys++] = optarg;
+            break;
         case 'c':
             o->channel = optarg;
             if (o->nchannels == MAX_CHANNELS) {
@@ -243,18 +266,32 @@ int lp_cmd_releases(int argc, char **argv)
 int lp_cmd_rollback(int argc, char **argv)
 {
     ropts o = {0};
-    int rc = parse(argc, argv, "rollback", rollback_usage, "tc", &o);
+    int rc = parse(argc, argv, "rollback", rollback_usage, "tcKR", &o);
     if (rc >= 0)
         return rc;
     if (!o.target || !*o.target) {
         fprintf(stderr, "livepush rollback: --target is required\n(see 'livepush rollback --help')\n");
         return LP_EXIT_USAGE;
     }
-    lp_client *c = NULL;
-    if ((rc = lp_client_open(&o.api, "rollback", &c)) >= 0)
-        return rc;
     lp_error err;
     lp_error_clear(&err);
+    lp_signer_keys ks = {0};
+    lp_signer_published pub = {0};
+    if (o.nkeys && lp_signer_keys_load(&ks, o.keys, o.nkeys, true, &err)) {
+        fprintf(stderr, "livepush rollback: %s\n", err.msg);
+        return LP_EXIT_USAGE;
+    }
+    lp_client *c = NULL;
+    if ((rc = lp_client_open(&o.api, "rollback", &c)) >= 0) {
+        lp_signer_keys_free(&ks);
+        return rc;
+    }
+    const char *app = lp_client_app(&o.api);
+    if (o.nkeys && (rc = lp_signer_setup(c, "rollback", app, o.root, &ks, &pub)) >= 0) {
+        lp_signer_keys_free(&ks);
+        lp_client_free(c);
+        return rc;
+    }
     lp_status st = LP_OK;
     json_t *body = json_pack("{s:s}", "target", o.target), *ans = NULL;
     if (!body)
@@ -268,13 +305,28 @@ int lp_cmd_rollback(int argc, char **argv)
                 st = lp_error_set(&err, LP_ERR_INVALID_ARG, "--channel %s: not valid UTF-8",
                                   o.channels[i]);
     }
-    char *path = lp_client_path("/api/v1/apps/%s/rollback", lp_client_app(&o.api));
+    char *path = lp_client_path("/api/v1/apps/%s/rollback", app);
     if (!st && !path)
         st = lp_error_set(&err, LP_ERR_NOMEM, "out of memory");
     if (!st)
         st = lp_client_request(c, "POST", path, body, &ans, &err);
     free(path);
+    if (!st && lp_client_last_http_status(c) == 202) {
+        /* an app whose publisher signs: the rollback is prepared */
+        lp_signer_expect ex = {.rollback_target = o.target,
+                               .rollback_channels = json_object_get(body, "channels")};
+        rc = lp_signer_finish(c, "rollback", app, ans, o.nkeys ? &pub : NULL, &ex, &ks,
+                              o.api.json);
+        json_decref(body);
+        json_decref(ans);
+        lp_signer_published_free(&pub);
+        lp_signer_keys_free(&ks);
+        lp_client_free(c);
+        return rc;
+    }
     json_decref(body);
+    lp_signer_published_free(&pub);
+    lp_signer_keys_free(&ks);
     if (!st) {
         if (o.api.json) {
             lp_client_print_json(ans);

@@ -27,6 +27,7 @@
  */
 #include "cli/cli.h"
 #include "cli/cmd_repo.h"
+#include "cli/signer.h"
 #include "core/file.h"
 #include "core/timeutil.h"
 #include "livepush/tuf.h"
@@ -43,7 +44,6 @@
 #include <string.h>
 
 #define MAX_LIST 64
-#define KEY_FILE_MAX (64u * 1024)
 
 static const char usage_text[] =
     "usage: livepush repo <command> DIR [arguments] [options]\n"
@@ -154,25 +154,7 @@ static int parse(int argc, char **argv, const char *sub, const char *allowed, ro
 /* A key file: a PEM private key or a TUF public key object (JSON). */
 static lp_status load_key_file(const char *path, lp_key **out, lp_error *err)
 {
-    uint8_t *data;
-    size_t len;
-    lp_status st = lp_file_read(path, KEY_FILE_MAX, &data, &len, err);
-    if (st)
-        return st;
-    size_t i = 0;
-    while (i < len && (data[i] == ' ' || data[i] == '\n' || data[i] == '\r' || data[i] == '\t'))
-        i++;
-    if (i < len && data[i] == '{') {
-        json_t *obj;
-        if (!(st = lp_json_parse(data, len, NULL, &obj, err))) {
-            st = lp_tuf_key_from_json(obj, path, out, err);
-            json_decref(obj);
-        }
-    } else {
-        st = lp_key_from_private_pem(out, (const char *)data, len, err);
-    }
-    free(data);
-    return st ? lp_error_prefix(err, st, "key file %s", path) : LP_OK;
+    return lp_cli_key_load(path, out, err);
 }
 
 typedef struct keyset {

@@ -8,10 +8,12 @@
  * admin token in <data-dir>/admin.token, the default app), and serves:
  * the management API under /api/v1 (server/api.h, docs/api.md), blobs
  * under /v1/blobs/, each app's TUF repository (GET
- * /v1/apps/<app>/metadata/<file> and /v1/apps/<app>/targets/<path>) and
- * GET /healthz.  Options come from flags, LIVEPUSH_* environment variables
- * and a JSON config file (flags win; see server/config.h); the --help text
- * is generated from the same option table.
+ * /v1/apps/<app>/metadata/<file> and /v1/apps/<app>/targets/<path>), the
+ * device API (POST /v1/apps/<app>/events, anonymous or with a `download`
+ * token as --device-auth says) and GET /healthz.  Options come from flags,
+ * LIVEPUSH_* environment variables and a JSON config file (flags win; see
+ * server/config.h); the --help text is generated from the same option
+ * table.
  *
  * When the bootstrap made the admin token it prints "admin token written
  * to <path>" on stdout (never the token itself).  Once listening it prints
@@ -59,6 +61,7 @@ static void usage(FILE *f)
                "docs/api.md)\n"
                "  GET /v1/apps/<app>/metadata/<file>   GET /v1/apps/<app>/targets/<path>\n"
                "  GET /v1/blobs/<sha256>               GET /healthz\n"
+               "  POST /v1/apps/<app>/events           device events (see --device-auth)\n"
                "On first start it writes an admin token to DIR/admin.token (0600) and\n"
                "creates the default app.  Prints \"listening on http://HOST:PORT\" once\n"
                "ready; logs to stderr.\n"
@@ -148,7 +151,8 @@ int lp_cmd_serve(int argc, char **argv)
                              .db_url = cfg.db_url[0] ? cfg.db_url : NULL,
                              .limits = &limits,
                              .db_connections = cfg.db_connections,
-                             .log = &log};
+                             .log = &log,
+                             .device_token = cfg.device_auth_token};
     lp_service *svc = NULL;
     bool made_token = false;
     st = lp_service_open(&svc, &so, &err);

@@ -4,7 +4,8 @@
  *   livepush upload --bundle PATH --version V [--version-code N] [--channel C]...
  *                   [--runtime-version R] [--platform P] [--arch A] [--mandatory]
  *                   [--notes TEXT | --notes-file F] [--file-name NAME]
- *                   [--kind auto|archive|file] [--limit-rate RATE] [client options]
+ *                   [--kind auto|archive|file] [--limit-rate RATE]
+ *                   [--sign-key KEY.pem]... [--root ROOT.json] [client options]
  *
  * Steps:
  *   1. The bundle becomes one file: an archive or a single file is used as
@@ -24,6 +25,17 @@
  *   4. The release is created (POST /api/v1/apps/<app>/releases), which
  *      consumes the upload; the state file is then removed.
  *
+ * An app whose publisher signs answers step 4 with 202: the release is
+ * pending and the answer holds the bytes to sign.  With --sign-key the
+ * command computes the bundle's tree manifest itself before uploading
+ * (signer.h: ingest into a temporary blob store), learns what devices trust
+ * now (a TUF refresh from the root file given with --root), then checks
+ * the prepared bytes (the new entry is this bundle's manifest with the
+ * fields asked for, everything else as published), signs them with each
+ * key and sends the signatures (signer.h).  Without --sign-key the release
+ * is left waiting and the command says so (exit 5).  --sign-key for an app
+ * the server signs is refused before anything is uploaded.
+ *
  * The state file is $XDG_CACHE_HOME/livepush/uploads/<key>.json (default
  * ~/.cache/...), <key> being the SHA-256 of "<bundle sha256>\n<server>\n<app>",
  * written atomically (core/file.h) as
@@ -36,12 +48,14 @@
  * otherwise nothing is printed while sending.  The result goes to stdout: a
  * summary of the release, or with --json the server's answer.
  *
- * Exit codes: api_client.h (a bundle refused by the server is 4).
+ * Exit codes: api_client.h (a bundle refused by the server is 4; 5 the
+ * release waits for more signatures; 1 when the checks refuse to sign).
  */
 #include "cli/api_client.h"
 #include "cli/api_print.h"
 #include "cli/cli.h"
 #include "cli/pack.h"
+#include "cli/signer.h"
 #include "core/file.h"
 #include "livepush/hash.h"
 
@@ -88,6 +102,12 @@ static const char usage_text[] =
     "                         reads a file bundle\n"
     "  --limit-rate RATE      send at most RATE bytes per second (K, M, G suffixes)\n"
     "\n"
+    "Apps whose publisher signs (the server prepares the release, the publisher\n"
+    "signs it; without --sign-key it waits for signatures, exit 5):\n"
+    "  --sign-key KEY.pem     a release key (private) to sign with (repeatable)\n"
+    "  --root ROOT.json       the app's root file, to verify what is published now\n"
+    "                         (without it the server's first root is trusted)\n"
+    "\n"
     "Environment: LIVEPUSH_UPLOAD_CHUNK sets the chunk size (default 4M).\n"
     "A progress bar is shown on stderr when it is a terminal.\n"
     "\n" LP_CLIENT_OPTIONS_HELP;
@@ -99,6 +119,9 @@ typedef struct uopts {
     const char *channels[MAX_CHANNELS];
     size_t nchannels;
     bool mandatory;
+    const char *root;
+    const char *keys[LP_SIGNER_KEYS_MAX];
+    size_t nkeys;
 } uopts;
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -130,6 +153,8 @@ static int parse(int argc, char **argv, uopts *o)
                                        {"file-name", required_argument, NULL, 'f'},
                                        {"kind", required_argument, NULL, 'k'},
                                        {"limit-rate", required_argument, NULL, 'l'},
+                                       {"sign-key", required_argument, NULL, 'K'},
+                                       {"root", required_argument, NULL, 'R'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     int ch;
@@ -154,6 +179,12 @@ static int parse(int argc, char **argv, uopts *o)
         case 'f': o->file_name = optarg; break;
         case 'k': o->kind = optarg; break;
         case 'l': o->limit_rate = optarg; break;
+        case 'R': o->root = optarg; break;
+        case 'K':
+            if (o->nkeys == LP_SIGNER_KEYS_MAX)
+                return usage_error("at most %d --sign-key options", LP_SIGNER_KEYS_MAX);
+            o->keys[o->nkeys++] = optarg;
+            break;
         default:
             if (!lp_client_opt(&o->api, ch, optarg)) {
                 fputs("(see 'livepush upload --help')\n", stderr);
@@ -608,6 +639,31 @@ static lp_status release_body(const uopts *o, const char *id, const bundle *b, c
     return LP_OK;
 }
 
+/* The release fields a publisher-signed release's target must carry
+ * (service_sync.c writes them): what was asked, with the server's
+ * defaults; version_code is filled in by the check. */
+static json_t *expected_custom(const uopts *o, const char *notes)
+{
+    json_t *ch = json_array();
+    for (size_t i = 0; ch && i < o->nchannels; i++)
+        json_array_append_new(ch, json_string(o->channels[i]));
+    if (ch && !o->nchannels)
+        json_array_append_new(ch, json_string("stable"));
+    json_t *c = ch ? json_pack("{s:s,s:o,s:b}", "version", o->version, "channels", ch,
+                               "mandatory", o->mandatory)
+                   : NULL;
+    const char *opt[][2] = {{"runtime_version", o->runtime_version},
+                            {"platform", o->platform},
+                            {"arch", o->arch},
+                            {"notes", notes}};
+    for (size_t i = 0; c && i < sizeof opt / sizeof opt[0]; i++)
+        if (opt[i][1] && json_object_set_new(c, opt[i][0], json_string(opt[i][1]))) {
+            json_decref(c);
+            c = NULL;
+        }
+    return c;
+}
+
 int lp_cmd_upload(int argc, char **argv)
 {
     uopts o = {0};
@@ -657,19 +713,44 @@ int lp_cmd_upload(int argc, char **argv)
         notes = (char *)data;
     }
 
+    /* signing: the keys and the bundle's own tree manifest, before any
+     * request */
+    lp_signer_keys ks = {0};
+    lp_signer_published pub = {0};
+    char msha[65];
+    uint64_t mlen = 0;
+    if (o.nkeys && lp_signer_keys_load(&ks, o.keys, o.nkeys, true, &err)) {
+        free(notes);
+        fprintf(stderr, "livepush upload: %s\n", err.msg);
+        return LP_EXIT_USAGE;
+    }
+    if (o.nkeys) {
+        lp_ingest_opts io;
+        lp_signer_ingest_opts(o.bundle, o.kind, o.file_name, &io);
+        if (lp_signer_local_manifest(o.bundle, &io, msha, &mlen, &err)) {
+            free(notes);
+            lp_signer_keys_free(&ks);
+            return lp_cli_fail(&err, "upload");
+        }
+    }
+
     lp_client *c = NULL;
     if ((rc = lp_client_open(&o.api, "upload", &c)) >= 0) {
         free(notes);
+        lp_signer_keys_free(&ks);
         return rc;
     }
     const char *app = lp_client_app(&o.api);
     const char *server = lp_client_server(c);
     bundle b = {.fd = -1};
-    json_t *body = NULL, *ans = NULL;
+    json_t *body = NULL, *ans = NULL, *custom = NULL;
     char *id = NULL, *spath = NULL;
     uint64_t offset = 0;
     progress pg = {.on = isatty(STDERR_FILENO) == 1};
-    lp_status st = bundle_open(o.bundle, &b, &err);
+    lp_status st = LP_OK;
+    if (o.nkeys && (rc = lp_signer_setup(c, "upload", app, o.root, &ks, &pub)) >= 0)
+        goto out;
+    st = bundle_open(o.bundle, &b, &err);
     if (st)
         goto done;
     pg.total = b.size;
@@ -722,6 +803,24 @@ int lp_cmd_upload(int argc, char **argv)
         unlink(spath);
     if (st)
         goto done;
+    if (lp_client_last_http_status(c) == 202) {
+        /* an app whose publisher signs: the release is prepared */
+        custom = expected_custom(&o, notes ? notes : o.notes);
+        long long code = 0;
+        if (o.version_code)
+            lp_client_parse_int(o.version_code, "--version-code", 1, INT64_MAX, &code, NULL);
+        lp_signer_expect ex = {.manifest_sha256 = o.nkeys ? msha : NULL,
+                               .manifest_len = mlen,
+                               .custom = custom,
+                               .version_code = code};
+        if (!custom) {
+            st = lp_error_set(&err, LP_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        rc = lp_signer_finish(c, "upload", app, ans, o.nkeys ? &pub : NULL, &ex, &ks,
+                              o.api.json);
+        goto out;
+    }
     if (o.api.json) {
         lp_client_print_json(ans);
     } else {
@@ -737,6 +836,10 @@ int lp_cmd_upload(int argc, char **argv)
 
 done:
     rc = st ? lp_client_fail(c, st, &err, "upload") : LP_EXIT_OK;
+out:
+    json_decref(custom);
+    lp_signer_published_free(&pub);
+    lp_signer_keys_free(&ks);
     if (b.fd >= 0)
         close(b.fd);
     json_decref(body);

@@ -22,9 +22,13 @@ static const struct {
     {"inspect", lp_cmd_inspect, "show an app (channels, latest releases) or one release"},
     {"releases", lp_cmd_releases, "list an app's releases"},
     {"rollback", lp_cmd_rollback, "republish an earlier release as a new one"},
+    {"sign", lp_cmd_sign, "sign a release that waits for the publisher's signatures"},
+    {"cancel", lp_cmd_cancel, "withdraw a release that waits for signatures"},
     {"app", lp_cmd_app, "list, create and show apps on a server"},
     {"channel", lp_cmd_channel, "list and create an app's channels"},
     {"token", lp_cmd_token, "create, list and revoke API tokens"},
+    {"devices", lp_cmd_devices, "list the devices that report events for an app"},
+    {"events", lp_cmd_events, "list the events devices sent (updates, failures, rollbacks)"},
 };
 
 int lp_cli_fail(const lp_error *err, const char *context)
@@ -41,7 +45,7 @@ static void usage(FILE *f)
     fprintf(f, "\n'livepush <command> --help' describes a command's options.\n"
                "Exit codes: 0 success, 1 failure (reason on stderr), 2 usage error;\n"
                "commands that talk to a server also: 3 authentication refused (HTTP 401/403),\n"
-               "4 refused by the server (other 4xx).\n");
+               "4 refused by the server (other 4xx), 5 a release waits for more signatures.\n");
 }
 
 int main(int argc, char **argv)

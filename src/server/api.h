@@ -7,7 +7,11 @@
  *     api_releases.c  releases: list, show, publish (from an upload), rollback
  *     api_uploads.c   resumable uploads
  *     api_tokens.c    tokens and whoami
+ *     api_signing.c   apps whose publisher signs: the root, the pending
+ *                     release, its signatures (docs/signing.md)
  *     api_blobs.c     GET /v1/blobs/<sha256> (public, immutable)
+ *     api_devices.c   POST /v1/apps/<app>/events (the device API) and the
+ *                     devices and events lists
  * and shares the helpers below:
  *     api_body.c      strict JSON request bodies (a field table per route)
  *     api_common.c    answers, lp_status to HTTP, lookups, JSON objects,
@@ -37,7 +41,9 @@ lp_status lp_api_add_app_routes(lp_http_server *s, lp_service *svc, lp_error *er
 lp_status lp_api_add_release_routes(lp_http_server *s, lp_service *svc, lp_error *err);
 lp_status lp_api_add_upload_routes(lp_http_server *s, lp_service *svc, lp_error *err);
 lp_status lp_api_add_token_routes(lp_http_server *s, lp_service *svc, lp_error *err);
+lp_status lp_api_add_signing_routes(lp_http_server *s, lp_service *svc, lp_error *err);
 lp_status lp_api_add_blob_routes(lp_http_server *s, lp_service *svc, lp_error *err);
+lp_status lp_api_add_device_routes(lp_http_server *s, lp_service *svc, lp_error *err);
 
 /* ---- request bodies (api_body.c) ------------------------------------------ */
 
@@ -46,6 +52,7 @@ typedef enum lp_api_type {
     LP_API_INT,          /* a JSON integer (not a real, not a boolean) */
     LP_API_BOOL,
     LP_API_STRING_ARRAY, /* an array of strings */
+    LP_API_OBJECT_ARRAY, /* an array of objects, each checked against `items` */
 } lp_api_type;
 
 /* One field a body may have. */
@@ -56,6 +63,8 @@ typedef struct lp_api_field {
     bool nullable;    /* null is accepted and means "absent" */
     size_t max_len;   /* strings (and array items): most bytes; 0: no bound here */
     size_t max_items; /* arrays: most items; 0: no bound here */
+    const struct lp_api_field *items; /* LP_API_OBJECT_ARRAY: the members of an item */
+    size_t nitems;
 } lp_api_field;
 
 /* Parses the request body as one JSON object, strictly (malformed JSON,
@@ -94,6 +103,24 @@ bool lp_api_upload_take(lp_http_request *rq, lp_service *svc, const char *id, in
  * publish it again, e.g. with another version).  Unlocks in both cases. */
 void lp_api_upload_drop(lp_service *svc, lp_api_upload_hold *h, bool consumed);
 
+/* ---- apps whose publisher signs (api_signing.c) ---------------------------- */
+
+/* Answers `status` with {"release": rel, "sign": {"role": "targets",
+ * "signed": <the `len` canonical bytes at `signed_json` as a JSON string>,
+ * "signatures": [key IDs held]}} for a release waiting for the publisher's
+ * signatures.  signed_by (borrowed; NULL: none held) is a JSON array of key
+ * IDs. */
+void lp_api_answer_pending(lp_http_request *rq, lp_service *svc, const char *app,
+                           const lp_db_release *rel, const char *signed_json, size_t len,
+                           const json_t *signed_by, unsigned status);
+
+/* Answers an lp_status of the two-step calls (prepare, sign, cancel,
+ * root): as lp_api_respond_status, except that LP_ERR_STATE is 409
+ * conflict (another release is pending, the release is not pending, the
+ * app is signed the other way) unless the database was busy (503), and
+ * LP_ERR_BAD_SIGNATURE is 422 bad_signature. */
+void lp_api_respond_signing_status(lp_http_request *rq, lp_status st, const lp_error *err);
+
 /* ---- answers (api_common.c) ----------------------------------------------- */
 
 /* Answers `status` with `doc` as compact JSON (the reference is taken; NULL
@@ -118,8 +145,9 @@ bool lp_api_app(lp_http_request *rq, lp_db *db, size_t param, lp_db_app *app);
 /* The query argument `name` of the request, or NULL. */
 const char *lp_api_query(lp_http_request *rq, const char *name);
 
-/* JSON objects of docs/api.md (new references; NULL when out of memory). */
-json_t *lp_api_app_json(const lp_db_app *app);
+/* JSON objects of docs/api.md (new references; NULL when out of memory).
+ * `signing` is the app's "signing" field (lp_service_app_signing). */
+json_t *lp_api_app_json(const lp_db_app *app, const char *signing);
 json_t *lp_api_channel_json(const lp_db_channel *ch);
 json_t *lp_api_token_json(const lp_db_token *tok);
 json_t *lp_api_upload_json(const lp_db_upload *up, const char *app_name);

@@ -2,7 +2,11 @@
  * api_apps.c — apps and their channels (docs/api.md):
  *
  *     GET  /api/v1/apps                    read    list
- *     POST /api/v1/apps                    admin   create (server-held keys)
+ *     POST /api/v1/apps                    admin   create: server-held keys (201), or
+ *                                                  "signing":"publisher": the first step
+ *                                                  of an app whose publisher signs (202,
+ *                                                  the server's online keys; the root
+ *                                                  follows with PUT .../root, api_signing.c)
  *     GET  /api/v1/apps/<app>              read    app, channels, latest release
  *     GET  /api/v1/apps/<app>/channels     read    list
  *     POST /api/v1/apps/<app>/channels     admin   create
@@ -14,10 +18,16 @@
 #include "server/api.h"
 #include "server/auth.h"
 
+#include <string.h>
 #include <time.h>
 
 static const lp_api_field name_fields[] = {
     {"name", LP_API_STRING, .required = true, .max_len = LP_DB_NAME_MAX},
+};
+
+static const lp_api_field create_fields[] = {
+    {"name", LP_API_STRING, .required = true, .max_len = LP_DB_NAME_MAX},
+    {"signing", LP_API_STRING, .nullable = true, .max_len = 16},
 };
 
 static void list_apps(lp_http_request *rq, void *user)
@@ -36,8 +46,10 @@ static void list_apps(lp_http_request *rq, void *user)
         return;
     }
     json_t *arr = json_array();
-    for (size_t i = 0; arr && i < apps.count; i++)
-        json_array_append_new(arr, lp_api_app_json(&apps.items[i]));
+    for (size_t i = 0; arr && i < apps.count; i++) {
+        const char *signing = lp_service_app_signing(svc, apps.items[i].name);
+        json_array_append_new(arr, lp_api_app_json(&apps.items[i], signing));
+    }
     lp_db_app_list_free(&apps);
     lp_api_respond(rq, MHD_HTTP_OK, json_pack("{s:o}", "apps", arr));
 }
@@ -48,11 +60,31 @@ static void create_app(lp_http_request *rq, void *user)
     lp_auth who;
     json_t *body = NULL;
     if (!lp_auth_require(rq, svc, LP_SCOPE_ADMIN, &who) ||
-        !lp_api_parse_body(rq, name_fields, 1, &body))
+        !lp_api_parse_body(rq, create_fields, 2, &body))
         return;
     const char *name = lp_api_str(body, "name");
+    const char *signing = lp_api_str(body, "signing");
     lp_error err;
     lp_error_clear(&err);
+    if (signing && strcmp(signing, "server") && strcmp(signing, "publisher")) {
+        json_decref(body);
+        lp_http_respond_error(rq, MHD_HTTP_BAD_REQUEST, "bad_request",
+                              "field 'signing': expected \"server\" or \"publisher\"");
+        return;
+    }
+    if (signing && !strcmp(signing, "publisher")) {
+        json_t *online = NULL;
+        lp_status st = lp_service_app_begin_signed(svc, name, &online, &err);
+        if (st)
+            lp_api_respond_status(rq, st, &err);
+        else
+            lp_api_respond(rq, MHD_HTTP_ACCEPTED,
+                           json_pack("{s:{s:s,s:s,s:s},s:o}", "app", "name", name, "signing",
+                                     "publisher", "state", "awaiting_root", "online_keys",
+                                     online));
+        json_decref(body);
+        return;
+    }
     lp_status st = lp_service_app_create(svc, name, &err);
     lp_db *db = NULL;
     lp_db_app app = {0};
@@ -72,7 +104,8 @@ static void create_app(lp_http_request *rq, void *user)
         lp_api_respond_status(rq, st, &err);
         return;
     }
-    lp_api_respond(rq, MHD_HTTP_CREATED, json_pack("{s:o}", "app", lp_api_app_json(&app)));
+    lp_api_respond(rq, MHD_HTTP_CREATED,
+                   json_pack("{s:o}", "app", lp_api_app_json(&app, "server")));
     lp_db_app_free(&app);
 }
 
@@ -115,7 +148,9 @@ static void show_app(lp_http_request *rq, void *user)
         lp_api_respond_status(rq, st, &err);
     else
         lp_api_respond(rq, MHD_HTTP_OK,
-                       json_pack("{s:o,s:o,s:o}", "app", lp_api_app_json(&app), "channels",
+                       json_pack("{s:o,s:o,s:o}", "app",
+                                 lp_api_app_json(&app, lp_service_app_signing(svc, app.name)),
+                                 "channels",
                                  channels_json(&chans), "latest", latest_json));
     lp_db_release_free(&latest);
     lp_db_channel_list_free(&chans);

@@ -106,13 +106,13 @@ const char *lp_api_query(lp_http_request *rq, const char *name)
 
 json_t *lp_api_time_or_null(int64_t t) { return t ? json_integer(t) : json_null(); }
 
-json_t *lp_api_app_json(const lp_db_app *app)
+json_t *lp_api_app_json(const lp_db_app *app, const char *signing)
 {
     char meta[128], targets[128];
     snprintf(meta, sizeof meta, "/v1/apps/%s/metadata", app->name);
     snprintf(targets, sizeof targets, "/v1/apps/%s/targets", app->name);
     return json_pack("{s:s,s:I,s:s,s:s,s:s}", "name", app->name, "created_at",
-                     (json_int_t)app->created_at, "signing", "server", "metadata_url", meta,
+                     (json_int_t)app->created_at, "signing", signing, "metadata_url", meta,
                      "targets_url", targets);
 }
 
@@ -156,6 +156,10 @@ lp_status lp_api_add_routes(lp_http_server *s, lp_service *svc, lp_error *err)
     if (!st)
         st = lp_api_add_token_routes(s, svc, err);
     if (!st)
+        st = lp_api_add_signing_routes(s, svc, err);
+    if (!st)
         st = lp_api_add_blob_routes(s, svc, err);
+    if (!st)
+        st = lp_api_add_device_routes(s, svc, err);
     return st;
 }

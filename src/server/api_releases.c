@@ -6,6 +6,11 @@
  *     POST /api/v1/apps/<app>/releases   {"upload":id,"version":..}  upload
  *     POST /api/v1/apps/<app>/rollback   {"target":v,"channels":[..]} upload
  *
+ * For an app whose publisher signs, publish and rollback only prepare: the
+ * release is inserted as pending and the answer is 202 with the bytes the
+ * publisher signs (lp_api_answer_pending, api_signing.c); the signatures
+ * follow on POST .../releases/<version>/signatures.
+ *
  * Field lengths are bounded by the body's field table, so a "too large"
  * from the publish can only be the bundle (a limit): 422 like any other
  * refused bundle.
@@ -289,7 +294,13 @@ static void publish(lp_http_request *rq, void *user)
                        ? LP_OK
                        : lp_error_set(&err, LP_ERR_NOMEM, "out of memory");
     f.channels = chans;
-    if (!st)
+    bool two_step = lp_service_app_publisher_signed(svc, app.name);
+    char *canon = NULL;
+    size_t canon_len = 0;
+    if (!st && two_step)
+        st = lp_service_publish_prepare(svc, app.name, hold.up.path, &io, &f, &rel, &canon,
+                                        &canon_len, &err);
+    else if (!st)
         st = lp_service_publish(svc, app.name, hold.up.path, &io, &f, &rel, &err);
     if (st) {
         char name[96], bundle[LP_DB_PATH_MAX + 16];
@@ -302,10 +313,16 @@ static void publish(lp_http_request *rq, void *user)
     if (st == LP_ERR_TOO_LARGE) /* the fields were bounded above: the bundle is */
         lp_http_respond_error(rq, MHD_HTTP_UNPROCESSABLE_CONTENT, "unprocessable", "%s",
                               err.msg);
+    else if (st && two_step)
+        lp_api_respond_signing_status(rq, st, &err);
     else if (st)
         lp_api_respond_status(rq, st, &err);
+    else if (two_step)
+        lp_api_answer_pending(rq, svc, app.name, &rel, canon, canon_len, NULL,
+                              MHD_HTTP_ACCEPTED);
     else
         answer_release(rq, svc, app.name, &rel, MHD_HTTP_CREATED);
+    free(canon);
     lp_db_release_free(&rel);
     free(chans);
     lp_db_app_free(&app);
@@ -337,13 +354,24 @@ static void rollback(lp_http_request *rq, void *user)
     lp_status st = LP_OK;
     if (!lp_api_str_array(body, "channels", &chans, &n))
         st = lp_error_set(&err, LP_ERR_NOMEM, "out of memory");
-    if (!st)
+    bool two_step = lp_service_app_publisher_signed(svc, app);
+    char *canon = NULL;
+    size_t canon_len = 0;
+    if (!st && two_step)
+        st = lp_service_rollback_prepare(svc, app, lp_api_str(body, "target"), chans, n,
+                                         who.token_id, &rel, &canon, &canon_len, &err);
+    else if (!st)
         st = lp_service_rollback(svc, app, lp_api_str(body, "target"), chans, n, who.token_id,
                                  &rel, &err);
-    if (st)
+    if (st && two_step)
+        lp_api_respond_signing_status(rq, st, &err);
+    else if (st)
         lp_api_respond_status(rq, st, &err);
+    else if (two_step)
+        lp_api_answer_pending(rq, svc, app, &rel, canon, canon_len, NULL, MHD_HTTP_ACCEPTED);
     else
         answer_release(rq, svc, app, &rel, MHD_HTTP_CREATED);
+    free(canon);
     lp_db_release_free(&rel);
     free(chans);
     json_decref(body);

@@ -34,7 +34,8 @@ enum kind {
     K_SIZE,
     K_U64,
     K_FORMAT,
-    K_LEVEL
+    K_LEVEL,
+    K_DEVICE_AUTH /* "none" or "token" */
 };
 
 typedef struct row {
@@ -100,6 +101,10 @@ static const row rows[] = {
     {{"shutdown-timeout", "LIVEPUSH_SHUTDOWN_TIMEOUT", "shutdown_timeout", "SECONDS", "30",
       "on SIGTERM/SIGINT, how long to wait for requests in flight"},
      K_UINT, OFF(shutdown_timeout_s), 0, 86400},
+    {{"device-auth", "LIVEPUSH_DEVICE_AUTH", "device_auth", "none|token", "none",
+      "device API (POST /v1/apps/<app>/events): none = anonymous devices, token = a "
+      "download-scope token"},
+     K_DEVICE_AUTH, OFF(device_auth_token), 0, 0},
     {{"log-format", "LIVEPUSH_LOG_FORMAT", "log_format", "json|text", "json",
       "log line format on stderr"},
      K_FORMAT, OFF(log_format), 0, 0},
@@ -241,6 +246,14 @@ lp_status lp_server_config_set(lp_server_config *cfg, const char *name, const ch
         lp_status st = lp_log_level_from_name(value, &cfg->log_level, err);
         return st ? lp_error_prefix(err, st, "%s", source) : LP_OK;
     }
+    case K_DEVICE_AUTH:
+        if (strcmp(value, "none") && strcmp(value, "token"))
+            return lp_error_set(err, LP_ERR_INVALID_ARG,
+                                "%s: '%.64s' is not a device authentication mode (none or "
+                                "token)",
+                                source, value);
+        cfg->device_auth_token = !strcmp(value, "token");
+        return LP_OK;
     }
     return lp_error_set(err, LP_ERR_INVALID_ARG, "%s: unsupported option", source);
 }

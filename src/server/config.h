@@ -19,6 +19,7 @@
 #include "livepush/error.h"
 #include "server/log.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -46,6 +47,8 @@ typedef struct lp_server_config {
     uint64_t max_bundle_ratio;
     unsigned resign_interval_s;         /* period of the metadata re-signing check */
     unsigned shutdown_timeout_s;        /* how long a shutdown waits for requests in flight */
+    bool device_auth_token;             /* --device-auth token: the device API needs a
+                                           `download` token; false ("none"): anonymous */
     lp_log_format log_format;
     lp_log_level log_level;
 } lp_server_config;

@@ -11,10 +11,12 @@
  * identity as the version whose bytes it holds: device, inode, size,
  * modification time and status-change time (both to the nanosecond).  The
  * repository writer replaces files by rename, which gives a new inode, so a
- * new version is never answered with the old bytes; a write in place
- * changes the size or the times.  The bytes of an entry always come from
- * one descriptor whose fstat gave its identity, so an entry is one whole
- * version of the file.
+ * new version is never answered with the old bytes.  A write in place
+ * changes the times (and usually the size), so it is seen too, unless it
+ * keeps the size and lands within the same tick of the file system's clock
+ * as the version cached; nothing in livepush writes metadata in place.  The
+ * bytes of an entry always come from one descriptor whose fstat gave its
+ * identity, so an entry is one whole version of the file.
  *
  * Bounds: `slots` entries at most, each of at most `max_bytes` bytes of
  * content.  A path maps to one slot (by a hash of the path); a new entry

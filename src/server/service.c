@@ -133,6 +133,7 @@ lp_status lp_service_open(lp_service **out, const lp_service_options *opt, lp_er
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->log = opt->log;
+    s->device_token = opt->device_token;
     if (opt->limits)
         s->limits = *opt->limits;
     else
@@ -197,6 +198,7 @@ const char *lp_service_data_dir(const lp_service *s) { return s->data_dir; }
 lp_blobstore *lp_service_blobstore(lp_service *s) { return s->bs; }
 const lp_ingest_limits *lp_service_limits(const lp_service *s) { return &s->limits; }
 const lp_log *lp_service_log(const lp_service *s) { return s->log; }
+bool lp_service_device_token(const lp_service *s) { return s->device_token; }
 
 lp_status lp_service_db_acquire(lp_service *s, lp_db **db, lp_error *err)
 {

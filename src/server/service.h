@@ -60,6 +60,9 @@ typedef struct lp_service_options {
     const lp_ingest_limits *limits;   /* NULL: defaults; copied */
     unsigned db_connections;          /* pool size; 0: 8 */
     const lp_log *log;                /* borrowed, may be NULL */
+    bool device_token;                /* the device API needs a `download` token
+                                         (serve --device-auth token); false: devices
+                                         are anonymous */
 } lp_service_options;
 
 /* Opens the data folder and database (applying migrations), then runs
@@ -71,6 +74,8 @@ const char *lp_service_data_dir(const lp_service *s);
 lp_blobstore *lp_service_blobstore(lp_service *s);
 const lp_ingest_limits *lp_service_limits(const lp_service *s);
 const lp_log *lp_service_log(const lp_service *s);
+/* The device_token option: whether device API routes need a token. */
+bool lp_service_device_token(const lp_service *s);
 
 /* A database connection for the calling thread; waits while all are in use.
  * Give it back with lp_service_db_release (never close it). */
@@ -239,6 +244,27 @@ lp_status lp_service_publish_pending(lp_service *s, const char *app, lp_db_relea
 lp_status lp_service_publish_sign(lp_service *s, const char *app, const char *version,
                                   const char *const *keyids, const char *const *sigs, size_t n,
                                   lp_db_release *out, lp_error *err);
+
+/* Where a pending release stands after lp_service_publish_sign_ex. */
+typedef struct lp_sign_progress {
+    /* True when the call was refused only because the valid signatures held
+     * (kept, with those sent) fall short of the targets threshold: the
+     * release stays pending.  False for a refused signature (nothing of the
+     * call kept) and for every other outcome. */
+    bool short_of_threshold;
+    size_t held;        /* valid signatures held for the release (0 if unknown) */
+    unsigned threshold; /* signatures the app's targets role needs (0 if unknown) */
+} lp_sign_progress;
+
+/* lp_service_publish_sign, also filling *progress (may be NULL), so a
+ * caller can tell "fewer signatures than the threshold, kept" from "a
+ * signature refused" (both LP_ERR_BAD_SIGNATURE) and say how many more are
+ * needed.  held and threshold are 0 when the call stopped before it
+ * knew them (say, the release is not pending). */
+lp_status lp_service_publish_sign_ex(lp_service *s, const char *app, const char *version,
+                                     const char *const *keyids, const char *const *sigs,
+                                     size_t n, lp_sign_progress *progress, lp_db_release *out,
+                                     lp_error *err);
 
 /* Withdraws the pending release `version` (state "withdrawn"; its version
  * string and code stay taken).  LP_ERR_NOT_FOUND, LP_ERR_STATE (not

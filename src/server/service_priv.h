@@ -27,6 +27,7 @@ struct lp_service {
     char *uploads_dir; /* <data>/uploads */
     lp_ingest_limits limits;
     const lp_log *log;
+    bool device_token; /* lp_service_options.device_token */
     lp_blobstore *bs;
     int lock_fd;       /* flock on <data>/lock: one server per data folder */
 

@@ -833,10 +833,39 @@ static lp_status reprepare(lp_service *s, op *o, const pending *p, lp_tuf_repo *
     return LP_OK;
 }
 
+/* The threshold of the targets role in r (0 when it cannot be read). */
+static unsigned targets_threshold(lp_tuf_repo *r)
+{
+    json_t *desc = NULL, *role;
+    size_t i;
+    unsigned t = 0;
+    if (lp_tuf_repo_describe(r, &desc, NULL) != LP_OK)
+        return 0;
+    json_array_foreach(json_object_get(desc, "roles"), i, role)
+        if (strcmp(json_string_value(json_object_get(role, "name")), "targets") == 0) {
+            json_int_t v = json_integer_value(json_object_get(role, "threshold"));
+            t = v > 0 && v <= UINT32_MAX ? (unsigned)v : 0;
+        }
+    json_decref(desc);
+    return t;
+}
+
 lp_status lp_service_publish_sign(lp_service *s, const char *app, const char *version,
                                   const char *const *keyids, const char *const *sigs, size_t n,
                                   lp_db_release *out, lp_error *err)
 {
+    return lp_service_publish_sign_ex(s, app, version, keyids, sigs, n, NULL, out, err);
+}
+
+lp_status lp_service_publish_sign_ex(lp_service *s, const char *app, const char *version,
+                                     const char *const *keyids, const char *const *sigs,
+                                     size_t n, lp_sign_progress *progress, lp_db_release *out,
+                                     lp_error *err)
+{
+    lp_sign_progress unused;
+    if (!progress)
+        progress = &unused;
+    memset(progress, 0, sizeof *progress);
     if (out)
         memset(out, 0, sizeof *out);
     if (!version || !*version)
@@ -880,12 +909,14 @@ lp_status lp_service_publish_sign(lp_service *s, const char *app, const char *ve
     if (!st && !(kept = json_object()))
         st = oom(err);
     if (!st) {
+        progress->threshold = targets_threshold(r);
         const char *kid;
         json_t *v;
         json_object_foreach(p.sigs, kid, v) {
             if (lp_tuf_repo_add_signature(r, "targets", kid, json_string_value(v), NULL) == LP_OK)
                 json_object_set(kept, kid, v);
         }
+        progress->held = json_object_size(kept);
     }
     for (size_t i = 0; !st && i < n; i++) {
         st = lp_tuf_repo_add_signature(r, "targets", keyids[i], sigs[i], err);
@@ -900,6 +931,8 @@ lp_status lp_service_publish_sign(lp_service *s, const char *app, const char *ve
         st = lp_tuf_repo_publish(r, (const lp_key *const *)keys, NONLINE, err);
         if (st == LP_ERR_BAD_SIGNATURE) {
             /* Below the threshold: nothing was written; keep what verified. */
+            progress->short_of_threshold = true;
+            progress->held = json_object_size(kept);
             lp_error e2;
             json_decref(p.sigs);
             p.sigs = json_incref(kept);
@@ -911,8 +944,10 @@ lp_status lp_service_publish_sign(lp_service *s, const char *app, const char *ve
                             json_object_size(kept) == 1 ? "" : "s");
         }
     }
-    if (!st)
+    if (!st) {
+        progress->held = json_object_size(kept);
         st = mark_published(s, &o, "release published with the publisher's signatures", err);
+    }
 done:
     if (!st && out) {
         st = lp_db_release_get(o.db, o.rel.id, out, err);

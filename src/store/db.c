@@ -4,8 +4,8 @@
  *
  * Each public function checks its input with db_check.c, replaces "0 =
  * now" times, and calls the back end through its operations table
- * (db_backend.h).  Write functions run through `write_begin` /
- * `write_end`: when the caller has no transaction open they open one
+ * (db_backend.h).  Write functions run through `lp_db_write_begin` /
+ * `lp_db_write_end`: when the caller has no transaction open they open one
  * around the single call, so every write is atomic and serialised with
  * other writers; inside the caller's transaction they just join it.
  *
@@ -143,8 +143,8 @@ bool lp_db_in_transaction(const lp_db *db)
 }
 
 /* Opens a transaction for one write call unless the caller has one open;
- * *own tells write_end whether to finish it. */
-static lp_status write_begin(lp_db *db, bool *own, lp_error *err)
+ * *own tells lp_db_write_end whether to finish it (db_backend.h). */
+lp_status lp_db_write_begin(lp_db *db, bool *own, lp_error *err)
 {
     *own = !db->in_tx;
     if (*own)
@@ -157,7 +157,7 @@ static lp_status write_begin(lp_db *db, bool *own, lp_error *err)
 
 /* Ends a write call: commits its own transaction on success, rolls it back
  * on failure.  Returns the final status. */
-static lp_status write_end(lp_db *db, bool own, lp_status st, lp_error *err)
+lp_status lp_db_write_end(lp_db *db, bool own, lp_status st, lp_error *err)
 {
     if (!own)
         return st;
@@ -185,9 +185,9 @@ lp_status lp_db_app_create(lp_db *db, const char *name, int64_t created_at, int6
     TRY(lp_db_check_name("app name", name, err));
     TRY(lp_db_check_time("created_at", created_at, err));
     bool own;
-    TRY(write_begin(db, &own, err));
+    TRY(lp_db_write_begin(db, &own, err));
     lp_status st = db->ops->app_create(db, name, now_or(created_at), id_out, err);
-    return write_end(db, own, st, err);
+    return lp_db_write_end(db, own, st, err);
 }
 
 lp_status lp_db_app_get(lp_db *db, int64_t id, lp_db_app *out, lp_error *err)
@@ -226,9 +226,9 @@ lp_status lp_db_channel_create(lp_db *db, int64_t app_id, const char *name, int6
     TRY(lp_db_check_name("channel name", name, err));
     TRY(lp_db_check_time("created_at", created_at, err));
     bool own;
-    TRY(write_begin(db, &own, err));
+    TRY(lp_db_write_begin(db, &own, err));
     lp_status st = db->ops->channel_create(db, app_id, name, now_or(created_at), id_out, err);
-    return write_end(db, own, st, err);
+    return lp_db_write_end(db, own, st, err);
 }
 
 lp_status lp_db_channel_list_all(lp_db *db, int64_t app_id, lp_db_channel_list *out,
@@ -348,13 +348,13 @@ lp_status lp_db_release_insert(lp_db *db, const lp_db_release_new *rel, int64_t 
     if (!r.state)
         r.state = LP_DB_STATE_PUBLISHED;
     bool own;
-    TRY(write_begin(db, &own, err));
+    TRY(lp_db_write_begin(db, &own, err));
     st = release_rules(db, &r, err);
     if (!st)
         st = db->ops->release_insert(db, &r, id_out, err);
     if (st)
         lp_error_prefix(err, st, "release %s", r.version);
-    return write_end(db, own, st, err);
+    return lp_db_write_end(db, own, st, err);
 }
 
 lp_status lp_db_release_get(lp_db *db, int64_t id, lp_db_release *out, lp_error *err)
@@ -425,9 +425,9 @@ lp_status lp_db_release_set_state(lp_db *db, int64_t id, const char *state, lp_e
     TRY(lp_db_check_positive("release id", id, err));
     TRY(lp_db_check_state("state", state, err));
     bool own;
-    TRY(write_begin(db, &own, err));
+    TRY(lp_db_write_begin(db, &own, err));
     lp_status st = db->ops->release_set_state(db, id, state, err);
-    return write_end(db, own, st, err);
+    return lp_db_write_end(db, own, st, err);
 }
 
 /* ---- tokens ----------------------------------------------------------- */
@@ -452,9 +452,9 @@ lp_status lp_db_token_insert(lp_db *db, const lp_db_token_new *tok, lp_error *er
     t.scopes = scopes;
     t.created_at = now_or(t.created_at);
     bool own;
-    TRY(write_begin(db, &own, err));
+    TRY(lp_db_write_begin(db, &own, err));
     lp_status st = db->ops->token_insert(db, &t, err);
-    return write_end(db, own, st, err);
+    return lp_db_write_end(db, own, st, err);
 }
 
 lp_status lp_db_token_find_by_id(lp_db *db, const char *id, lp_db_token *out, lp_error *err)
@@ -480,9 +480,9 @@ lp_status lp_db_token_revoke(lp_db *db, const char *id, int64_t when, lp_error *
     TRY(lp_db_check_id("token id", id, err));
     TRY(lp_db_check_time("revoked_at", when, err));
     bool own;
-    TRY(write_begin(db, &own, err));
+    TRY(lp_db_write_begin(db, &own, err));
     lp_status st = db->ops->token_revoke(db, id, now_or(when), err);
-    return write_end(db, own, st, err);
+    return lp_db_write_end(db, own, st, err);
 }
 
 lp_status lp_db_token_touch(lp_db *db, const char *id, int64_t when, lp_error *err)
@@ -491,9 +491,9 @@ lp_status lp_db_token_touch(lp_db *db, const char *id, int64_t when, lp_error *e
     TRY(lp_db_check_id("token id", id, err));
     TRY(lp_db_check_time("last_used_at", when, err));
     bool own;
-    TRY(write_begin(db, &own, err));
+    TRY(lp_db_write_begin(db, &own, err));
     lp_status st = db->ops->token_touch(db, id, now_or(when), err);
-    return write_end(db, own, st, err);
+    return lp_db_write_end(db, own, st, err);
 }
 
 /* ---- uploads ---------------------------------------------------------- */
@@ -515,9 +515,9 @@ lp_status lp_db_upload_create(lp_db *db, const lp_db_upload_new *up, lp_error *e
     lp_db_upload_new u = *up;
     u.created_at = now_or(u.created_at);
     bool own;
-    TRY(write_begin(db, &own, err));
+    TRY(lp_db_write_begin(db, &own, err));
     lp_status st = db->ops->upload_create(db, &u, err);
-    return write_end(db, own, st, err);
+    return lp_db_write_end(db, own, st, err);
 }
 
 lp_status lp_db_upload_get(lp_db *db, const char *id, lp_db_upload *out, lp_error *err)
@@ -537,9 +537,9 @@ lp_status lp_db_upload_set_received(lp_db *db, const char *id, uint64_t received
     TRY(lp_db_check_size("upload received", received, err));
     TRY(lp_db_check_time("updated_at", when, err));
     bool own;
-    TRY(write_begin(db, &own, err));
+    TRY(lp_db_write_begin(db, &own, err));
     lp_status st = db->ops->upload_set_received(db, id, received, now_or(when), err);
-    return write_end(db, own, st, err);
+    return lp_db_write_end(db, own, st, err);
 }
 
 lp_status lp_db_upload_delete(lp_db *db, const char *id, lp_error *err)
@@ -547,9 +547,9 @@ lp_status lp_db_upload_delete(lp_db *db, const char *id, lp_error *err)
     NEED_DB(db);
     TRY(lp_db_check_id("upload id", id, err));
     bool own;
-    TRY(write_begin(db, &own, err));
+    TRY(lp_db_write_begin(db, &own, err));
     lp_status st = db->ops->upload_delete(db, id, err);
-    return write_end(db, own, st, err);
+    return lp_db_write_end(db, own, st, err);
 }
 
 lp_status lp_db_upload_list_stale(lp_db *db, int64_t updated_before, lp_db_upload_list *out,

@@ -75,6 +75,26 @@ typedef struct lp_db_ops {
     lp_status (*upload_delete)(lp_db *db, const char *id, lp_error *err);
     lp_status (*upload_list_stale)(lp_db *db, int64_t updated_before, lp_db_upload_list *out,
                                    lp_error *err);
+
+    /* Devices and events (db_events.c runs a batch as: device_touch, then
+     * event_insert for each event, then device_refresh).  device_touch
+     * creates the device row (first_seen = last_seen = when) or sets
+     * last_seen and dropped to the larger of stored and given. */
+    lp_status (*device_touch)(lp_db *db, int64_t app_id, const char *device_id, int64_t when,
+                              int64_t dropped, lp_error *err);
+    /* Stores one event unless the device's seq is stored already; *added
+     * tells which. */
+    lp_status (*event_insert)(lp_db *db, int64_t app_id, const char *device_id,
+                              const lp_db_event_new *ev, int64_t received_at, bool *added,
+                              lp_error *err);
+    /* Sets the device's version_code and newest event from its events. */
+    lp_status (*device_refresh)(lp_db *db, int64_t app_id, const char *device_id, lp_error *err);
+    lp_status (*event_list)(lp_db *db, int64_t app_id, const lp_db_event_query *q,
+                            lp_db_event_list *out, lp_error *err);
+    lp_status (*device_get)(lp_db *db, int64_t app_id, const char *device_id, lp_db_device *out,
+                            lp_error *err);
+    lp_status (*device_list)(lp_db *db, int64_t app_id, const char *after, size_t limit,
+                             lp_db_device_list *out, lp_error *err);
 } lp_db_ops;
 
 struct lp_db {
@@ -96,6 +116,18 @@ lp_status lp_db_check_state(const char *field, const char *s, lp_error *err);
 lp_status lp_db_check_positive(const char *field, int64_t v, lp_error *err);
 lp_status lp_db_check_time(const char *field, int64_t v, lp_error *err);
 lp_status lp_db_check_size(const char *field, uint64_t v, lp_error *err);
+/* Text of 1..max bytes without control characters but \t \n \r. */
+lp_status lp_db_check_text(const char *field, const char *s, size_t max, lp_error *err);
+/* min..max lower-case hex digits. */
+lp_status lp_db_check_hex(const char *field, const char *s, size_t min, size_t max,
+                          lp_error *err);
+
+/* The write-call bracket of db.c: lp_db_write_begin opens a transaction
+ * for one write call unless the caller has one open (*own says whether it
+ * did); lp_db_write_end commits it on success and rolls it back on failure
+ * (only when *own), returning the final status. */
+lp_status lp_db_write_begin(lp_db *db, bool *own, lp_error *err);
+lp_status lp_db_write_end(lp_db *db, bool own, lp_status st, lp_error *err);
 
 /* SQLite back end: `path` is the file name after "sqlite:". */
 lp_status lp_db_sqlite_open(const char *path, lp_db **out, lp_error *err);

@@ -111,6 +111,15 @@ lp_status lp_db_check_notes(const char *field, const char *s, lp_error *err)
     return check_chars(field, s, n, text_char, "text without control characters", err);
 }
 
+lp_status lp_db_check_text(const char *field, const char *s, size_t max, lp_error *err)
+{
+    size_t n;
+    lp_status st = check_len(field, s, max, &n, err);
+    if (st)
+        return st;
+    return check_chars(field, s, n, text_char, "text without control characters", err);
+}
+
 static bool id_char(char c)
 {
     return is_alnum(c) || c == '_' || c == '-';
@@ -154,6 +163,19 @@ lp_status lp_db_check_sha256(const char *field, const char *s, lp_error *err)
     if (n != 64)
         return lp_error_set(err, LP_ERR_INVALID_ARG, "%s: %zu characters, expected 64 hex digits",
                             field, n);
+    return check_chars(field, s, n, hex_char, "0-9 a-f", err);
+}
+
+lp_status lp_db_check_hex(const char *field, const char *s, size_t min, size_t max,
+                          lp_error *err)
+{
+    size_t n;
+    lp_status st = check_len(field, s, max, &n, err);
+    if (st)
+        return st;
+    if (n < min)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "%s: %zu characters, expected %zu to %zu hex "
+                            "digits", field, n, min, max);
     return check_chars(field, s, n, hex_char, "0-9 a-f", err);
 }
 

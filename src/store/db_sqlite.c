@@ -342,4 +342,10 @@ const lp_db_ops lp_db_sqlite_ops = {
     .upload_set_received = sq_upload_set_received,
     .upload_delete = sq_upload_delete,
     .upload_list_stale = sq_upload_list_stale,
+    .device_touch = sq_device_touch,
+    .event_insert = sq_event_insert,
+    .device_refresh = sq_device_refresh,
+    .event_list = sq_event_list,
+    .device_get = sq_device_get,
+    .device_list = sq_device_list,
 };

@@ -3,8 +3,9 @@
  *
  * db_sqlite.c owns the connection: opening, settings, migrations,
  * transactions, the statement cache and the mapping of SQLite result codes
- * to lp_status.  db_sqlite_ops.c holds the queries and fills result structs.
- * db_sqlite_schema.c holds the migrations.
+ * to lp_status.  db_sqlite_ops.c holds the queries and fills result structs
+ * (and the row helpers below); db_sqlite_devices.c those of devices and
+ * events.  db_sqlite_schema.c holds the migrations.
  */
 #ifndef LP_STORE_DB_SQLITE_H
 #define LP_STORE_DB_SQLITE_H
@@ -13,8 +14,11 @@
 
 #include <sqlite3.h>
 
-/* Prepared statements are cached per connection, by slot number. */
+/* Prepared statements are cached per connection, by slot number:
+ * db_sqlite_ops.c uses the slots below SQ_SLOTS_DEVICES, db_sqlite_devices.c
+ * those from it. */
 #define SQ_STMT_SLOTS 48
+#define SQ_SLOTS_DEVICES 36
 
 typedef struct sq_db {
     lp_db base;
@@ -48,6 +52,28 @@ lp_status sq_fail(sq_db *d, int rc, lp_error *err, const char *fmt, ...)
  * (sqlite3_reset) so no read stays open. */
 lp_status sq_stmt(sq_db *d, int slot, const char *sql, sqlite3_stmt **out, lp_error *err);
 
+/* Row helpers (db_sqlite_ops.c). */
+/* Binds text, or NULL when v is NULL. */
+void sq_bind_opt_text(sqlite3_stmt *s, int i, const char *v);
+/* Copies text column i into a new malloc'd string (NULL stays NULL).
+ * False only when out of memory. */
+bool sq_col_dup(sqlite3_stmt *s, int i, char **out);
+/* Makes room in an array of `size`-byte elements for one more than
+ * `count` (at most LP_DB_LIST_MAX): returns the (maybe moved) array, or
+ * NULL with *st set. */
+void *sq_grow_array(void *items, size_t *cap, size_t count, size_t size, lp_status *st,
+                    lp_error *err);
+/* SQ_GROW(array, cap, count, st): st is set when there is no room (needs
+ * `err` in scope). */
+#define SQ_GROW(arr, cap, count, st)                                                    \
+    do {                                                                                \
+        void *grown_ = sq_grow_array((arr), &(cap), (count), sizeof *(arr), &(st), err); \
+        if (grown_)                                                                     \
+            (arr) = grown_;                                                             \
+    } while (0)
+/* Steps a write statement to completion; sq_fail with `ctx` otherwise. */
+lp_status sq_step_done(sq_db *d, sqlite3_stmt *s, lp_error *err, const char *ctx);
+
 /* Query parts of the operations (db_sqlite_ops.c). */
 lp_status sq_app_create(lp_db *db, const char *name, int64_t created_at, int64_t *id_out,
                         lp_error *err);
@@ -79,5 +105,19 @@ lp_status sq_upload_set_received(lp_db *db, const char *id, uint64_t received, i
 lp_status sq_upload_delete(lp_db *db, const char *id, lp_error *err);
 lp_status sq_upload_list_stale(lp_db *db, int64_t updated_before, lp_db_upload_list *out,
                                lp_error *err);
+
+/* Devices and events (db_sqlite_devices.c). */
+lp_status sq_device_touch(lp_db *db, int64_t app_id, const char *device_id, int64_t when,
+                          int64_t dropped, lp_error *err);
+lp_status sq_event_insert(lp_db *db, int64_t app_id, const char *device_id,
+                          const lp_db_event_new *ev, int64_t received_at, bool *added,
+                          lp_error *err);
+lp_status sq_device_refresh(lp_db *db, int64_t app_id, const char *device_id, lp_error *err);
+lp_status sq_event_list(lp_db *db, int64_t app_id, const lp_db_event_query *q,
+                        lp_db_event_list *out, lp_error *err);
+lp_status sq_device_get(lp_db *db, int64_t app_id, const char *device_id, lp_db_device *out,
+                        lp_error *err);
+lp_status sq_device_list(lp_db *db, int64_t app_id, const char *after, size_t limit,
+                         lp_db_device_list *out, lp_error *err);
 
 #endif

@@ -7,6 +7,9 @@
  * call.  Rows are copied into result structs with malloc'd strings; a
  * failure part-way frees what was copied and leaves the struct zeroed.
  *
+ * The row helpers (sq_col_dup, sq_grow_array, sq_step_done,
+ * sq_bind_opt_text) are shared with db_sqlite_devices.c via db_sqlite.h.
+ *
  * db.c has already validated inputs and opened the write transaction for
  * write operations, so these functions only translate: "no row" becomes
  * LP_ERR_NOT_FOUND, constraint failures become LP_ERR_EXISTS /
@@ -50,7 +53,7 @@ enum {
     S_COUNT
 };
 
-_Static_assert(S_COUNT <= SQ_STMT_SLOTS, "too many cached statements");
+_Static_assert(S_COUNT <= SQ_SLOTS_DEVICES, "too many cached statements");
 
 #define RELEASE_COLS                                                                    \
     "SELECT r.id, r.app_id, r.version, r.version_code, r.manifest_sha256, "           \
@@ -76,7 +79,7 @@ static sq_db *D(lp_db *db)
     return (sq_db *)db;
 }
 
-static void bind_opt_text(sqlite3_stmt *s, int i, const char *v)
+void sq_bind_opt_text(sqlite3_stmt *s, int i, const char *v)
 {
     if (v)
         sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
@@ -93,7 +96,7 @@ static void bind_opt_id(sqlite3_stmt *s, int i, int64_t v)
 }
 
 /* Copies text column i (NULL stays NULL).  False only when out of memory. */
-static bool col_dup(sqlite3_stmt *s, int i, char **out)
+bool sq_col_dup(sqlite3_stmt *s, int i, char **out)
 {
     const unsigned char *t = sqlite3_column_text(s, i);
     if (!t) {
@@ -109,10 +112,8 @@ static bool col_dup(sqlite3_stmt *s, int i, char **out)
     return true;
 }
 
-/* Makes room in an array of `size`-byte elements for one more than
- * `count`: returns the (maybe moved) array, or NULL with *st set. */
-static void *grow_array(void *items, size_t *cap, size_t count, size_t size, lp_status *st,
-                        lp_error *err)
+void *sq_grow_array(void *items, size_t *cap, size_t count, size_t size, lp_status *st,
+                    lp_error *err)
 {
     if (count < *cap)
         return items;
@@ -131,21 +132,12 @@ static void *grow_array(void *items, size_t *cap, size_t count, size_t size, lp_
     return p;
 }
 
-/* GROW(array, cap, count, st): st is set when there is no room. */
-#define GROW(arr, cap, count, st)                                                   \
-    do {                                                                            \
-        void *grown_ = grow_array((arr), &(cap), (count), sizeof *(arr), &(st), err); \
-        if (grown_)                                                                 \
-            (arr) = grown_;                                                         \
-    } while (0)
-
 static lp_status nomem(lp_error *err)
 {
     return lp_error_set(err, LP_ERR_NOMEM, "out of memory reading a row");
 }
 
-/* Steps a write statement to completion. */
-static lp_status step_done(sq_db *d, sqlite3_stmt *s, lp_error *err, const char *ctx)
+lp_status sq_step_done(sq_db *d, sqlite3_stmt *s, lp_error *err, const char *ctx)
 {
     int rc = sqlite3_step(s);
     if (rc == SQLITE_DONE)
@@ -168,7 +160,7 @@ lp_status sq_app_create(lp_db *db, const char *name, int64_t created_at, int64_t
     sqlite3_bind_int64(s, 2, created_at);
     char ctx[128];
     snprintf(ctx, sizeof ctx, "app name '%s'", name);
-    st = step_done(d, s, err, ctx);
+    st = sq_step_done(d, s, err, ctx);
     if (!st && id_out)
         *id_out = sqlite3_last_insert_rowid(d->h);
     sqlite3_reset(s);
@@ -179,7 +171,7 @@ static lp_status read_app(sqlite3_stmt *s, lp_db_app *out, lp_error *err)
 {
     out->id = sqlite3_column_int64(s, 0);
     out->created_at = sqlite3_column_int64(s, 2);
-    if (!col_dup(s, 1, &out->name))
+    if (!sq_col_dup(s, 1, &out->name))
         return nomem(err);
     return LP_OK;
 }
@@ -225,7 +217,7 @@ lp_status sq_app_list(lp_db *db, lp_db_app_list *out, lp_error *err)
     size_t cap = 0;
     int rc = SQLITE_DONE;
     while (!st && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        GROW(out->items, cap, out->count, st);
+        SQ_GROW(out->items, cap, out->count, st);
         if (!st)
             st = read_app(s, &out->items[out->count++], err);
     }
@@ -279,14 +271,14 @@ lp_status sq_channel_list(lp_db *db, int64_t app_id, lp_db_channel_list *out, lp
     size_t cap = 0;
     int rc = SQLITE_DONE;
     while (!st && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        GROW(out->items, cap, out->count, st);
+        SQ_GROW(out->items, cap, out->count, st);
         if (st)
             break;
         lp_db_channel *c = &out->items[out->count++];
         c->id = sqlite3_column_int64(s, 0);
         c->app_id = sqlite3_column_int64(s, 1);
         c->created_at = sqlite3_column_int64(s, 3);
-        if (!col_dup(s, 2, &c->name))
+        if (!sq_col_dup(s, 2, &c->name))
             st = nomem(err);
     }
     if (!st && rc != SQLITE_DONE)
@@ -316,7 +308,7 @@ static lp_status link_channel(sq_db *d, int64_t rid, int64_t app_id, const char 
     sqlite3_bind_int64(s, 3, now);
     char ctx[128];
     snprintf(ctx, sizeof ctx, "channel '%s'", name);
-    st = step_done(d, s, err, ctx);
+    st = sq_step_done(d, s, err, ctx);
     sqlite3_reset(s);
     if (st)
         return st;
@@ -342,7 +334,7 @@ static lp_status link_channel(sq_db *d, int64_t rid, int64_t app_id, const char 
         return st;
     sqlite3_bind_int64(s, 1, rid);
     sqlite3_bind_int64(s, 2, cid);
-    st = step_done(d, s, err, ctx);
+    st = sq_step_done(d, s, err, ctx);
     sqlite3_reset(s);
     return st;
 }
@@ -365,13 +357,13 @@ lp_status sq_release_insert(lp_db *db, const lp_db_release_new *r, int64_t *id_o
     sqlite3_bind_int64(s, 3, r->version_code);
     sqlite3_bind_text(s, 4, r->manifest_sha256, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 5, (sqlite3_int64)r->manifest_size);
-    bind_opt_text(s, 6, r->runtime_version);
-    bind_opt_text(s, 7, r->platform);
-    bind_opt_text(s, 8, r->arch);
+    sq_bind_opt_text(s, 6, r->runtime_version);
+    sq_bind_opt_text(s, 7, r->platform);
+    sq_bind_opt_text(s, 8, r->arch);
     sqlite3_bind_int(s, 9, r->mandatory ? 1 : 0);
-    bind_opt_text(s, 10, r->notes);
+    sq_bind_opt_text(s, 10, r->notes);
     sqlite3_bind_int64(s, 11, r->created_at);
-    bind_opt_text(s, 12, r->created_by);
+    sq_bind_opt_text(s, 12, r->created_by);
     sqlite3_bind_text(s, 13, r->state, -1, SQLITE_STATIC);
     bind_opt_id(s, 14, r->rollback_of);
     int rc = sqlite3_step(s);
@@ -402,8 +394,8 @@ static lp_status load_channels(sq_db *d, lp_db_release *out, lp_error *err)
     size_t cap = 0;
     int rc = SQLITE_DONE;
     while (!st && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        GROW(out->channels, cap, out->n_channels, st);
-        if (!st && !col_dup(s, 0, &out->channels[out->n_channels++]))
+        SQ_GROW(out->channels, cap, out->n_channels, st);
+        if (!st && !sq_col_dup(s, 0, &out->channels[out->n_channels++]))
             st = nomem(err);
     }
     if (!st && rc != SQLITE_DONE)
@@ -428,10 +420,10 @@ static lp_status read_release(sq_db *d, sqlite3_stmt *s, lp_db_release *out, lp_
     out->mandatory = sqlite3_column_int(s, 9) != 0;
     out->rollback_of = sqlite3_column_int64(s, 13);
     out->created_at = sqlite3_column_int64(s, 14);
-    if (!col_dup(s, 2, &out->version) || !col_dup(s, 6, &out->runtime_version) ||
-        !col_dup(s, 7, &out->platform) || !col_dup(s, 8, &out->arch) ||
-        !col_dup(s, 10, &out->notes) || !col_dup(s, 11, &out->created_by) ||
-        !col_dup(s, 12, &out->state))
+    if (!sq_col_dup(s, 2, &out->version) || !sq_col_dup(s, 6, &out->runtime_version) ||
+        !sq_col_dup(s, 7, &out->platform) || !sq_col_dup(s, 8, &out->arch) ||
+        !sq_col_dup(s, 10, &out->notes) || !sq_col_dup(s, 11, &out->created_by) ||
+        !sq_col_dup(s, 12, &out->state))
         return nomem(err);
     return load_channels(d, out, err);
 }
@@ -503,7 +495,7 @@ lp_status sq_release_latest(lp_db *db, int64_t app_id, const char *channel, lp_d
     if (st)
         return st;
     sqlite3_bind_int64(s, 1, app_id);
-    bind_opt_text(s, 2, channel);
+    sq_bind_opt_text(s, 2, channel);
     char what[128];
     snprintf(what, sizeof what, "a published release of app id %lld%s%s", (long long)app_id,
              channel ? " on channel " : "", channel ? channel : "");
@@ -523,13 +515,13 @@ lp_status sq_release_list(lp_db *db, int64_t app_id, const char *channel, int64_
     if (st)
         return st;
     sqlite3_bind_int64(s, 1, app_id);
-    bind_opt_text(s, 2, channel);
+    sq_bind_opt_text(s, 2, channel);
     sqlite3_bind_int64(s, 3, before_code);
     sqlite3_bind_int64(s, 4, (sqlite3_int64)limit);
     size_t cap = 0;
     int rc = SQLITE_DONE;
     while (!st && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        GROW(out->items, cap, out->count, st);
+        SQ_GROW(out->items, cap, out->count, st);
         if (!st)
             st = read_release(d, s, &out->items[out->count++], err);
     }
@@ -570,7 +562,7 @@ lp_status sq_release_set_state(lp_db *db, int64_t id, const char *state, lp_erro
         return st;
     sqlite3_bind_int64(s, 1, id);
     sqlite3_bind_text(s, 2, state, -1, SQLITE_STATIC);
-    st = step_done(d, s, err, "release state");
+    st = sq_step_done(d, s, err, "release state");
     if (!st && sqlite3_changes(d->h) == 0)
         st = lp_error_set(err, LP_ERR_NOT_FOUND, "release %lld does not exist", (long long)id);
     sqlite3_reset(s);
@@ -597,7 +589,7 @@ lp_status sq_token_insert(lp_db *db, const lp_db_token_new *t, lp_error *err)
     sqlite3_bind_int64(s, 6, t->created_at);
     char ctx[128];
     snprintf(ctx, sizeof ctx, "token id '%s'", t->id);
-    st = step_done(d, s, err, ctx);
+    st = sq_step_done(d, s, err, ctx);
     sqlite3_reset(s);
     return st;
 }
@@ -621,7 +613,7 @@ static lp_status read_token(sqlite3_stmt *s, lp_db_token *out, lp_error *err)
     out->created_at = sqlite3_column_int64(s, 5);
     out->revoked_at = sqlite3_column_int64(s, 6);
     out->last_used_at = sqlite3_column_int64(s, 7);
-    if (!col_dup(s, 0, &out->id) || !col_dup(s, 1, &out->name) || !col_dup(s, 4, &out->scopes))
+    if (!sq_col_dup(s, 0, &out->id) || !sq_col_dup(s, 1, &out->name) || !sq_col_dup(s, 4, &out->scopes))
         return nomem(err);
     lp_status st = copy_blob(s, 2, out->salt, sizeof out->salt, &out->salt_len, "salt", err);
     if (!st)
@@ -660,7 +652,7 @@ lp_status sq_token_list(lp_db *db, lp_db_token_list *out, lp_error *err)
     size_t cap = 0;
     int rc = SQLITE_DONE;
     while (!st && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        GROW(out->items, cap, out->count, st);
+        SQ_GROW(out->items, cap, out->count, st);
         if (!st)
             st = read_token(s, &out->items[out->count++], err);
     }
@@ -684,7 +676,7 @@ static lp_status token_update(sq_db *d, int slot, const char *sql, const char *i
     sqlite3_bind_int64(s, 2, when);
     char ctx[128];
     snprintf(ctx, sizeof ctx, "token '%s'", id);
-    st = step_done(d, s, err, ctx);
+    st = sq_step_done(d, s, err, ctx);
     if (!st && sqlite3_changes(d->h) == 0)
         st = lp_error_set(err, LP_ERR_NOT_FOUND, "token '%s' does not exist", id);
     sqlite3_reset(s);
@@ -719,10 +711,10 @@ lp_status sq_upload_create(lp_db *db, const lp_db_upload_new *u, lp_error *err)
         return st;
     sqlite3_bind_text(s, 1, u->id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, u->app_id);
-    bind_opt_text(s, 3, u->token_id);
+    sq_bind_opt_text(s, 3, u->token_id);
     sqlite3_bind_text(s, 4, u->path, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 5, (sqlite3_int64)u->expected_size);
-    bind_opt_text(s, 6, u->expected_sha256);
+    sq_bind_opt_text(s, 6, u->expected_sha256);
     sqlite3_bind_int64(s, 7, u->created_at);
     int rc = sqlite3_step(s);
     if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
@@ -743,8 +735,8 @@ static lp_status read_upload(sqlite3_stmt *s, lp_db_upload *out, lp_error *err)
     out->received = v < 0 ? 0 : (uint64_t)v;
     out->created_at = sqlite3_column_int64(s, 7);
     out->updated_at = sqlite3_column_int64(s, 8);
-    if (!col_dup(s, 0, &out->id) || !col_dup(s, 2, &out->token_id) ||
-        !col_dup(s, 3, &out->path) || !col_dup(s, 5, &out->expected_sha256))
+    if (!sq_col_dup(s, 0, &out->id) || !sq_col_dup(s, 2, &out->token_id) ||
+        !sq_col_dup(s, 3, &out->path) || !sq_col_dup(s, 5, &out->expected_sha256))
         return nomem(err);
     return LP_OK;
 }
@@ -794,7 +786,7 @@ lp_status sq_upload_set_received(lp_db *db, const char *id, uint64_t received, i
     sqlite3_bind_int64(s, 3, when);
     char ctx[128];
     snprintf(ctx, sizeof ctx, "upload '%s'", id);
-    st = step_done(d, s, err, ctx);
+    st = sq_step_done(d, s, err, ctx);
     sqlite3_reset(s);
     return st;
 }
@@ -809,7 +801,7 @@ lp_status sq_upload_delete(lp_db *db, const char *id, lp_error *err)
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
     char ctx[128];
     snprintf(ctx, sizeof ctx, "upload '%s'", id);
-    st = step_done(d, s, err, ctx);
+    st = sq_step_done(d, s, err, ctx);
     if (!st && sqlite3_changes(d->h) == 0)
         st = lp_error_set(err, LP_ERR_NOT_FOUND, "upload '%s' does not exist", id);
     sqlite3_reset(s);
@@ -829,7 +821,7 @@ lp_status sq_upload_list_stale(lp_db *db, int64_t updated_before, lp_db_upload_l
     size_t cap = 0;
     int rc = SQLITE_DONE;
     while (!st && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        GROW(out->items, cap, out->count, st);
+        SQ_GROW(out->items, cap, out->count, st);
         if (!st)
             st = read_upload(s, &out->items[out->count++], err);
     }

@@ -78,4 +78,39 @@ const char *const sq_migrations[LP_DB_SCHEMA_VERSION] = {
     "  updated_at INTEGER NOT NULL"
     ");"
     "CREATE INDEX uploads_by_updated ON uploads (updated_at);",
+
+    /* 1 -> 2: devices and the events they report (telemetry).  An event
+     * belongs to its device row; (app, device, seq) is unique so a batch
+     * sent twice is stored once.  last_event_seq names the device's newest
+     * event (highest seq).  events_by_app serves "newest first" lists of an
+     * app, events_by_type the same filtered by type. */
+    "CREATE TABLE devices ("
+    "  app_id INTEGER NOT NULL REFERENCES apps(id),"
+    "  device_id TEXT NOT NULL CHECK (length(device_id) BETWEEN 16 AND 64),"
+    "  first_seen INTEGER NOT NULL,"
+    "  last_seen INTEGER NOT NULL CHECK (last_seen >= first_seen),"
+    "  version_code INTEGER CHECK (version_code IS NULL OR version_code > 0),"
+    "  last_event_seq INTEGER CHECK (last_event_seq IS NULL OR last_event_seq > 0),"
+    "  dropped INTEGER NOT NULL DEFAULT 0 CHECK (dropped >= 0),"
+    "  PRIMARY KEY (app_id, device_id)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE events ("
+    "  id INTEGER PRIMARY KEY,"
+    "  app_id INTEGER NOT NULL,"
+    "  device_id TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL CHECK (seq > 0),"
+    "  type TEXT NOT NULL CHECK (type IN ('checked', 'downloaded', 'verified', 'staged',"
+    "    'activated', 'healthy', 'failed', 'rolled_back')),"
+    "  at INTEGER NOT NULL CHECK (at > 0),"
+    "  version TEXT,"
+    "  version_code INTEGER CHECK (version_code IS NULL OR version_code > 0),"
+    "  from_version_code INTEGER CHECK (from_version_code IS NULL OR from_version_code > 0),"
+    "  reason TEXT,"
+    "  duration_ms INTEGER CHECK (duration_ms IS NULL OR duration_ms >= 0),"
+    "  received_at INTEGER NOT NULL,"
+    "  UNIQUE (app_id, device_id, seq),"
+    "  FOREIGN KEY (app_id, device_id) REFERENCES devices (app_id, device_id)"
+    ");"
+    "CREATE INDEX events_by_app ON events (app_id, id);"
+    "CREATE INDEX events_by_type ON events (app_id, type, id);",
 };

@@ -7,9 +7,11 @@
  * text's formatting.  Canonical JSON writes control characters inside
  * strings raw, which JSON parsers refuse; before parsing, such bytes inside
  * string literals (and only there) are rewritten as \u00XX escapes, which
- * denote the same string, so the canonical bytes lp_tuf_repo_prepare hands
- * out can be signed as they are.  Outside strings nothing is rewritten and
- * the strict parser (tuf/json.c) sees the text as it came.
+ * denote the same string (lp_tuf_canonical_to_json, public so a publisher
+ * can read the bytes it checks the same way), so the canonical bytes
+ * lp_tuf_repo_prepare hands out can be signed as they are.  Outside
+ * strings nothing is rewritten and the strict parser (tuf/json.c) sees the
+ * text as it came.
  *
  * The tree is then wrapped in an envelope with no signatures and run
  * through the metadata parser the client uses (tuf/metadata.c), which
@@ -47,11 +49,17 @@ lp_status lp_tuf_key_id(const lp_key *key, char keyid[65], lp_error *err)
     return st;
 }
 
-/* Copy of text with raw bytes below 0x20 inside string literals written as
- * \u00XX (*out malloc'd, *outlen its length). */
-static lp_status escape_string_controls(const char *text, size_t len, char **out, size_t *outlen,
-                                        lp_error *err)
+lp_status lp_tuf_canonical_to_json(const char *text, size_t len, char **out, size_t *outlen,
+                                   lp_error *err)
 {
+    if (out)
+        *out = NULL;
+    if (!text || !out)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "canonical JSON: NULL argument");
+    if (len > SIGNED_MAX_BYTES)
+        return lp_error_set(err, LP_ERR_TOO_LARGE,
+                            "canonical JSON of %zu bytes exceeds the limit of %u bytes", len,
+                            SIGNED_MAX_BYTES);
     size_t extra = 0;
     bool in_str = false, esc = false;
     for (size_t i = 0; i < len; i++) {
@@ -92,7 +100,8 @@ static lp_status escape_string_controls(const char *text, size_t len, char **out
     }
     o[n] = 0;
     *out = o;
-    *outlen = n;
+    if (outlen)
+        *outlen = n;
     return LP_OK;
 }
 
@@ -105,7 +114,7 @@ static lp_status parse_signed(const char *text, size_t len, lp_md **md, lp_error
                             SIGNED_MAX_BYTES);
     char *esc = NULL;
     size_t elen = 0;
-    lp_status st = escape_string_controls(text, len, &esc, &elen, err);
+    lp_status st = lp_tuf_canonical_to_json(text, len, &esc, &elen, err);
     if (st)
         return st;
     lp_json_limits lim = {.max_bytes = elen ? elen : 1, .max_depth = LP_JSON_DEFAULT_MAX_DEPTH};

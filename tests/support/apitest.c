@@ -26,6 +26,16 @@
 
 lp_apitest *lp_apitest_start(uint64_t max_body)
 {
+    lp_apitest_opts o = {.max_body = max_body};
+    return lp_apitest_start_with(&o);
+}
+
+lp_apitest *lp_apitest_start_with(const lp_apitest_opts *o)
+{
+    lp_apitest_opts none = {0};
+    if (!o)
+        o = &none;
+    uint64_t max_body = o->max_body;
     lp_apitest *t = calloc(1, sizeof *t);
     if (!t || !(t->dir = lp_test_tmpdir("api"))) {
         free(t);
@@ -38,7 +48,8 @@ lp_apitest *lp_apitest_start(uint64_t max_body)
     t->log = (lp_log){.out = t->log_file, .format = LP_LOG_JSON, .min_level = LP_LOG_DEBUG};
     lp_error err;
     lp_error_clear(&err);
-    lp_service_options so = {.data_dir = t->dir, .db_connections = 4, .log = &t->log};
+    lp_service_options so = {.data_dir = t->dir, .db_connections = 4, .log = &t->log,
+                             .device_token = o->device_token};
     lp_http_server_options ho = {.listen = "127.0.0.1:0",
                                  .threads = 2,
                                  .connection_timeout_s = 10,

@@ -17,6 +17,7 @@
 #include "server/service.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -42,6 +43,15 @@ typedef struct lp_apiresp {
 /* Starts service and server; max_body is the server's body limit (0: 8 MiB
  * + 64 KiB, the serve default). */
 lp_apitest *lp_apitest_start(uint64_t max_body);
+
+/* Server options of lp_apitest_start_with. */
+typedef struct lp_apitest_opts {
+    uint64_t max_body;  /* 0: as lp_apitest_start(0) */
+    bool device_token;  /* serve --device-auth token (lp_service_options.device_token) */
+} lp_apitest_opts;
+
+/* lp_apitest_start with more options (o may be NULL: the defaults). */
+lp_apitest *lp_apitest_start_with(const lp_apitest_opts *o);
 void lp_apitest_stop(lp_apitest *t);
 
 /* Everything the server logged so far (new malloc'd string). */

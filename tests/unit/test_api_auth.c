@@ -11,10 +11,14 @@
  * which any valid token may call); and finally the right token, which must
  * get the route's success status.  The refusals come first, so the success
  * proves that none of them had an effect (a POST that had run would now
- * conflict).  A last test checks last_used_at and that no secret reaches
- * the log.
+ * conflict).  The routes of apps whose publisher signs are in the table
+ * too: an app is begun and its root sent, and release s1 of the app
+ * "signed" (prepared in the setup) gets its signature, then s2 is prepared
+ * and cancelled and a rollback prepared.  A last test checks last_used_at
+ * and that no secret reaches the log.
  */
 #include "apitest.h"
+#include "publisher.h"
 #include "testutil.h"
 
 #include <curl/curl.h>
@@ -31,7 +35,11 @@ typedef struct world {
     char read[LP_TOKEN_TEXT_SIZE], upload[LP_TOKEN_TEXT_SIZE], download[LP_TOKEN_TEXT_SIZE];
     char revoked[LP_TOKEN_TEXT_SIZE];
     char victim_id[LP_TOKEN_ID_LEN + 1]; /* revoked by the DELETE case */
-    char up_put[64], up_del[64], up_pub[64];
+    char up_put[64], up_del[64], up_pub[64], up_signed[64];
+    /* an app whose publisher signs ("signed", release s1 prepared), and one
+     * begun whose root is to be sent ("pubroot") */
+    lp_key *root_key, *rel_key;
+    char *root_body, *sig_body;
 } world;
 
 static const uint8_t CONTENT[] = "hello, world\n";
@@ -74,6 +82,41 @@ static int setup(void **state)
     assert_int_equal(lp_apitest_upload(w->t, w->upload, "default", CONTENT, sizeof CONTENT - 1,
                                        64, 0, w->up_pub),
                      0);
+
+    /* the publisher-signed apps */
+    lp_error err;
+    assert_int_equal(lp_key_generate(&w->root_key, LP_KEY_ED25519, &err), LP_OK);
+    assert_int_equal(lp_key_generate(&w->rel_key, LP_KEY_ED25519, &err), LP_OK);
+    assert_int_equal(lp_apitest_publisher_app(w->t, "signed", w->root_key, &w->rel_key, 1, 1,
+                                              NULL, NULL),
+                     0);
+    j = lp_apitest_json(w->t, "POST", "/api/v1/apps", w->t->admin,
+                        "{\"name\":\"pubroot\",\"signing\":\"publisher\"}", 202);
+    assert_non_null(j);
+    char scratch[4096];
+    snprintf(scratch, sizeof scratch, "%s/scratch-pubroot", w->t->dir);
+    size_t rlen = 0;
+    char *root = lp_testpub_make_root(scratch, json_object_get(j, "online_keys"), &w->root_key,
+                                      1, 1, &w->rel_key, 1, 1, &rlen);
+    assert_non_null(root);
+    w->root_body = lp_testpub_root_body(root, rlen);
+    free(root);
+    json_decref(j);
+    assert_int_equal(lp_apitest_upload(w->t, w->upload, "signed", CONTENT, sizeof CONTENT - 1,
+                                       64, 0, id),
+                     0);
+    snprintf(req, sizeof req, "{\"upload\":\"%s\",\"version\":\"s1\",\"kind\":\"file\"}",
+             id);
+    j = lp_apitest_json(w->t, "POST", "/api/v1/apps/signed/releases", w->upload, req, 202);
+    assert_non_null(j);
+    json_t *sg = json_object_get(json_object_get(j, "sign"), "signed");
+    w->sig_body =
+        lp_testpub_signatures(&w->rel_key, 1, json_string_value(sg), json_string_length(sg));
+    assert_non_null(w->sig_body);
+    json_decref(j);
+    assert_int_equal(lp_apitest_upload(w->t, w->upload, "signed", CONTENT, 5, 5, 0,
+                                       w->up_signed),
+                     0);
     *state = w;
     return 0;
 }
@@ -82,6 +125,10 @@ static int teardown(void **state)
 {
     world *w = *state;
     lp_apitest_stop(w->t);
+    lp_key_free(w->root_key);
+    lp_key_free(w->rel_key);
+    free(w->root_body);
+    free(w->sig_body);
     free(w);
     return 0;
 }
@@ -92,7 +139,7 @@ typedef struct rcase {
     const char *method;
     char path[160];
     lp_scopes need;
-    char body[256];
+    char body[8192];
     char range[64]; /* Content-Range for PUT */
     long ok;
 } rcase;
@@ -129,6 +176,20 @@ static size_t build_cases(world *w, rcase *c)
     CASE("POST", LP_SCOPE_ADMIN, 201, "{\"name\":\"ci\",\"scopes\":[\"upload\"]}",
          "/api/v1/tokens");
     CASE("DELETE", LP_SCOPE_ADMIN, 200, "", "/api/v1/tokens/%s", w->victim_id);
+    /* apps whose publisher signs (api_signing.c) */
+    CASE("POST", LP_SCOPE_ADMIN, 202, "{\"name\":\"pub2\",\"signing\":\"publisher\"}",
+         "/api/v1/apps");
+    CASE("PUT", LP_SCOPE_ADMIN, 201, w->root_body, "/api/v1/apps/pubroot/root");
+    CASE("GET", LP_SCOPE_READ, 200, "", "/api/v1/apps/signed/pending");
+    CASE("POST", LP_SCOPE_UPLOAD, 201, w->sig_body, "/api/v1/apps/signed/releases/s1/signatures");
+    snprintf(pub, sizeof pub, "{\"upload\":\"%s\",\"version\":\"s2\",\"kind\":\"file\"}",
+             w->up_signed);
+    CASE("POST", LP_SCOPE_UPLOAD, 202, pub, "/api/v1/apps/signed/releases");
+    CASE("DELETE", LP_SCOPE_UPLOAD, 200, "", "/api/v1/apps/signed/pending");
+    CASE("POST", LP_SCOPE_UPLOAD, 202, "{\"target\":\"s1\"}", "/api/v1/apps/signed/rollback");
+    /* devices and their events (api_devices.c) */
+    CASE("GET", LP_SCOPE_READ, 200, "", "/api/v1/apps/default/devices");
+    CASE("GET", LP_SCOPE_READ, 200, "", "/api/v1/apps/default/events");
 #undef CASE
     return n;
 }
@@ -187,9 +248,10 @@ static void forged_tokens(const world *w, char unknown[LP_TOKEN_TEXT_SIZE],
 static void test_every_route(void **state)
 {
     world *w = *state;
-    rcase cases[32];
+    rcase *cases = calloc(32, sizeof *cases);
+    assert_non_null(cases);
     size_t n = build_cases(w, cases);
-    assert_int_equal(n, 17); /* every management route of docs/api.md */
+    assert_int_equal(n, 26); /* every management route of docs/api.md */
     char unknown[LP_TOKEN_TEXT_SIZE], wrong[LP_TOKEN_TEXT_SIZE], lower[80];
     forged_tokens(w, unknown, wrong);
     snprintf(lower, sizeof lower, "bearer   %s", w->read);
@@ -221,6 +283,7 @@ static void test_every_route(void **state)
         assert_string_equal(r.cache, "no-store");
         lp_apiresp_free(&r);
     }
+    free(cases);
 }
 
 /* whoami shows the token; last_used_at moves; the log never holds a secret. */

@@ -889,6 +889,27 @@ static void test_sign_helper(void **state)
     REFUSED(lp_tuf_sign_signed(pubonly, ok_signed, strlen(ok_signed), kid, &sig, &err),
             LP_ERR_STATE, "private");
     lp_key_free(pubonly);
+
+    /* Canonical JSON made readable: raw control bytes inside strings (and
+     * only there) become \u00XX; an escaped quote or backslash does not end
+     * the string early. */
+    static const char canon[] = "{\"a\":\"x\ny\\\"\t\\\\\",\"b\":[1,\"\x01\"]}";
+    char *text = NULL;
+    size_t tlen = 0;
+    OK(lp_tuf_canonical_to_json(canon, sizeof canon - 1, &text, &tlen, &err));
+    assert_string_equal(text, "{\"a\":\"x\\u000ay\\\"\\u0009\\\\\",\"b\":[1,\"\\u0001\"]}");
+    assert_int_equal(tlen, strlen(text));
+    json_t *v = json_loadb(text, tlen, JSON_REJECT_DUPLICATES, NULL);
+    assert_non_null(v);
+    assert_string_equal(json_string_value(json_object_get(v, "a")), "x\ny\"\t\\");
+    json_decref(v);
+    free(text);
+    /* Outside strings nothing changes (the parser refuses it then). */
+    OK(lp_tuf_canonical_to_json("{\n}", 3, &text, NULL, &err));
+    assert_string_equal(text, "{\n}");
+    free(text);
+    REFUSED(lp_tuf_canonical_to_json(NULL, 0, &text, NULL, &err), LP_ERR_INVALID_ARG, "NULL");
+    assert_null(text);
 }
 
 int main(void)

@@ -569,10 +569,27 @@ static void test_threshold_two(void **state)
     free(canon);
     lp_db_release_free(&r);
 
-    /* The two signers one after the other: the first signature is kept. */
+    /* The two signers one after the other: the first signature is kept,
+     * and the progress says so (a refused signature is not "short"). */
     OK(prepare(f, "quorum", b2, "2.0", &r, &canon, &clen, &err));
-    REFUSED(sign_and_send(f, "quorum", "2.0", canon, clen, two, 1, NULL, &err),
-            LP_ERR_BAD_SIGNATURE, "1 signature held");
+    {
+        char kid[65], *sig = NULL;
+        publisher_signs(f, P_OUTSIDER, canon, clen, kid, &sig);
+        const char *kp[] = {kid}, *sp[] = {sig};
+        lp_sign_progress pr = {.short_of_threshold = true};
+        REFUSED(lp_service_publish_sign_ex(f->svc, "quorum", "2.0", kp, sp, 1, &pr, NULL, &err),
+                LP_ERR_BAD_SIGNATURE, kid);
+        assert_false(pr.short_of_threshold);
+        free(sig);
+        publisher_signs(f, P_REL2, canon, clen, kid, &sig);
+        sp[0] = sig;
+        REFUSED(lp_service_publish_sign_ex(f->svc, "quorum", "2.0", kp, sp, 1, &pr, NULL, &err),
+                LP_ERR_BAD_SIGNATURE, "1 signature held");
+        free(sig);
+        assert_true(pr.short_of_threshold);
+        assert_int_equal(pr.held, 1);
+        assert_int_equal(pr.threshold, 2);
+    }
     json_t *signed_by = NULL;
     OK(lp_service_publish_pending(f->svc, "quorum", NULL, NULL, NULL, &signed_by, &err));
     assert_int_equal(json_array_size(signed_by), 1);
