@@ -28,38 +28,12 @@
 #     when stderr is a file.
 set -euo pipefail
 
-: "${LP_BIN:?LP_BIN must name the livepush binary}"
-for tool in curl python3 zip script; do
-    command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
-done
+. "$LP_SOURCE_DIR/tests/support/e2e.sh"
+e2e_begin cli curl python3 zip script
+E2E_PID_VARS="UPLOAD_PID"
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/lp-e2e-cli-XXXXXX")
-SERVER_PID=""
-UPLOAD_PID=""
-cleanup() {
-    for pid in $UPLOAD_PID $SERVER_PID; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-CHECKS=0
-ok() {
-    CHECKS=$((CHECKS + 1))
-    echo "ok $CHECKS - $*"
-}
-die() {
-    echo "FAIL - $*" >&2
-    [ -f "$WORK/server.err" ] && tail -n 20 "$WORK/server.err" >&2
-    exit 1
-}
-lp() { "$LP_BIN" "$@"; }
 # json_check: stdin must be one JSON document
 json_check() { python3 -c 'import json,sys; json.load(sys.stdin)'; }
-# jq_py EXPR: prints EXPR evaluated with d = the JSON document on stdin
-jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 # state_id BUNDLE: the upload id of the state file kept for BUNDLE, or nothing
 state_id() {
     python3 - "$STATE_DIR" "$1" <<'PYEOF'
@@ -73,13 +47,6 @@ for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
     if s.get("bundle") == bundle:
         print(s["upload"])
 PYEOF
-}
-# expect_rc CODE CMD...: runs CMD with stdout/stderr in $WORK/out, $WORK/err
-expect_rc() {
-    local want=$1 rc=0
-    shift
-    "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
-    [ "$rc" -eq "$want" ] || die "$* : exit $rc, expected $want; stderr: $(cat "$WORK/err")"
 }
 
 # A clean environment: nothing from the caller's LIVEPUSH_* settings.
@@ -306,7 +273,6 @@ for _ in $(seq 1 400); do
 done
 [ "$OFF" -ge $((2 * CHUNK)) ] || die "the upload did not get going (offset $OFF)"
 { kill -KILL "$UPLOAD_PID" && wait "$UPLOAD_PID"; } 2>/dev/null || true
-UPLOAD_PID=""
 sleep 0.3 # a chunk the server had wholly received is recorded by now
 OFF=$(curl -sf -H "Authorization: Bearer $LIVEPUSH_TOKEN" "$URL/api/v1/uploads/$ID" |
     jq_py 'd["upload"]["offset"]')
@@ -338,7 +304,6 @@ for _ in $(seq 1 200); do
 done
 [ -n "$ID" ] || die "no state file for the folder upload"
 { kill -KILL "$UPLOAD_PID" && wait "$UPLOAD_PID"; } 2>/dev/null || true
-UPLOAD_PID=""
 curl -sf -X DELETE -H "Authorization: Bearer $LIVEPUSH_TOKEN" "$URL/api/v1/uploads/$ID" >/dev/null ||
     die "DELETE upload $ID"
 expect_rc 0 lp upload --bundle "$B" --version gone
@@ -372,7 +337,6 @@ code=$(curl -s -o "$WORK/race.put" -w '%{http_code}' -X PUT -H "Authorization: B
 [ "$code" = 200 ] || die "PUT of the second chunk with curl: HTTP $code $(cat "$WORK/race.put")"
 rc=0
 wait "$UPLOAD_PID" || rc=$?
-UPLOAD_PID=""
 [ "$rc" -eq 0 ] || die "the raced upload: exit $rc: $(cat "$WORK/race.err")"
 grep -q "the server holds 1048576 bytes; continuing from there" "$WORK/race.err" ||
     die "no resync message: $(cat "$WORK/race.err")"

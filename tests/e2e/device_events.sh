@@ -17,43 +17,8 @@
 #     download token 200; the download token cannot list events (exit 3).
 set -euo pipefail
 
-: "${LP_BIN:?LP_BIN must name the livepush binary}"
-for tool in curl python3; do
-    command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
-done
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/lp-e2e-events-XXXXXX")
-SERVER_PID=""
-cleanup() {
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-CHECKS=0
-ok() {
-    CHECKS=$((CHECKS + 1))
-    echo "ok $CHECKS - $*"
-}
-die() {
-    echo "FAIL - $*" >&2
-    [ -f "$WORK/server.err" ] && tail -n 20 "$WORK/server.err" >&2
-    exit 1
-}
-lp() { "$LP_BIN" "$@"; }
-# jq_py EXPR: prints EXPR evaluated with d = the JSON document on stdin
-jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-expect_rc() {
-    local want=$1 rc=0
-    shift
-    "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
-    [ "$rc" -eq "$want" ] || die "$* : exit $rc, expected $want; stderr: $(cat "$WORK/err")"
-}
-# post BODY [TOKEN]: POSTs BODY to the device API; the status goes to stdout,
-# the answer to $WORK/answer
+. "$LP_SOURCE_DIR/tests/support/e2e.sh"
+e2e_begin events curl python3
 post() {
     local auth=()
     [ -n "${2:-}" ] && auth=(-H "Authorization: Bearer $2")
@@ -61,25 +26,9 @@ post() {
         "${auth[@]}" --data-binary "$1" "$URL/v1/apps/${APP:-default}/events"
 }
 D="$WORK/data"
-start_server() {
-    : >"$WORK/server.out"
-    "$LP_BIN" serve --listen 127.0.0.1:0 --data-dir "$D" "$@" >"$WORK/server.out" \
-        2>"$WORK/server.err" &
-    SERVER_PID=$!
-    URL=""
-    for _ in $(seq 1 200); do
-        URL=$(sed -n 's/^listening on //p' "$WORK/server.out")
-        [ -n "$URL" ] && break
-        kill -0 "$SERVER_PID" 2>/dev/null || die "server exited at start"
-        sleep 0.05
-    done
-    [ -n "$URL" ] || die "server printed no 'listening on' line"
+serve() {
+    start_server --listen 127.0.0.1:0 --data-dir "$D" "$@"
     export LIVEPUSH_SERVER="$URL"
-}
-stop_server() {
-    kill -TERM "$SERVER_PID"
-    wait "$SERVER_PID" || die "server exited with $? after SIGTERM"
-    SERVER_PID=""
 }
 
 unset LIVEPUSH_SERVER LIVEPUSH_TOKEN LIVEPUSH_APP LIVEPUSH_TIMEOUT LIVEPUSH_DEVICE_AUTH
@@ -93,7 +42,7 @@ expect_rc 2 lp events --limit 0
 expect_rc 2 lp devices --type failed
 ok "devices / events --help; bad options exit 2"
 
-start_server
+serve
 ADMIN_FILE="$D/admin.token"
 expect_rc 0 lp token create --name reader --scope read --token-file "$ADMIN_FILE"
 READ=$(cat "$WORK/out")
@@ -192,7 +141,7 @@ ok "livepush devices: release, newest event, dropped; paging with --limit/--afte
 
 # ---- --device-auth token ------------------------------------------------------------
 stop_server
-start_server --device-auth token
+serve --device-auth token
 [ "$(post "$BATCH")" = 401 ] || die "no token: $(cat "$WORK/answer")"
 [ "$(post "$BATCH" "$READ")" = 403 ] || die "read token: $(cat "$WORK/answer")"
 grep -q "'download'" "$WORK/answer" || die "403 message: $(cat "$WORK/answer")"

@@ -15,39 +15,11 @@
 # The same holds for the app's first publish and for later ones.
 set -euo pipefail
 
-: "${LP_BIN:?LP_BIN must name the livepush binary}"
+. "$LP_SOURCE_DIR/tests/support/e2e.sh"
+e2e_begin crash curl python3 sha256sum
 ROUNDS=${LP_CRASH_ROUNDS:-10}
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/lp-e2e-crash-XXXXXX")
-SERVER_PID=""
-cleanup() {
-    [ -n "$SERVER_PID" ] && { kill -9 "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-CHECKS=0
-ok() { CHECKS=$((CHECKS + 1)); echo "ok $CHECKS - $*"; }
-die() {
-    echo "FAIL - $*" >&2
-    [ -f "$WORK/server.err" ] && tail -n 30 "$WORK/server.err" >&2
-    exit 1
-}
-
 DATA=$WORK/data
-start_server() {
-    : >"$WORK/server.out"
-    "$LP_BIN" serve --listen 127.0.0.1:0 --data-dir "$DATA" >"$WORK/server.out" 2>>"$WORK/server.err" &
-    SERVER_PID=$!
-    URL=""
-    for _ in $(seq 1 200); do
-        URL=$(sed -n 's/^listening on //p' "$WORK/server.out")
-        [ -n "$URL" ] && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || die "server exited at start"
-        sleep 0.05
-    done
-    die "server printed no 'listening on' line"
-}
+serve() { start_server --listen 127.0.0.1:0 --data-dir "$DATA"; }
 
 CODE=""
 api() { # METHOD PATH [JSON] — body to $WORK/resp, status to CODE
@@ -91,7 +63,7 @@ listed() {
         --targets-url "$URL/v1/apps/default/targets" --out "$c/out" "releases/$1.json" >/dev/null 2>&1
 }
 
-start_server
+serve
 TOKEN=$(tr -d '\n' <"$DATA/admin.token")
 
 
@@ -115,10 +87,9 @@ for round in $(seq 1 "$ROUNDS"); do
         "$URL/api/v1/apps/default/releases" 2>/dev/null &
     CURL=$!
     sleep "$delay"
-    kill -9 "$SERVER_PID"
-    wait "$SERVER_PID" 2>/dev/null || true
+    kill_server
     wait "$CURL" 2>/dev/null || true
-    start_server
+    serve
 
     in_api=no
     api GET "/api/v1/apps/default/releases/c$round"

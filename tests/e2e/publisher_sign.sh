@@ -29,43 +29,10 @@
 #   - without --root the command warns that the root was not pinned.
 set -euo pipefail
 
-: "${LP_BIN:?LP_BIN must name the livepush binary}"
-for tool in curl python3; do
-    command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
-done
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/lp-e2e-sign-XXXXXX")
-SERVER_PID=""
-PROXY_PID=""
-cleanup() {
-    for pid in $PROXY_PID $SERVER_PID; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-CHECKS=0
-ok() {
-    CHECKS=$((CHECKS + 1))
-    echo "ok $CHECKS - $*"
-}
-die() {
-    echo "FAIL - $*" >&2
-    [ -f "$WORK/server.err" ] && tail -n 20 "$WORK/server.err" >&2
-    [ -f "$WORK/proxy.err" ] && tail -n 20 "$WORK/proxy.err" >&2
-    exit 1
-}
-lp() { "$LP_BIN" "$@"; }
-jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-# expect_rc CODE CMD...: runs CMD with stdout/stderr in $WORK/out, $WORK/err
-expect_rc() {
-    local want=$1 rc=0
-    shift
-    "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
-    [ "$rc" -eq "$want" ] || die "$* : exit $rc, expected $want; stdout: $(cat "$WORK/out"); stderr: $(cat "$WORK/err")"
-}
+. "$LP_SOURCE_DIR/tests/support/e2e.sh"
+e2e_begin sign curl python3
+E2E_PID_VARS="PROXY_PID"
+E2E_LOGS="$WORK/server.err $WORK/proxy.err"
 
 unset LIVEPUSH_SERVER LIVEPUSH_TOKEN LIVEPUSH_APP LIVEPUSH_TIMEOUT LIVEPUSH_UPLOAD_CHUNK
 export XDG_CACHE_HOME="$WORK/cache"
@@ -330,7 +297,6 @@ grep -q "the release fields of releases/6.json are .*not what was asked" "$WORK/
     die "tampered rollback: $(cat "$WORK/err")"
 kill "$PROXY_PID" 2>/dev/null || true
 wait "$PROXY_PID" 2>/dev/null || true
-PROXY_PID=""
 ok "upload and rollback through the proxy with altered release notes: refused to sign (exit 1)"
 expect_rc 4 lp cancel --app shop --version v3b
 expect_rc 0 lp cancel --app shop

@@ -13,54 +13,9 @@
 # a chunk (413).
 set -euo pipefail
 
-: "${LP_BIN:?LP_BIN must name the livepush binary}"
-command -v curl >/dev/null || { echo "curl is required" >&2; exit 1; }
-command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
+. "$LP_SOURCE_DIR/tests/support/e2e.sh"
+e2e_begin api curl python3
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/lp-e2e-api-XXXXXX")
-SERVER_PID=""
-cleanup() {
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-CHECKS=0
-ok() {
-    CHECKS=$((CHECKS + 1))
-    echo "ok $CHECKS - $*"
-}
-die() {
-    echo "FAIL - $*" >&2
-    [ -f "$WORK/server.err" ] && tail -n 20 "$WORK/server.err" >&2
-    exit 1
-}
-
-# start_server ARGS...: `livepush serve ARGS` in the background; URL from its
-# "listening on" line.
-start_server() {
-    : >"$WORK/server.out"
-    "$LP_BIN" serve "$@" >"$WORK/server.out" 2>"$WORK/server.err" &
-    SERVER_PID=$!
-    URL=""
-    for _ in $(seq 1 200); do
-        URL=$(sed -n 's/^listening on //p' "$WORK/server.out")
-        [ -n "$URL" ] && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || die "server exited at start"
-        sleep 0.05
-    done
-    die "server printed no 'listening on' line"
-}
-stop_server() {
-    local rc=0
-    kill -TERM "$SERVER_PID"
-    wait "$SERVER_PID" || rc=$?
-    SERVER_PID=""
-    [ "$rc" -eq 0 ] || die "server exited with $rc after SIGTERM"
-}
 # json FILE EXPR: evaluates a Python expression over the JSON in FILE (as j).
 json() { python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"; }
 # api METHOD PATH [curl args...]: the status code; the body goes to $WORK/body.

@@ -19,40 +19,16 @@
 #      blob store's files and the release list are unchanged.
 set -euo pipefail
 
-: "${LP_BIN:?LP_BIN must name the livepush binary}"
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/lp-e2e-publish-XXXXXX")
-SERVER_PID=""
-cleanup() {
-    [ -n "$SERVER_PID" ] && { kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-CHECKS=0
-ok() { CHECKS=$((CHECKS + 1)); echo "ok $CHECKS - $*"; }
-die() {
-    echo "FAIL - $*" >&2
-    [ -f "$WORK/server.err" ] && tail -n 20 "$WORK/server.err" >&2
-    exit 1
-}
+. "$LP_SOURCE_DIR/tests/support/e2e.sh"
+e2e_begin publish curl python3 zip tar sha256sum
 
 DATA=$WORK/data
-"$LP_BIN" serve --listen 127.0.0.1:0 --data-dir "$DATA" --max-bundle-entries 200 \
-    --max-bundle-bytes 5000000 --max-bundle-ratio 50 >"$WORK/server.out" 2>"$WORK/server.err" &
-SERVER_PID=$!
-URL=""
-for _ in $(seq 1 200); do
-    URL=$(sed -n 's/^listening on //p' "$WORK/server.out")
-    [ -n "$URL" ] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || die "server exited at start"
-    sleep 0.05
-done
-[ -n "$URL" ] || die "no 'listening on' line"
+start_server --listen 127.0.0.1:0 --data-dir "$DATA" --max-bundle-entries 200 \
+    --max-bundle-bytes 5000000 --max-bundle-ratio 50
 export LIVEPUSH_SERVER=$URL
 TOKEN=$(tr -d '\n' <"$DATA/admin.token")
 export LIVEPUSH_TOKEN=$TOKEN
 export XDG_CACHE_HOME=$WORK/cache
-lp() { "$LP_BIN" "$@"; }
 MURL=$URL/v1/apps/default/metadata
 TURL=$URL/v1/apps/default/targets
 

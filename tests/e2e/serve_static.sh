@@ -15,58 +15,9 @@
 # environment supplying the data folder over the config file.
 set -euo pipefail
 
-: "${LP_BIN:?LP_BIN must name the livepush binary}"
-command -v curl >/dev/null || { echo "curl is required" >&2; exit 1; }
-command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/lp-e2e-serve-XXXXXX")
-SERVER_PID=""
-CURL_PID=""
-cleanup() {
-    for pid in $CURL_PID $SERVER_PID; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-CHECKS=0
-ok() {
-    CHECKS=$((CHECKS + 1))
-    echo "ok $CHECKS - $*"
-}
-die() {
-    echo "FAIL - $*" >&2
-    [ -f "$WORK/server.err" ] && tail -n 20 "$WORK/server.err" >&2
-    exit 1
-}
-lp() { "$LP_BIN" "$@"; }
-
-# start_server ARGS...: starts `livepush serve ARGS` in the background and
-# sets URL from its "listening on" line.
-start_server() {
-    : >"$WORK/server.out"
-    "$LP_BIN" serve "$@" >"$WORK/server.out" 2>"$WORK/server.err" &
-    SERVER_PID=$!
-    URL=""
-    for _ in $(seq 1 100); do
-        URL=$(sed -n 's/^listening on //p' "$WORK/server.out")
-        [ -n "$URL" ] && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || die "server exited at start"
-        sleep 0.05
-    done
-    die "server printed no 'listening on' line"
-}
-
-# stop_server: SIGTERM, then the exit code must be 0.
-stop_server() {
-    local rc=0
-    kill -TERM "$SERVER_PID"
-    wait "$SERVER_PID" || rc=$?
-    SERVER_PID=""
-    [ "$rc" -eq 0 ] || die "server exited with $rc after SIGTERM, expected 0"
-}
+. "$LP_SOURCE_DIR/tests/support/e2e.sh"
+e2e_begin serve curl python3
+E2E_PID_VARS="CURL_PID"
 
 # ---- the command line ----------------------------------------------------
 lp serve --help >"$WORK/help"
@@ -163,7 +114,6 @@ stop_server
 ok "SIGTERM during a download: the server exited 0"
 rc=0
 wait "$CURL_PID" || rc=$?
-CURL_PID=""
 [ "$rc" -eq 0 ] || die "the download in flight failed (curl exit $rc)"
 cmp "$WORK/big.out" "$R/targets/big.bin" || die "the download in flight is not intact"
 ok "the download in flight completed intact (48 MiB)"
