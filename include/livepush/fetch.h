@@ -6,7 +6,10 @@
  * attack) is cut off with LP_ERR_TOO_LARGE as soon as the limit is passed,
  * without buffering the excess.  The TUF client takes the fetcher as an
  * interface (lp_fetcher) so that tests and embedders can supply their own;
- * lp_http_fetcher_new gives the libcurl implementation.
+ * lp_http_fetcher_new gives the libcurl implementation.  lp_http_send uses
+ * that implementation for one fully described request (method, headers,
+ * range, the response's status and headers), for callers that apply their
+ * own policy to statuses and redirects.
  *
  * Thread-safety: one fetcher serves one thread at a time.
  */
@@ -56,6 +59,59 @@ lp_status lp_http_fetcher_new(lp_fetcher **out, const lp_http_options *opts, lp_
  * excludes the NUL), at most max_len bytes. */
 lp_status lp_fetch_to_buffer(lp_fetcher *f, const char *url, uint64_t max_len, uint8_t **data,
                              size_t *len, lp_error *err);
+
+/* ---- one request, fully described --------------------------------------
+ *
+ * lp_http_send is for callers that need more than "GET these bytes": a
+ * method and body (POST), extra request headers, a resumed range, and the
+ * response's status and headers to decide for themselves (Content-Range,
+ * Retry-After, a redirect's Location).  It uses the same libcurl handle,
+ * connection and TLS policy as the fetcher's fetch, but:
+ *   - redirects are not followed: a 3xx is returned with its Location, so
+ *     the caller can apply its own policy to every hop;
+ *   - any status is a successful exchange (LP_OK): the caller reads
+ *     resp->status;
+ *   - only a 2xx body reaches the sink (bounded by max_len, LP_ERR_TOO_LARGE
+ *     past it); the start of any other body is kept in resp->error_body and
+ *     the rest discarded (at most LP_HTTP_ERROR_BODY_MAX bytes are read);
+ *   - only http:// and https:// URLs are accepted.
+ * Before the sink's first call resp->status and the response headers are
+ * already filled, so a sink can look at them (e.g. reject a 206 whose
+ * Content-Range does not start where it asked). */
+
+#define LP_HTTP_URL_MAX 4096
+#define LP_HTTP_ERROR_BODY_MAX (64u * 1024)
+
+typedef struct lp_http_request {
+    const char *method;         /* "GET" (NULL means GET) or "POST" */
+    const char *url;            /* http:// or https:// */
+    const char *const *headers; /* extra "Name: value" lines, NULL-terminated, or NULL */
+    const void *body;           /* POST body (NULL when body_len is 0) */
+    size_t body_len;
+    uint64_t range_from;        /* > 0: sends "Range: bytes=<range_from>-" */
+    uint64_t max_len;           /* bound on the 2xx body handed to sink */
+    lp_fetch_sink sink;         /* receives a 2xx body; NULL: the body is discarded */
+    void *sink_ctx;
+} lp_http_request;
+
+typedef struct lp_http_response {
+    long status;                    /* final HTTP status; 0 when none arrived */
+    char content_range[128];        /* header values, "" when absent */
+    char retry_after[128];
+    char location[LP_HTTP_URL_MAX]; /* a 3xx's absolute target, "" otherwise */
+    char error_body[256];           /* start of a non-2xx body, printable ASCII only */
+    uint64_t body_bytes;            /* 2xx body bytes the sink accepted */
+} lp_http_response;
+
+/* Sends one request with a fetcher made by lp_http_fetcher_new and fills
+ * *resp (zeroed first).  LP_OK when a whole response arrived, whatever its
+ * status.  Errors: LP_ERR_INVALID_ARG (not a libcurl fetcher, a URL that is
+ * not http(s), an unknown method), LP_ERR_NETWORK (connection, TLS, timeout,
+ * a body cut short; resp holds what arrived before, so a caller can resume),
+ * LP_ERR_TOO_LARGE (2xx body longer than max_len, or a redirect target
+ * longer than LP_HTTP_URL_MAX), LP_ERR_NOMEM, or the sink's own status. */
+lp_status lp_http_send(lp_fetcher *f, const lp_http_request *req, lp_http_response *resp,
+                       lp_error *err);
 
 #ifdef __cplusplus
 }

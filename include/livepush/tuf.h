@@ -121,6 +121,32 @@ void lp_tuf_target_free(lp_tuf_target *t);
 lp_status lp_tuf_client_find_target(lp_tuf_client *c, const char *name, lp_tuf_target **out,
                                     lp_error *err);
 
+/* The targets one role lists, sorted by name (byte order). */
+typedef struct lp_tuf_target_list {
+    lp_tuf_target **items; /* owned; each also freed by lp_tuf_target_list_free */
+    size_t count;
+} lp_tuf_target_list;
+
+/* Default bound on the entries lp_tuf_client_list_targets returns. */
+#define LP_TUF_LIST_DEFAULT_MAX 100000
+
+/* Lists, after a successful refresh, the targets of the top-level targets
+ * role whose names begin with `prefix` (NULL or "": every target), each
+ * with its name, signed length, hashes and custom JSON exactly as
+ * lp_tuf_client_find_target would give them (role "targets").  Delegated
+ * roles are not consulted: the listing is what the top-level role itself
+ * signed.  The targets metadata is already bounded in size
+ * (limits.targets_max_bytes or the length snapshot lists); `max` (0:
+ * LP_TUF_LIST_DEFAULT_MAX) also bounds the number of entries returned.
+ * *out is initialised here and owned by the caller (lp_tuf_target_list_free),
+ * empty on failure.  LP_ERR_STATE before a refresh, LP_ERR_TOO_LARGE when
+ * more than `max` targets match, LP_ERR_NOMEM. */
+lp_status lp_tuf_client_list_targets(lp_tuf_client *c, const char *prefix, size_t max,
+                                     lp_tuf_target_list *out, lp_error *err);
+
+/* Frees the entries and the array; the list is left empty.  NULL is fine. */
+void lp_tuf_target_list_free(lp_tuf_target_list *l);
+
 /* Downloads a target to `dest_path`: at most its signed length is read,
  * every listed hash is checked, and only then is the file renamed into place
  * (atomically).  With consistent snapshots the URL is

@@ -32,6 +32,15 @@
  *
  * Timeout defaults (lp_http_options fields left 0): connect 10 s, no total
  * limit, and a transfer slower than 1 byte/s for 30 s is abandoned.
+ *
+ * lp_http_send (one request with method, headers, range and the response's
+ * status and headers) borrows the same handle: it changes only per-transfer
+ * options (redirects off, no fail-on-error, its own write and header
+ * callbacks, headers, range, POST body) and puts every one of them back to
+ * the fetcher's settings before it returns, so a later fetch sees the handle
+ * exactly as configured.  Its header callback keeps only the last response's
+ * headers (a "100 Continue" or a redirect's headers are dropped when the next
+ * status line arrives).
  */
 #include "livepush/fetch.h"
 
@@ -41,8 +50,10 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000L
 #define DEFAULT_LOW_SPEED_BYTES 1L
@@ -303,5 +314,219 @@ lp_status lp_fetch_to_buffer(lp_fetcher *f, const char *url, uint64_t max_len, u
             return lp_error_set(err, LP_ERR_NOMEM, "GET %s: out of memory", url);
     }
     *data = lp_buf_steal(&b, len);
+    return LP_OK;
+}
+
+/* ---- one request, fully described (lp_http_send) ----------------------- */
+
+typedef struct exchange {
+    CURL *curl;
+    const lp_http_request *req;
+    lp_http_response *resp;
+    lp_error *err;
+    bool status_known;
+    bool too_large;
+    bool error_body_full;  /* stopped reading a long error body on purpose */
+    uint64_t error_bytes;  /* non-2xx body bytes read */
+    size_t error_len;      /* bytes kept in resp->error_body */
+    lp_status sink_status;
+} exchange;
+
+static bool is_success(long code)
+{
+    return code >= 200 && code <= 299;
+}
+
+/* Copies a header value (trimmed) into out when `line` is header `name`. */
+static void take_header(const char *line, size_t len, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+        return;
+    const char *v = line + nl + 1;
+    size_t vl = len - nl - 1;
+    while (vl && (*v == ' ' || *v == '\t'))
+        v++, vl--;
+    while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' ' ||
+                  v[vl - 1] == '\t'))
+        vl--;
+    if (vl >= cap)
+        vl = cap - 1;
+    memcpy(out, v, vl);
+    out[vl] = '\0';
+}
+
+static size_t on_xheader(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    exchange *x = userdata;
+    size_t n = size * nmemb;
+    if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) { /* a new response begins */
+        x->resp->content_range[0] = '\0';
+        x->resp->retry_after[0] = '\0';
+        return n;
+    }
+    take_header(data, n, "Content-Range", x->resp->content_range,
+                sizeof x->resp->content_range);
+    take_header(data, n, "Retry-After", x->resp->retry_after, sizeof x->resp->retry_after);
+    return n;
+}
+
+static size_t on_xbody(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    exchange *x = userdata;
+    size_t n = size * nmemb;
+    if (!x->status_known) {
+        x->status_known = true;
+        long code = 0;
+        curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &code);
+        x->resp->status = code;
+    }
+    if (n == 0)
+        return 0;
+    if (!is_success(x->resp->status)) {
+        /* Keep the start (printable only), read at most a bounded amount. */
+        for (size_t i = 0; i < n && x->error_len + 1 < sizeof x->resp->error_body; i++) {
+            unsigned char ch = (unsigned char)data[i];
+            x->resp->error_body[x->error_len++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : ' ';
+        }
+        x->resp->error_body[x->error_len] = '\0';
+        x->error_bytes += n;
+        if (x->error_bytes > LP_HTTP_ERROR_BODY_MAX) {
+            x->error_body_full = true;
+            return 0;
+        }
+        return n;
+    }
+    if (n > x->req->max_len - x->resp->body_bytes) {
+        x->too_large = true;
+        return 0;
+    }
+    if (x->req->sink) {
+        lp_status st = x->req->sink(x->req->sink_ctx, data, n, x->err);
+        if (st) {
+            x->sink_status = st;
+            return 0;
+        }
+    }
+    x->resp->body_bytes += n;
+    return n;
+}
+
+static bool scheme_is_http(const char *url)
+{
+    return strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
+}
+
+/* Puts the per-transfer options lp_http_send changed back to the fetcher's
+ * settings (see configure). */
+static void restore_options(CURL *c)
+{
+    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
+    curl_easy_setopt(c, CURLOPT_RANGE, NULL);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, NULL);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, NULL);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, NULL);
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
+}
+
+lp_status lp_http_send(lp_fetcher *f, const lp_http_request *req, lp_http_response *resp,
+                       lp_error *err)
+{
+    if (resp)
+        memset(resp, 0, sizeof *resp);
+    if (!f || f->fetch != http_fetch || !req || !req->url || !resp)
+        return lp_error_set(err, LP_ERR_INVALID_ARG,
+                            "http request: needs a libcurl fetcher, a request and a response");
+    const char *method = req->method ? req->method : "GET";
+    bool post = strcmp(method, "POST") == 0;
+    if (!post && strcmp(method, "GET") != 0)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "%s %s: unsupported method", method,
+                            req->url);
+    if (!scheme_is_http(req->url))
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "%s %s: only http and https URLs", method,
+                            req->url);
+    if (post && req->body_len > (size_t)INT64_MAX)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "POST %s: body too large", req->url);
+    http_fetcher *hf = (http_fetcher *)f;
+    CURL *c = hf->curl;
+    exchange x = {.curl = c, .req = req, .resp = resp, .err = err};
+    struct curl_slist *hdrs = NULL;
+    for (const char *const *h = req->headers; h && *h; h++) {
+        struct curl_slist *grown = curl_slist_append(hdrs, *h);
+        if (!grown) {
+            curl_slist_free_all(hdrs);
+            return lp_error_set(err, LP_ERR_NOMEM, "%s %s: out of memory", method, req->url);
+        }
+        hdrs = grown;
+    }
+    char range[48] = "";
+    if (req->range_from)
+        snprintf(range, sizeof range, "%llu-", (unsigned long long)req->range_from);
+
+    hf->errbuf[0] = '\0';
+    CURLcode rc = CURLE_OK;
+#define SET(opt, val)                                                                              \
+    do {                                                                                           \
+        if (rc == CURLE_OK)                                                                        \
+            rc = curl_easy_setopt(c, opt, val);                                                    \
+    } while (0)
+    SET(CURLOPT_URL, req->url);
+    SET(CURLOPT_FOLLOWLOCATION, 0L);
+    SET(CURLOPT_FAILONERROR, 0L);
+    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)0);
+    SET(CURLOPT_WRITEFUNCTION, on_xbody);
+    SET(CURLOPT_WRITEDATA, &x);
+    SET(CURLOPT_HEADERFUNCTION, on_xheader);
+    SET(CURLOPT_HEADERDATA, &x);
+    SET(CURLOPT_HTTPHEADER, hdrs);
+    SET(CURLOPT_RANGE, range[0] ? range : NULL);
+    if (post) {
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+        SET(CURLOPT_POSTFIELDS, req->body_len ? req->body : "");
+    } else {
+        SET(CURLOPT_HTTPGET, 1L);
+    }
+#undef SET
+    lp_status setup = LP_OK;
+    if (rc == CURLE_OK)
+        rc = curl_easy_perform(c);
+    else
+        setup = lp_error_set(err, rc == CURLE_OUT_OF_MEMORY ? LP_ERR_NOMEM : LP_ERR_NETWORK,
+                             "%s %s: could not set up the transfer: %s", method, req->url,
+                             curl_easy_strerror(rc));
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    if (!resp->status)
+        resp->status = code;
+    bool location_too_long = false;
+    const char *redirect = NULL;
+    if (!setup && resp->status >= 300 && resp->status <= 399 &&
+        curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &redirect) == CURLE_OK && redirect) {
+        if (strlen(redirect) < sizeof resp->location)
+            strcpy(resp->location, redirect);
+        else
+            location_too_long = true;
+    }
+    restore_options(c);
+    curl_slist_free_all(hdrs);
+
+    if (setup)
+        return setup;
+    if (x.sink_status)
+        return x.sink_status;
+    if (x.too_large)
+        return too_large_error(req->url, req->max_len, err);
+    if (rc == CURLE_OUT_OF_MEMORY)
+        return lp_error_set(err, LP_ERR_NOMEM, "%s %s: out of memory", method, req->url);
+    if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && x.error_body_full))
+        return lp_error_set(err, LP_ERR_NETWORK, "%s %s: %s", method, req->url,
+                            hf->errbuf[0] ? hf->errbuf : curl_easy_strerror(rc));
+    if (location_too_long)
+        return lp_error_set(err, LP_ERR_TOO_LARGE, "%s %s: redirect target longer than %d bytes",
+                            method, req->url, LP_HTTP_URL_MAX);
     return LP_OK;
 }

@@ -41,7 +41,7 @@ void lp_tuf_target_free(lp_tuf_target *t)
     free(t);
 }
 
-static lp_status make_target(const char *name, const char *role, const json_t *entry,
+lp_status lp_tuf_target_make(const char *name, const char *role, const json_t *entry,
                              lp_tuf_target **out, lp_error *err)
 {
     lp_tuf_target *t = calloc(1, sizeof *t);
@@ -112,7 +112,7 @@ lp_status lp_tuf_client_find_target(lp_tuf_client *c, const char *name, lp_tuf_t
         lp_md *md = lp_trusted_get_targets(&c->ts, v.role);
         const json_t *entry = json_object_get(md->targets, name);
         if (entry) {
-            st = make_target(name, v.role, entry, out, err);
+            st = lp_tuf_target_make(name, v.role, entry, out, err);
             goto out;
         }
         seen[nseen++] = md == c->ts.targets ? "targets" : v.role;

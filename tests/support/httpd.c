@@ -6,14 +6,21 @@
  * request only makes its context (a response queued that early makes
  * libmicrohttpd close the connection, and clients could not show
  * keep-alive); a request body is discarded; the answer is chosen once the
- * request is complete, in this order: /status/NNN, endless paths, then a
- * file under the root.  Files are handed
+ * request is complete, in this order: POST paths, /status/NNN, fault
+ * rules that answer an error status, endless paths, then a file under the
+ * root (where a "cut" fault rule may stop the body part-way).  Files are handed
  * to libmicrohttpd as file descriptors at an offset
  * (MHD_create_response_from_fd_at_offset64), which is also how a single Range
  * is served.  libmicrohttpd has already decoded %XX in the path it passes.
  *
- * Counters: the request log (per path) and the endless list sit behind a
- * mutex; the byte and connection counters are atomics.  A fixed-size body's
+ * A cut body is served through a content-reader callback that reads the
+ * file with pread and, once the limit is reached, tells libmicrohttpd to end
+ * with an error, which closes the connection short of the Content-Length it
+ * announced: what a client sees when a network drops mid-transfer.
+ *
+ * Counters: the request log (per path, with the last Range and
+ * Authorization headers), the
+ * endless list, the fault rules and the POST paths sit behind a mutex; the byte and connection counters are atomics.  A fixed-size body's
  * length travels in the request context and is added to the byte counter
  * when libmicrohttpd reports the request completed normally.
  */
@@ -36,15 +43,45 @@
 
 #define ENDLESS_BLOCK (64 * 1024)
 
+#define POST_BODY_MAX (1024u * 1024)
+
 /* Per-request context. */
 typedef struct request {
     uint64_t body_len; /* a fixed-size body to count when completed */
+    char *upload;      /* a POST body received so far */
+    size_t upload_len;
+    bool upload_too_big;
 } request;
 
 typedef struct path_count {
     char *path;
     unsigned n;
+    char range[128]; /* Range header of the last request */
+    char auth[256];  /* Authorization header of the last request */
 } path_count;
+
+enum fault_kind {
+    FAULT_STATUS,   /* answer `status` */
+    FAULT_CUT,      /* drop the connection after `after` body bytes */
+    FAULT_NO_RANGE, /* ignore the Range header (answer 200 with everything) */
+    FAULT_SHORT,    /* answer a Range with at most `after` bytes (a complete 206) */
+};
+
+typedef struct fault {
+    char *path;
+    enum fault_kind kind;
+    unsigned status;
+    char *retry_after; /* may be NULL */
+    uint64_t after;
+    unsigned remaining;
+} fault;
+
+typedef struct post_path {
+    char *path;
+    unsigned status;
+    char **bodies;
+    size_t nbodies;
+} post_path;
 
 struct lp_test_httpd {
     struct MHD_Daemon *d;
@@ -59,11 +96,16 @@ struct lp_test_httpd {
     size_t ncounts;
     char **endless;
     size_t nendless;
+    fault *faults;
+    size_t nfaults;
+    post_path *posts;
+    size_t nposts;
 };
 
 /* ---- bookkeeping ------------------------------------------------------- */
 
-static void record_request(lp_test_httpd *h, const char *path)
+static void record_request(lp_test_httpd *h, const char *path, const char *range,
+                           const char *auth)
 {
     pthread_mutex_lock(&h->lock);
     h->total++;
@@ -72,13 +114,20 @@ static void record_request(lp_test_httpd *h, const char *path)
         i++;
     if (i < h->ncounts) {
         h->counts[i].n++;
+        snprintf(h->counts[i].range, sizeof h->counts[i].range, "%s", range ? range : "");
+        snprintf(h->counts[i].auth, sizeof h->counts[i].auth, "%s", auth ? auth : "");
     } else {
         path_count *grown = realloc(h->counts, (h->ncounts + 1) * sizeof *grown);
         char *copy = strdup(path);
         if (grown)
             h->counts = grown;
         if (grown && copy) {
-            h->counts[h->ncounts++] = (path_count){.path = copy, .n = 1};
+            h->counts[h->ncounts] = (path_count){.path = copy, .n = 1};
+            snprintf(h->counts[h->ncounts].range, sizeof h->counts[h->ncounts].range, "%s",
+                     range ? range : "");
+            snprintf(h->counts[h->ncounts].auth, sizeof h->counts[h->ncounts].auth, "%s",
+                     auth ? auth : "");
+            h->ncounts++;
         } else {
             free(copy);
             fprintf(stderr, "test httpd: out of memory recording a request\n");
@@ -93,6 +142,26 @@ static bool is_endless(lp_test_httpd *h, const char *path)
     bool found = false;
     for (size_t i = 0; i < h->nendless && !found; i++)
         found = strcmp(h->endless[i], path) == 0;
+    pthread_mutex_unlock(&h->lock);
+    return found;
+}
+
+/* Takes one use of the first rule for `path` of the given kind that has uses
+ * left; copies what the answer needs.  False when there is none. */
+static bool take_fault(lp_test_httpd *h, const char *path, enum fault_kind kind, fault *out,
+                       char *retry_after, size_t cap)
+{
+    pthread_mutex_lock(&h->lock);
+    bool found = false;
+    for (size_t i = 0; i < h->nfaults && !found; i++) {
+        fault *f = &h->faults[i];
+        if (f->kind != kind || f->remaining == 0 || strcmp(f->path, path) != 0)
+            continue;
+        f->remaining--;
+        *out = *f;
+        snprintf(retry_after, cap, "%s", f->retry_after ? f->retry_after : "");
+        found = true;
+    }
     pthread_mutex_unlock(&h->lock);
     return found;
 }
@@ -158,6 +227,50 @@ static unsigned status_path(const char *path)
         return 0;
     unsigned code = (unsigned)((p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0'));
     return code >= 100 && code <= 599 ? code : 0;
+}
+
+/* ---- fault rules and POST --------------------------------------------- */
+
+static enum MHD_Result send_fault(struct MHD_Connection *conn, void **req_ctx, bool head,
+                                  unsigned status, const char *retry_after)
+{
+    char text[64];
+    snprintf(text, sizeof text, "fault %u\n", status);
+    size_t n = strlen(text);
+    struct MHD_Response *r = MHD_create_response_from_buffer(n, text, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain");
+    if (retry_after[0])
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
+    return send_response(conn, req_ctx, head, status, r, n);
+}
+
+/* Records a POST body for a configured path; 0 when the path is not one. */
+static unsigned record_post(lp_test_httpd *h, const char *path, const request *rq)
+{
+    pthread_mutex_lock(&h->lock);
+    unsigned status = 0;
+    for (size_t i = 0; i < h->nposts && !status; i++) {
+        post_path *p = &h->posts[i];
+        if (strcmp(p->path, path) != 0)
+            continue;
+        status = rq->upload_too_big ? MHD_HTTP_CONTENT_TOO_LARGE : p->status;
+        char *copy = malloc(rq->upload_len + 1);
+        char **grown = copy ? realloc(p->bodies, (p->nbodies + 1) * sizeof *grown) : NULL;
+        if (grown) {
+            if (rq->upload_len)
+                memcpy(copy, rq->upload, rq->upload_len);
+            copy[rq->upload_len] = '\0';
+            p->bodies = grown;
+            p->bodies[p->nbodies++] = copy;
+        } else {
+            free(copy);
+            fprintf(stderr, "test httpd: out of memory recording a POST body\n");
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+    return status;
 }
 
 /* ---- endless bodies ---------------------------------------------------- */
@@ -249,6 +362,33 @@ static bool has_dotdot(const char *path)
     return false;
 }
 
+/* A body that stops after `limit` bytes of [from, from+len) of a file. */
+typedef struct cut_body {
+    lp_test_httpd *h;
+    int fd;
+    uint64_t from, limit;
+} cut_body;
+
+static ssize_t cut_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    cut_body *cb = cls;
+    if (pos >= cb->limit)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    size_t n = cb->limit - pos < max ? (size_t)(cb->limit - pos) : max;
+    ssize_t r = pread(cb->fd, buf, n, (off_t)(cb->from + pos));
+    if (r <= 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    atomic_fetch_add(&cb->h->bytes_sent, (uint_fast64_t)r);
+    return r;
+}
+
+static void cut_free(void *cls)
+{
+    cut_body *cb = cls;
+    close(cb->fd);
+    free(cb);
+}
+
 static enum MHD_Result send_file(lp_test_httpd *h, struct MHD_Connection *conn, void **req_ctx,
                                  bool head, const char *path)
 {
@@ -271,7 +411,15 @@ static enum MHD_Result send_file(lp_test_httpd *h, struct MHD_Connection *conn, 
 
     uint64_t size = (uint64_t)sb.st_size, from = 0, to = 0;
     const char *hdr = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
+    fault ignored;
+    char none[8];
+    if (hdr && take_fault(h, path, FAULT_NO_RANGE, &ignored, none, sizeof none))
+        hdr = NULL;
     enum range_kind rk = parse_range(hdr, size, &from, &to);
+    fault shorter;
+    if (rk == RANGE_OK && take_fault(h, path, FAULT_SHORT, &shorter, none, sizeof none) &&
+        shorter.after > 0 && to - from + 1 > shorter.after)
+        to = from + shorter.after - 1;
     char content_range[96];
     if (rk == RANGE_UNSATISFIABLE) {
         close(fd);
@@ -283,7 +431,18 @@ static enum MHD_Result send_file(lp_test_httpd *h, struct MHD_Connection *conn, 
     }
     uint64_t len = rk == RANGE_OK ? to - from + 1 : size;
     struct MHD_Response *r;
-    if (len == 0) { /* an empty file: no descriptor needed */
+    fault cut;
+    char unused[8];
+    bool cutting =
+        !head && len > 0 && take_fault(h, path, FAULT_CUT, &cut, unused, sizeof unused);
+    cut_body *cb = cutting ? malloc(sizeof *cb) : NULL;
+    if (cb) {
+        *cb = (cut_body){.h = h, .fd = fd, .from = from, .limit = cut.after < len ? cut.after : len};
+        r = MHD_create_response_from_callback(len, 4096, cut_read, cb, cut_free);
+        if (!r)
+            cut_free(cb);
+        len = 0; /* counted as it is read */
+    } else if (len == 0) { /* an empty file: no descriptor needed */
         close(fd);
         r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
     } else {
@@ -311,18 +470,36 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     lp_test_httpd *h = cls;
     (void)version;
-    (void)upload_data;
     if (!*req_ctx) { /* headers are in: make the context, answer later */
         request *rq = calloc(1, sizeof *rq);
         if (!rq)
             return MHD_NO;
         *req_ctx = rq;
-        record_request(h, url);
+        record_request(
+            h, url, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE),
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
         return MHD_YES;
     }
-    if (*upload_data_size) { /* a request body: not used, discarded */
+    request *rq = *req_ctx;
+    if (*upload_data_size) { /* a request body: kept (bounded) for POST paths */
+        size_t n = *upload_data_size;
+        if (rq->upload_len + n > POST_BODY_MAX) {
+            rq->upload_too_big = true;
+        } else {
+            char *grown = realloc(rq->upload, rq->upload_len + n);
+            if (!grown)
+                return MHD_NO;
+            memcpy(grown + rq->upload_len, upload_data, n);
+            rq->upload = grown;
+            rq->upload_len += n;
+        }
         *upload_data_size = 0;
         return MHD_YES;
+    }
+    if (strcmp(method, MHD_HTTP_METHOD_POST) == 0) {
+        unsigned status = record_post(h, url, rq);
+        if (status)
+            return send_text(conn, req_ctx, false, status, "{}");
     }
     bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
     if (!head && strcmp(method, MHD_HTTP_METHOD_GET) != 0)
@@ -330,6 +507,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     unsigned code = status_path(url);
     if (code)
         return send_status(conn, req_ctx, head, url, code);
+    fault f;
+    char retry_after[128];
+    if (take_fault(h, url, FAULT_STATUS, &f, retry_after, sizeof retry_after))
+        return send_fault(conn, req_ctx, head, f.status, retry_after);
     if (is_endless(h, url))
         return send_endless(h, conn, req_ctx, head);
     return send_file(h, conn, req_ctx, head, url);
@@ -343,6 +524,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_ctx,
     request *rq = *req_ctx;
     if (rq && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
         atomic_fetch_add(&h->bytes_sent, (uint_fast64_t)rq->body_len);
+    if (rq)
+        free(rq->upload);
     free(rq);
     *req_ctx = NULL;
 }
@@ -443,6 +626,120 @@ void lp_test_httpd_set_endless(lp_test_httpd *h, const char *url_path)
     pthread_mutex_unlock(&h->lock);
 }
 
+void lp_test_httpd_fail(lp_test_httpd *h, const char *url_path, unsigned status,
+                        const char *retry_after, unsigned times)
+{
+    fault f = {.path = strdup(url_path), .kind = FAULT_STATUS, .status = status,
+               .remaining = times,
+               .retry_after = retry_after ? strdup(retry_after) : NULL};
+    pthread_mutex_lock(&h->lock);
+    fault *grown = f.path && (f.retry_after || !retry_after)
+                       ? realloc(h->faults, (h->nfaults + 1) * sizeof *grown)
+                       : NULL;
+    if (grown) {
+        h->faults = grown;
+        h->faults[h->nfaults++] = f;
+    } else {
+        free(f.path);
+        free(f.retry_after);
+        fprintf(stderr, "test httpd: out of memory adding a fault for %s\n", url_path);
+    }
+    pthread_mutex_unlock(&h->lock);
+}
+
+static void add_fault(lp_test_httpd *h, fault f, const char *url_path)
+{
+    pthread_mutex_lock(&h->lock);
+    fault *grown = f.path ? realloc(h->faults, (h->nfaults + 1) * sizeof *grown) : NULL;
+    if (grown) {
+        h->faults = grown;
+        h->faults[h->nfaults++] = f;
+    } else {
+        free(f.path);
+        fprintf(stderr, "test httpd: out of memory adding a rule for %s\n", url_path);
+    }
+    pthread_mutex_unlock(&h->lock);
+}
+
+void lp_test_httpd_cut(lp_test_httpd *h, const char *url_path, uint64_t after, unsigned times)
+{
+    fault f = {.path = strdup(url_path), .kind = FAULT_CUT, .after = after, .remaining = times};
+    add_fault(h, f, url_path);
+}
+
+void lp_test_httpd_short_range(lp_test_httpd *h, const char *url_path, uint64_t n,
+                               unsigned times)
+{
+    fault f = {.path = strdup(url_path), .kind = FAULT_SHORT, .after = n, .remaining = times};
+    add_fault(h, f, url_path);
+}
+
+void lp_test_httpd_ignore_range(lp_test_httpd *h, const char *url_path, unsigned times)
+{
+    fault f = {.path = strdup(url_path), .kind = FAULT_NO_RANGE, .remaining = times};
+    add_fault(h, f, url_path);
+}
+
+void lp_test_httpd_last_range(const lp_test_httpd *h, const char *url_path, char *out,
+                              size_t cap)
+{
+    lp_test_httpd *m = (lp_test_httpd *)h;
+    pthread_mutex_lock(&m->lock);
+    if (cap)
+        out[0] = '\0';
+    for (size_t i = 0; i < m->ncounts; i++)
+        if (strcmp(m->counts[i].path, url_path) == 0)
+            snprintf(out, cap, "%s", m->counts[i].range);
+    pthread_mutex_unlock(&m->lock);
+}
+
+void lp_test_httpd_last_auth(const lp_test_httpd *h, const char *url_path, char *out,
+                             size_t cap)
+{
+    lp_test_httpd *m = (lp_test_httpd *)h;
+    pthread_mutex_lock(&m->lock);
+    if (cap)
+        out[0] = '\0';
+    for (size_t i = 0; i < m->ncounts; i++)
+        if (strcmp(m->counts[i].path, url_path) == 0)
+            snprintf(out, cap, "%s", m->counts[i].auth);
+    pthread_mutex_unlock(&m->lock);
+}
+
+void lp_test_httpd_set_post(lp_test_httpd *h, const char *url_path, unsigned status)
+{
+    pthread_mutex_lock(&h->lock);
+    for (size_t i = 0; i < h->nposts; i++) {
+        if (strcmp(h->posts[i].path, url_path) == 0) {
+            h->posts[i].status = status;
+            pthread_mutex_unlock(&h->lock);
+            return;
+        }
+    }
+    char *copy = strdup(url_path);
+    post_path *grown = copy ? realloc(h->posts, (h->nposts + 1) * sizeof *grown) : NULL;
+    if (grown) {
+        h->posts = grown;
+        h->posts[h->nposts++] = (post_path){.path = copy, .status = status};
+    } else {
+        free(copy);
+        fprintf(stderr, "test httpd: out of memory adding POST path %s\n", url_path);
+    }
+    pthread_mutex_unlock(&h->lock);
+}
+
+char *lp_test_httpd_post_body(const lp_test_httpd *h, const char *url_path, unsigned n)
+{
+    lp_test_httpd *m = (lp_test_httpd *)h;
+    char *copy = NULL;
+    pthread_mutex_lock(&m->lock);
+    for (size_t i = 0; i < m->nposts; i++)
+        if (strcmp(m->posts[i].path, url_path) == 0 && n < m->posts[i].nbodies)
+            copy = strdup(m->posts[i].bodies[n]);
+    pthread_mutex_unlock(&m->lock);
+    return copy;
+}
+
 void lp_test_httpd_stop(lp_test_httpd *h)
 {
     if (!h)
@@ -455,6 +752,18 @@ void lp_test_httpd_stop(lp_test_httpd *h)
     for (size_t i = 0; i < h->nendless; i++)
         free(h->endless[i]);
     free(h->endless);
+    for (size_t i = 0; i < h->nfaults; i++) {
+        free(h->faults[i].path);
+        free(h->faults[i].retry_after);
+    }
+    free(h->faults);
+    for (size_t i = 0; i < h->nposts; i++) {
+        for (size_t k = 0; k < h->posts[i].nbodies; k++)
+            free(h->posts[i].bodies[k]);
+        free(h->posts[i].bodies);
+        free(h->posts[i].path);
+    }
+    free(h->posts);
     pthread_mutex_destroy(&h->lock);
     free(h->root);
     free(h);

@@ -20,6 +20,15 @@
  *                        "location", or /status/NNN itself (a redirect loop)
  *                        when absent.
  *   endless paths        see lp_test_httpd_set_endless.
+ *   fault rules          see lp_test_httpd_fail, lp_test_httpd_cut,
+ *                        lp_test_httpd_ignore_range and
+ *                        lp_test_httpd_short_range: a path answers an error
+ *                        status (with Retry-After), drops the connection
+ *                        part-way, ignores Range, or answers a shorter range,
+ *                        the next K times.
+ *   POST                 405, unless the path was set up with
+ *                        lp_test_httpd_set_post: then the body is recorded
+ *                        and answered with the configured status.
  *   other methods        405.
  *
  * All functions are safe to call while the server is answering requests.
@@ -27,6 +36,7 @@
 #ifndef LP_TEST_HTTPD_H
 #define LP_TEST_HTTPD_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct lp_test_httpd lp_test_httpd;
@@ -53,6 +63,48 @@ unsigned lp_test_httpd_connections(const lp_test_httpd *h);
 /* From now on GET url_path streams an endless body (repeating bytes, chunked,
  * no Content-Length), to test defences against endless data. */
 void lp_test_httpd_set_endless(lp_test_httpd *h, const char *url_path);
+
+/* The next `times` GET/HEAD requests for url_path answer `status` with a
+ * short text body and, when retry_after is not NULL, a "Retry-After:
+ * <retry_after>" header (seconds or an HTTP-date, sent as given).  Rules for
+ * one path are used in the order they were added. */
+void lp_test_httpd_fail(lp_test_httpd *h, const char *url_path, unsigned status,
+                        const char *retry_after, unsigned times);
+
+/* The next `times` GET requests for url_path that find a file start the
+ * normal answer (200 or 206, full Content-Length) but send only the first
+ * `after` body bytes and then drop the connection.  The bytes sent count in
+ * lp_test_httpd_bytes_sent. */
+void lp_test_httpd_cut(lp_test_httpd *h, const char *url_path, uint64_t after, unsigned times);
+
+/* The next `times` GET requests for url_path that carry a Range header
+ * ignore it: 200 with the whole file, as a server without range support. */
+void lp_test_httpd_ignore_range(lp_test_httpd *h, const char *url_path, unsigned times);
+
+/* The next `times` GET requests for url_path whose Range the server
+ * honours get at most n bytes of it: a complete 206 whose Content-Range
+ * ends early, as a server that sends ranges in pieces. */
+void lp_test_httpd_short_range(lp_test_httpd *h, const char *url_path, uint64_t n,
+                               unsigned times);
+
+/* The Range header of the last request for url_path ("" when it had none
+ * or the path was never requested), copied into out (cap bytes). */
+void lp_test_httpd_last_range(const lp_test_httpd *h, const char *url_path, char *out,
+                              size_t cap);
+
+/* The Authorization header of the last request for url_path ("" when it
+ * had none), copied into out (cap bytes). */
+void lp_test_httpd_last_auth(const lp_test_httpd *h, const char *url_path, char *out,
+                             size_t cap);
+
+/* From now on POST url_path records the request body (at most 1 MiB) and
+ * answers `status` with the body "{}" (may be called again to change the
+ * status). */
+void lp_test_httpd_set_post(lp_test_httpd *h, const char *url_path, unsigned status);
+
+/* The body of the n-th (from 0) POST received for url_path, as a new
+ * malloc'd NUL-terminated string, or NULL when there is no such POST. */
+char *lp_test_httpd_post_body(const lp_test_httpd *h, const char *url_path, unsigned n);
 
 /* Stops the server, closes its connections and frees it (NULL is fine). */
 void lp_test_httpd_stop(lp_test_httpd *h);

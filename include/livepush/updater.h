@@ -1,0 +1,590 @@
+/*
+ * livepush/updater.h — the device side: installing releases next to each
+ * other, switching between them atomically, probation, rollback and hooks.
+ *
+ * An updater owns one install root (default /var/lib/livepush/<app>):
+ *
+ *     <root>/releases/<id>/        one folder per installed release; <id> is
+ *                                  the release's version code in decimal
+ *     <root>/current               symlink "releases/<id>", switched by
+ *                                  rename(2) of a new symlink over it
+ *     <root>/hooks/                executable hooks (configurable)
+ *     <root>/.livepush/            the updater's own state (0700):
+ *         state.json               current, previous, probation, installed
+ *                                  and bad releases, last check, last error
+ *         device-id                random 128-bit hex, made once
+ *         manifests/<id>.json      the verified tree manifest of a release
+ *         staging/<id>/            a release being built
+ *         trash/                   releases being deleted
+ *         lock, stage.lock         advisory locks (flock)
+ *
+ * A release goes through: stage (build it under staging/, reusing unchanged
+ * files of installed releases as hard links, fetching the others through a
+ * caller-supplied blob source, then rename it into releases/) -> activate
+ * (pre-update hooks, atomic switch of `current`, post-update hooks) ->
+ * probation (the app confirms it healthy within a window and a number of
+ * launches, or the updater switches back and marks it bad) -> kept (the last
+ * N releases stay installed for rollback; older ones are deleted).
+ *
+ * Crash safety: every step that changes files leaves, if the process dies at
+ * any instant, either the old or the new release current, and state.json
+ * consistent with the `current` symlink once the root is opened again
+ * (lp_updater_open repairs what a crash left; docs/agent.md gives the
+ * argument step by step).  Nothing is ever written in place.
+ *
+ * Several processes may open the same root (typically the agent, which
+ * stages and activates, and the app, which reports launches and health):
+ * every operation reads state.json afresh under an exclusive lock and writes
+ * it back before releasing the lock, so no update is lost.  One lp_updater
+ * handle must be used by one thread at a time.
+ *
+ * Everything is blocking and bounded: locks are waited for at most
+ * lock_timeout_ms, hooks are killed after hook_timeout_ms, copies stream
+ * through a fixed buffer.  There is no global state.
+ *
+ * Errors follow livepush/error.h; every message names the file, release or
+ * hook concerned.
+ */
+#ifndef LIVEPUSH_UPDATER_H
+#define LIVEPUSH_UPDATER_H
+
+#include "livepush/bundle.h"
+#include "livepush/error.h"
+#include "livepush/fetch.h"
+#include "livepush/tuf.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lp_updater lp_updater;
+
+/* ---- configuration ---------------------------------------------------- */
+
+#define LP_UPDATER_DEFAULT_KEEP 2u
+#define LP_UPDATER_DEFAULT_PROBATION_WINDOW_S 600
+#define LP_UPDATER_DEFAULT_PROBATION_MAX_LAUNCHES 3u
+#define LP_UPDATER_DEFAULT_HOOK_TIMEOUT_MS 60000u
+#define LP_UPDATER_DEFAULT_HOOK_KILL_GRACE_MS 5000u
+#define LP_UPDATER_DEFAULT_HOOK_OUTPUT_MAX 512u
+#define LP_UPDATER_MAX_HOOK_OUTPUT 4096u
+#define LP_UPDATER_DEFAULT_RESERVE_BYTES (1u << 20)
+#define LP_UPDATER_DEFAULT_LOCK_TIMEOUT_MS 10000u
+/* Longest version label (bytes) recorded for a release. */
+#define LP_UPDATER_MAX_VERSION 128u
+
+/* Settings of an updater.  Zero fields take the defaults above; only root is
+ * required.  Strings are copied by lp_updater_open. */
+typedef struct lp_updater_config {
+    const char *root;                /* install root; created if missing */
+    unsigned keep;                   /* releases kept installed (>= 1) */
+    int64_t probation_window_s;      /* seconds a new release has to be marked healthy */
+    uint32_t probation_max_launches; /* launches allowed before it is marked healthy */
+    const char *hooks_dir;           /* NULL: <root>/hooks */
+    uint32_t hook_timeout_ms;        /* a hook running longer gets SIGTERM ... */
+    uint32_t hook_kill_grace_ms;     /* ... and SIGKILL this much later */
+    size_t hook_output_max;          /* bytes of a hook's output kept for messages
+                                        (the last ones; at most LP_UPDATER_MAX_HOOK_OUTPUT) */
+    uint64_t reserve_bytes;          /* free space that staging must leave on the file system */
+    uint32_t lock_timeout_ms;        /* how long to wait for another process's lock */
+    /* Fault injection for crash tests: "point" or "point@N" kills the process
+     * with SIGKILL the first (N-th) time it reaches that crash point (the
+     * names are listed in docs/agent.md).  NULL in normal use. */
+    const char *crash_at;
+} lp_updater_config;
+
+/* ---- opening ------------------------------------------------------------ */
+
+/* Opens (creating it if needed) the install root cfg->root and repairs what
+ * an interrupted operation left (see lp_updater_recover).  On the first open
+ * the device id is made.  The caller owns *out (lp_updater_close).
+ * Errors: LP_ERR_INVALID_ARG (no root, bad setting, unknown crash point),
+ * LP_ERR_IO, LP_ERR_MALFORMED (damaged state.json or device-id: the message
+ * names the file and the field), LP_ERR_STATE (`current` points somewhere
+ * that is not an installed release, or the root is locked past
+ * lock_timeout_ms). */
+lp_status lp_updater_open(const lp_updater_config *cfg, lp_updater **out, lp_error *err);
+
+/* Closes the handle; NULL is fine.  Nothing on disk changes. */
+void lp_updater_close(lp_updater *u);
+
+/* The absolute install root (borrowed, valid until close). */
+const char *lp_updater_root(const lp_updater *u);
+
+/* The device id: 32 lower-case hex digits (borrowed, valid until close). */
+const char *lp_updater_device_id(const lp_updater *u);
+
+/* Brings state.json in line with the file system: finishes or abandons a
+ * switch that was interrupted (whichever the `current` symlink shows),
+ * adopts a `current` that state.json does not know (on probation when there
+ * is a release to go back to), forgets releases whose folder is gone, adopts
+ * release folders it does not list, and removes leftovers (staging folders
+ * of a staging that is not running, trash, temporary files).
+ * lp_updater_open calls it; every other operation does the light part (the
+ * symlink and the release list) by itself.  Errors as lp_updater_open. */
+lp_status lp_updater_recover(lp_updater *u, lp_error *err);
+
+/* ---- hooks -------------------------------------------------------------- */
+
+typedef enum lp_hook_point {
+    LP_HOOK_PRE_UPDATE = 0,    /* before the switch; failing aborts the update */
+    LP_HOOK_POST_UPDATE = 1,   /* after the switch; failing rolls back */
+    LP_HOOK_PRE_ROLLBACK = 2,  /* before switching back; failure is recorded only */
+    LP_HOOK_POST_ROLLBACK = 3, /* after switching back; failure is recorded only */
+} lp_hook_point;
+#define LP_HOOK_POINT_COUNT 4
+
+/* "pre-update", "post-update", "pre-rollback", "post-rollback" (also the
+ * file names of the executable hooks); "unknown" otherwise. */
+const char *lp_hook_point_name(lp_hook_point point);
+
+/* What a hook is told.  Versions are the labels given at staging (the id in
+ * decimal when none was given); "" and 0 when there is no old release. */
+typedef struct lp_hook_info {
+    lp_hook_point point;
+    const char *hook;         /* lp_hook_point_name(point) */
+    const char *install_root; /* absolute */
+    const char *release_dir;  /* the release switched to: <root>/releases/<new_id> */
+    uint64_t old_id;          /* the release switched away from */
+    uint64_t new_id;          /* the release switched to */
+    const char *old_version;
+    const char *new_version;
+    const char *reason;       /* rollbacks: why; NULL for updates */
+} lp_hook_info;
+
+/* A hook in C: return LP_OK, or fail with *err set (its message becomes part
+ * of the operation's error).  Runs in the calling thread, without the
+ * install root's lock held (it may call into another handle of the root). */
+typedef lp_status (*lp_hook_fn)(void *ctx, const lp_hook_info *info, lp_error *err);
+
+/* Sets (fn non-NULL) or clears (fn NULL) the C hook for `point`; one per
+ * point, replacing any earlier one.  ctx is passed back as is.
+ *
+ * At each point the C hook runs first, then the executable
+ * <hooks_dir>/<point name> if that file exists: run with fork/exec, no
+ * arguments, stdin /dev/null, working folder the new release, in its own
+ * process group, with the environment of the caller (less any LIVEPUSH_*
+ * variables of its own) plus
+ *     LIVEPUSH_HOOK, LIVEPUSH_INSTALL_ROOT, LIVEPUSH_RELEASE_DIR,
+ *     LIVEPUSH_OLD_VERSION, LIVEPUSH_NEW_VERSION, LIVEPUSH_OLD_ID,
+ *     LIVEPUSH_NEW_ID, and LIVEPUSH_REASON for rollbacks.
+ * It succeeds by exiting 0.  Past hook_timeout_ms its process group gets
+ * SIGTERM, hook_kill_grace_ms later SIGKILL; the last hook_output_max bytes
+ * of its stdout and stderr go into the error message.  A hook file that
+ * exists but is not an executable regular file is a failure.
+ * LP_ERR_INVALID_ARG for an unknown point. */
+lp_status lp_updater_set_hook(lp_updater *u, lp_hook_point point, lp_hook_fn fn, void *ctx,
+                              lp_error *err);
+
+/* ---- staging ------------------------------------------------------------ */
+
+/* A blob source.  Must leave at dest_path (a path that does not exist yet; a
+ * new file created 0600 and fsync'd) a file of exactly `size` bytes whose
+ * SHA-256 is `sha256` (64 lower-case hex digits), or fail with *err set and
+ * leave nothing at dest_path.  Staging checks the size and hash again and
+ * refuses (and deletes) what does not match. */
+typedef lp_status (*lp_blob_fetch_fn)(void *ctx, const char *sha256, uint64_t size,
+                                      const char *dest_path, lp_error *err);
+
+/* Progress: bytes of file content in place so far, out of the release's
+ * total (files reused from installed releases count as soon as linked). */
+typedef void (*lp_stage_progress_fn)(void *ctx, uint64_t done_bytes, uint64_t total_bytes);
+
+typedef struct lp_stage_opts {
+    const char *version;           /* label recorded for the release (NULL: the id);
+                                      printable, at most LP_UPDATER_MAX_VERSION bytes */
+    lp_stage_progress_fn progress; /* may be NULL */
+    void *progress_ctx;
+} lp_stage_opts;
+
+/* What staging did, file by file. */
+typedef struct lp_stage_stats {
+    uint64_t files;         /* file entries in the manifest */
+    uint64_t files_linked;  /* hard-linked from an installed release (or the same release) */
+    uint64_t files_copied;  /* copied from an installed release (link(2) failed, or another mode) */
+    uint64_t files_fetched; /* fetched through the blob source */
+    uint64_t bytes_fetched;
+    uint64_t bytes_copied;
+    uint64_t bytes_needed;  /* free space the check asked for */
+} lp_stage_stats;
+
+/* Installs release `id` (> 0) described by the finished, verified manifest
+ * `m` as <root>/releases/<id>/, without touching `current`.  Folders and
+ * symlinks are made as listed; each file is hard-linked from an installed
+ * release whose manifest has the same SHA-256 and mode (its size checked),
+ * else copied from one (content hashed while copying), else fetched through
+ * `fetch` (may be NULL when nothing needs fetching) and checked.  Modes are
+ * set (0644/0755), every file and folder is fsync'd, the manifest is stored
+ * as .livepush/manifests/<id>.json, and the folder is renamed into releases/.
+ * Free space is checked first: the bytes to fetch or copy plus 4 KiB per
+ * entry plus reserve_bytes.  Only one staging runs per root at a time.  On
+ * any failure the staging folder is removed and nothing else changed.
+ * opts and stats may be NULL.
+ * Errors: LP_ERR_INVALID_ARG (id 0, unfinished manifest, bad version label),
+ * LP_ERR_EXISTS (already installed), LP_ERR_STATE (marked bad on this
+ * device, or another staging is running), LP_ERR_TOO_LARGE ("needs N bytes,
+ * M free on the file system of <root>"), LP_ERR_NOT_FOUND (a blob is needed
+ * but fetch is NULL), LP_ERR_LENGTH_MISMATCH / LP_ERR_HASH_MISMATCH (the
+ * source delivered other content; message names the entry), LP_ERR_IO, or
+ * whatever the blob source returned, prefixed with the entry. */
+lp_status lp_updater_stage(lp_updater *u, const lp_manifest *m, uint64_t id,
+                           const lp_stage_opts *opts, lp_blob_fetch_fn fetch, void *fetch_ctx,
+                           lp_stage_stats *stats, lp_error *err);
+
+/* ---- switching, probation, rollback --------------------------------------- */
+
+/* Makes installed release `id` current: pre-update hooks (a failure aborts,
+ * nothing switched), the atomic switch of `current`, state.json updated
+ * (previous = the old current; the new one on probation when there is an
+ * old one to go back to), post-update hooks (a failure rolls back to the old
+ * release, marks `id` bad and is returned, prefixed with what was done), and
+ * then releases beyond `keep` deleted.  If `id` is already current, this
+ * finishes an activation that was interrupted: its post-update hooks run if
+ * they have not succeeded yet (with the same failure handling), and old
+ * releases are pruned; so after a crash, running the update again completes
+ * it.
+ * Errors: LP_ERR_NOT_FOUND (not installed), LP_ERR_STATE (marked bad; the
+ * current release is still on probation; an executable hook failed; the
+ * state changed while the pre-update hooks ran), the status a failing C hook
+ * returned, LP_ERR_IO. */
+lp_status lp_updater_activate(lp_updater *u, uint64_t id, lp_error *err);
+
+/* Confirms that the current release works: ends its probation, so it is
+ * kept.  id 0 means "whatever is current"; otherwise id must be current (so
+ * a late report from a release that was already rolled back confirms
+ * nothing).  Calling it again is harmless.
+ * Errors: LP_ERR_STATE (nothing installed, or id is not current), LP_ERR_IO. */
+lp_status lp_updater_mark_healthy(lp_updater *u, uint64_t id, lp_error *err);
+
+typedef enum lp_probation_outcome {
+    LP_PROBATION_NONE = 0,        /* the current release is not on probation */
+    LP_PROBATION_PENDING = 1,     /* on probation, within its limits */
+    LP_PROBATION_ROLLED_BACK = 2, /* its limits passed: rolled back, marked bad */
+} lp_probation_outcome;
+
+/* Checks the probation window: if the current release is on probation and
+ * `now` (seconds since the epoch, normally time(NULL)) is past since +
+ * window, rolls back to the previous release and marks it bad.  *out (may
+ * be NULL) says what happened.  Errors: those of lp_updater_rollback. */
+lp_status lp_updater_check_probation(lp_updater *u, int64_t now, lp_probation_outcome *out,
+                                     lp_error *err);
+
+/* Records one launch of the app (call it at every start).  On probation:
+ * the window is checked as above, then the launch counter goes up, and the
+ * launch that passes max_launches rolls back.  Not on probation: nothing is
+ * written.  After LP_PROBATION_ROLLED_BACK the app should start the release
+ * that is now current.  Errors: those of lp_updater_rollback, LP_ERR_IO. */
+lp_status lp_updater_launch(lp_updater *u, int64_t now, lp_probation_outcome *out,
+                            lp_error *err);
+
+/* Switches back from the current release to `to_id` (0: the previous
+ * release, or else the newest installed release that is not bad) and marks
+ * the abandoned release bad with `reason` (NULL: "rolled back by request"),
+ * so it is never staged or activated again on this device.  Pre- and
+ * post-rollback hook failures do not stop a rollback: they are recorded as
+ * the last error (see lp_updater_status).  The release switched to is not
+ * put on probation.
+ * Errors: LP_ERR_STATE (nothing installed, target is bad), LP_ERR_NOT_FOUND
+ * (no such installed release, or nothing to go back to), LP_ERR_INVALID_ARG
+ * (to_id is current), LP_ERR_IO. */
+lp_status lp_updater_rollback(lp_updater *u, uint64_t to_id, const char *reason,
+                              lp_error *err);
+
+/* Deletes installed releases beyond `keep`: never the current, previous or
+ * probation release; bad releases first, then the oldest installed.  Each
+ * is renamed into the trash, forgotten in state.json, then removed.
+ * lp_updater_activate and lp_updater_rollback call it.  Errors: LP_ERR_IO. */
+lp_status lp_updater_prune(lp_updater *u, lp_error *err);
+
+/* ---- status ---------------------------------------------------------------- */
+
+typedef struct lp_release_info {
+    uint64_t id;
+    char *version;
+    int64_t installed_at;
+} lp_release_info;
+
+typedef struct lp_bad_release {
+    uint64_t id;
+    char *reason;
+    int64_t at;
+} lp_bad_release;
+
+typedef struct lp_updater_status {
+    uint64_t current;  /* 0: none */
+    uint64_t previous; /* 0: none */
+    bool on_probation; /* the fields below describe the probation */
+    int64_t probation_since;
+    uint32_t probation_launches;
+    int64_t probation_window_s;
+    uint32_t probation_max_launches;
+    lp_release_info *releases; /* installed, oldest first */
+    size_t release_count;
+    lp_bad_release *bad;       /* oldest first */
+    size_t bad_count;
+    int64_t last_check;        /* 0: never */
+    char *last_error;          /* NULL: none */
+    int64_t last_error_at;
+} lp_updater_status;
+
+/* Fills *out (owned by the caller: lp_updater_status_free) from state.json.
+ * Errors: LP_ERR_IO, LP_ERR_MALFORMED (damaged state.json). */
+lp_status lp_updater_status_get(lp_updater *u, lp_updater_status *out, lp_error *err);
+
+/* Frees what a status holds and zeroes it; NULL is fine. */
+void lp_updater_status_free(lp_updater_status *s);
+
+/* ---- network operations ------------------------------------------------------
+ * Checking for a release (TUF refresh, choosing a release), downloading it
+ * (an lp_blob_fetch_fn over HTTP with resume and retries) and reporting
+ * events are declared in this section.
+ *
+ * Server URLs (a static export mirrors the same paths):
+ *     <server>/v1/apps/<app>/metadata/<file>   TUF metadata
+ *     <server>/v1/apps/<app>/targets/<path>    TUF targets (release manifests)
+ *     <server>/v1/blobs/<sha256>               file contents (Range supported)
+ *     <server>/v1/apps/<app>/events            device events (POST)
+ *
+ * The pieces do not depend on an lp_updater: the caller (the agent) passes
+ * what they need from it (lp_updater_status_get gives the current release
+ * and the bad list, lp_updater_device_id the device id, and the state folder
+ * is <root>/.livepush).  A typical cycle:
+ *     lp_net_open        (once)            -> lp_net
+ *     lp_net_open_tuf    (once)            -> lp_tuf_client over the lp_net
+ *     lp_check_for_update                  -> lp_update_offer (manifest verified)
+ *     lp_updater_stage(u, &offer.manifest, offer.version_code, ...,
+ *                      lp_net_fetch_blob, net, ...)
+ *     lp_updater_activate
+ *     lp_events_add / lp_events_send       at every step / at the end
+ */
+
+/* -- the connection to the update server (docs/agent.md, "Downloads") -- */
+
+typedef struct lp_net lp_net;
+
+/* Progress of one blob: bytes in its partial file so far, out of its size. */
+typedef void (*lp_net_progress_fn)(void *ctx, const char *sha256, uint64_t done_bytes,
+                                   uint64_t total_bytes);
+
+#define LP_NET_DEFAULT_ATTEMPTS 5u
+#define LP_NET_DEFAULT_BACKOFF_BASE_MS 500u
+#define LP_NET_DEFAULT_BACKOFF_MAX_MS 30000u
+#define LP_NET_DEFAULT_RETRY_AFTER_MAX_S 300u
+/* App names: 1..LP_NET_MAX_APP bytes of [a-z0-9._-], first a letter or digit. */
+#define LP_NET_MAX_APP 64u
+
+/* Settings of an lp_net.  Strings are copied by lp_net_open; zero numbers
+ * take the defaults above. */
+typedef struct lp_net_config {
+    const char *server_url;   /* base URL of the server or static mirror */
+    const char *app;          /* the app's name on the server */
+    const char *state_dir;    /* the updater's state folder (<root>/.livepush): partial
+                                 downloads go to downloads/, TUF metadata to metadata/ */
+    /* URL policy, applied to every URL before any connection is made,
+     * including each redirect: the scheme must be https (certificates and
+     * host names are always verified) unless the host is loopback
+     * (127.0.0.0/8, ::1, localhost) or allow_http is set; with an allow-list,
+     * the host must be in it (compared without case). */
+    bool allow_http;
+    const char *const *allowed_hosts; /* NULL-terminated list, or NULL: any host */
+    /* Retries of one transfer: a connection failure, a transfer cut short,
+     * HTTP 408, 425, 429 and 5xx are tried again, `attempts` tries in all;
+     * between tries the wait is a random time in [0, min(max, base * 2^(n-1))]
+     * ("full jitter"), or, on 429 and 503 with Retry-After (seconds or an
+     * HTTP-date), exactly the time the server asks for.  A Retry-After longer
+     * than retry_after_max_s gives up at once. */
+    uint32_t attempts;
+    uint32_t backoff_base_ms;
+    uint32_t backoff_max_ms;
+    uint32_t retry_after_max_s;
+    lp_http_options http;        /* timeouts and user agent of the connection */
+    const char *device_token;    /* NULL: none; else sent as "Authorization: Bearer <token>"
+                                    with event batches only (servers run with device
+                                    authentication want a download-scope token) */
+    lp_net_progress_fn progress; /* may be NULL */
+    void *progress_ctx;
+} lp_net_config;
+
+/* Checks the configuration and the server URL against the URL policy (no
+ * connection is made) and creates the connection.  The caller owns *out
+ * (lp_net_close); one thread at a time may use it (and the TUF client made
+ * over it).  Errors: LP_ERR_INVALID_ARG (a missing or bad field, or a
+ * server URL the policy refuses: the message says which rule),
+ * LP_ERR_NOMEM, LP_ERR_NETWORK (libcurl could not be initialised). */
+lp_status lp_net_open(const lp_net_config *cfg, lp_net **out, lp_error *err);
+
+/* Closes the connection; NULL is fine.  Partial downloads stay on disk. */
+void lp_net_close(lp_net *n);
+
+/* Checks `url` against the URL policy.  LP_ERR_INVALID_ARG naming the URL
+ * and the rule it breaks ("plain http to a non-loopback host", "host ... is
+ * not in the allowed hosts", "only http and https"). */
+lp_status lp_net_check_url(const lp_net *n, const char *url, lp_error *err);
+
+/* Opens a TUF client for the app: trusted metadata in <state_dir>/metadata
+ * (which must hold the trusted root.json, see lp_tuf_init_trusted_root),
+ * fetching from <server>/v1/apps/<app>/metadata and .../targets through this
+ * connection (URL policy and retries applied; a 404 is never retried).  The
+ * client borrows the lp_net: close the client first.  Errors: those of
+ * lp_tuf_client_open. */
+lp_status lp_net_open_tuf(lp_net *n, lp_tuf_client **out, lp_error *err);
+
+/* An lp_blob_fetch_fn: pass it to lp_updater_stage with the lp_net as ctx.
+ * GETs <server>/v1/blobs/<sha256> into <state_dir>/downloads/<sha256>.part,
+ * resuming from the partial file's size with a Range request (a 206 must
+ * start exactly there; a 200 starts the file over), hashing while writing
+ * through a fixed buffer; then checks size and SHA-256 and moves the file to
+ * dest_path (created 0600, fsync'd).  Retries as configured above; a
+ * partial file survives between calls and restarts.  On a content mismatch
+ * the partial file is deleted (when the content was resumed from an earlier
+ * run, the blob is fetched once more from the start first).
+ * Errors: LP_ERR_INVALID_ARG (bad sha256, URL refused by the policy),
+ * LP_ERR_HASH_MISMATCH / LP_ERR_LENGTH_MISMATCH (the server delivered other
+ * content; message names the blob), LP_ERR_NOT_FOUND (HTTP 404/410),
+ * LP_ERR_NETWORK ("blob <sha256>: gave up after N attempts: <last cause>",
+ * or another HTTP error), LP_ERR_IO.  Nothing is left at dest_path on
+ * failure. */
+lp_status lp_net_fetch_blob(void *net, const char *sha256, uint64_t size, const char *dest_path,
+                            lp_error *err);
+
+/* -- checking for an update (docs/agent.md, "Checking for an update") -- */
+
+/* Called for each release target that is not chosen, with the reason
+ * ("malformed custom field channels: expected an array of strings",
+ * "channel beta not listed", "marked bad on this device", ...). */
+typedef void (*lp_check_skip_fn)(void *ctx, const char *target, const char *reason);
+
+/* What the device is and has. */
+typedef struct lp_check_opts {
+    const char *channel;         /* required */
+    const char *platform;        /* NULL: the kernel's name in lower case ("linux") */
+    const char *arch;            /* NULL: the machine name from uname ("x86_64") */
+    const char *runtime_version; /* NULL: none (releases that name one are skipped) */
+    uint64_t current_id;         /* version code of the current release; 0: none */
+    const uint64_t *bad_ids;     /* releases marked bad on this device */
+    size_t bad_count;
+    const char *work_dir;        /* folder for the manifest download (a temporary file) */
+    lp_check_skip_fn on_skip;    /* may be NULL */
+    void *skip_ctx;
+} lp_check_opts;
+
+/* The release chosen for this device, with its verified tree manifest. */
+typedef struct lp_update_offer {
+    char *version;            /* the release's version label */
+    uint64_t version_code;    /* the release id for lp_updater_stage */
+    bool mandatory;
+    char *notes;              /* NULL when the release has none */
+    uint64_t rollback_of;     /* a server rollback: the code it restores; 0 otherwise */
+    char target[48];          /* "releases/<version_code>.json" */
+    char manifest_sha256[65]; /* of the manifest JSON, as TUF signed it */
+    lp_manifest manifest;     /* finished, parsed strictly */
+    size_t considered;        /* release targets looked at */
+    size_t malformed;         /* of which skipped as malformed */
+} lp_update_offer;
+
+/* Refreshes the TUF metadata (lp_tuf_client_refresh), lists the targets
+ * under "releases/" and chooses the highest version code that is: greater
+ * than current_id (never backwards: a server rollback arrives as a higher
+ * code), not in the bad list, published on opts->channel, and whose
+ * platform, arch and runtime_version match when the release sets them.  A
+ * target with a malformed custom field (or whose name is not
+ * "releases/<version_code>.json") is skipped and reported through on_skip;
+ * it never stops the others.  The chosen target is downloaded through TUF
+ * (signed length and hashes checked) and parsed with lp_manifest_from_json.
+ * *available says whether an offer was made; *out is zeroed first and owned
+ * by the caller (lp_update_offer_free) when it was.  Errors: those of the
+ * refresh (prefixed "refresh failed at the <step> step"), of the download,
+ * LP_ERR_MALFORMED / LP_ERR_TOO_LARGE (the chosen manifest), LP_ERR_IO,
+ * LP_ERR_INVALID_ARG (no channel, no work_dir). */
+lp_status lp_check_for_update(lp_tuf_client *tuf, const lp_check_opts *opts,
+                              lp_update_offer *out, bool *available, lp_error *err);
+
+/* Frees what an offer holds and zeroes it; NULL is fine. */
+void lp_update_offer_free(lp_update_offer *o);
+
+/* -- telemetry (docs/agent.md, "Telemetry") -- */
+
+typedef enum lp_event_type {
+    LP_EVENT_CHECKED = 0,
+    LP_EVENT_DOWNLOADED = 1,
+    LP_EVENT_VERIFIED = 2,
+    LP_EVENT_STAGED = 3,
+    LP_EVENT_ACTIVATED = 4,
+    LP_EVENT_HEALTHY = 5,
+    LP_EVENT_FAILED = 6,
+    LP_EVENT_ROLLED_BACK = 7,
+} lp_event_type;
+
+/* "checked", "downloaded", "verified", "staged", "activated", "healthy",
+ * "failed", "rolled_back"; "unknown" otherwise. */
+const char *lp_event_type_name(lp_event_type t);
+
+#define LP_EVENT_MAX_REASON 1024u  /* longer reasons are cut */
+#define LP_EVENTS_DEFAULT_MAX 1000u
+#define LP_EVENTS_DEFAULT_BATCH 100u
+
+/* An event.  Values are stored as the server accepts them, so that a
+ * queued event can never make a batch unacceptable: a version that is not
+ * 1..64 characters of [A-Za-z0-9._+~-] is recorded as null, a reason has its
+ * control characters other than tab, newline and carriage return replaced
+ * by spaces and is cut at LP_EVENT_MAX_REASON bytes (an empty one is null),
+ * a duration is capped at 30 days. */
+typedef struct lp_event {
+    lp_event_type type;
+    const char *version;        /* NULL: unknown */
+    uint64_t version_code;      /* 0: none */
+    uint64_t from_version_code; /* 0: none */
+    const char *reason;         /* NULL: none */
+    int64_t duration_ms;        /* < 0: not measured */
+    int64_t at;                 /* seconds since the epoch; 0: now */
+} lp_event;
+
+/* An on-disk queue of events (one file per event, see docs/agent.md). */
+typedef struct lp_events lp_events;
+
+/* Opens (creating it) the queue folder `dir` (normally <state_dir>/events)
+ * holding at most max_events events (0: LP_EVENTS_DEFAULT_MAX).  Events
+ * queued before survive; their sequence numbers never repeat.  Errors:
+ * LP_ERR_INVALID_ARG, LP_ERR_IO, LP_ERR_MALFORMED (damaged queue state file). */
+lp_status lp_events_open(const char *dir, uint32_t max_events, lp_events **out, lp_error *err);
+
+/* Closes the queue; NULL is fine.  Nothing on disk changes. */
+void lp_events_close(lp_events *q);
+
+/* Appends an event with the next sequence number (written atomically).  A
+ * full queue drops its oldest event first and counts the drop.  Several
+ * processes may add to the same folder (a lock file serialises them).
+ * Errors: LP_ERR_INVALID_ARG (unknown type, code above INT64_MAX), LP_ERR_IO. */
+lp_status lp_events_add(lp_events *q, const lp_event *e, lp_error *err);
+
+/* Sends the queued events, oldest first, in batches of at most batch_max
+ * (0: LP_EVENTS_DEFAULT_BATCH, at most 1000) to POST
+ * <server>/v1/apps/<app>/events as
+ *     {"device_id":"<hex>","events":[{"seq":1,"type":"activated","at":...,
+ *      "version":"v2","version_code":2,"from_version_code":1,"reason":null,
+ *      "duration_ms":12}],"dropped":0}
+ * and deletes each batch only after a 2xx answer (the server accepts a
+ * batch again without storing it twice).  `dropped` is the running total of
+ * events this queue ever discarded; when there is no event to send but that
+ * total grew since the server last acknowledged it, a batch with no events
+ * reports it.  *sent (may be NULL) gets the number of events acknowledged.
+ * Any other answer leaves the events queued for the next call, except a
+ * refusal of the batch's content (400, 413, 422), which would never
+ * change: that batch is deleted and counted as dropped, so one bad event
+ * cannot stop every later one.  Errors: LP_ERR_NETWORK (message names the
+ * status and the server's answer, and what was dropped), LP_ERR_INVALID_ARG
+ * (device id not 16..64 lower-case hex digits), LP_ERR_IO. */
+lp_status lp_events_send(lp_events *q, lp_net *net, const char *device_id, size_t batch_max,
+                         size_t *sent, lp_error *err);
+
+/* Events queued now, and the running total of events dropped. */
+lp_status lp_events_pending(lp_events *q, size_t *count, uint64_t *dropped, lp_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
