@@ -23,7 +23,9 @@
  *      carries the server's offset, and sending continues from there (a few
  *      times in a row at most, so two clients fighting over one upload end).
  *   4. The release is created (POST /api/v1/apps/<app>/releases), which
- *      consumes the upload; the state file is then removed.
+ *      consumes the upload; the state file is then removed.  A bundle the
+ *      server refuses (422) would be refused again: its upload is deleted
+ *      on the server and its state file removed.
  *
  * An app whose publisher signs answers step 4 with 202: the release is
  * pending and the answer holds the bytes to sign.  With --sign-key the
@@ -585,6 +587,21 @@ static lp_status add_str(json_t *o, const char *key, const char *v, lp_error *er
     return LP_OK;
 }
 
+/* Deletes a refused bundle's upload on the server, so its bytes do not wait
+ * there for the stale-upload sweep.  Best effort: the refusal is what the
+ * user needs to hear about. */
+static void discard_upload(lp_client *c, const char *id)
+{
+    char *path = lp_client_path("/api/v1/uploads/%s", id);
+    json_t *ans = NULL;
+    lp_error e;
+    lp_error_clear(&e);
+    if (path)
+        (void)lp_client_request(c, "DELETE", path, NULL, &ans, &e);
+    json_decref(ans);
+    free(path);
+}
+
 /* The body of POST .../releases. */
 static lp_status release_body(const uopts *o, const char *id, const bundle *b, const char *notes,
                               json_t **out, lp_error *err)
@@ -801,6 +818,11 @@ int lp_cmd_upload(int argc, char **argv)
      * refused again: either way the state has served its purpose */
     if (spath && (!st || lp_client_last_http_status(c) == 422))
         unlink(spath);
+    if (st && lp_client_last_http_status(c) == 422) {
+        rc = lp_client_fail(c, st, &err, "upload"); /* before another request */
+        discard_upload(c, id);
+        goto out;
+    }
     if (st)
         goto done;
     if (lp_client_last_http_status(c) == 202) {

@@ -16,7 +16,8 @@
 #      version code and the repository lists them all;
 #   5. each kind of unsafe or oversized bundle is refused with exit 4 and a
 #      message naming the entry or the limit, and nothing is stored: the
-#      blob store's files and the release list are unchanged.
+#      blob store's files and the release list are unchanged, and the CLI
+#      deleted each refused upload on the server.
 set -euo pipefail
 
 . "$LP_SOURCE_DIR/tests/support/e2e.sh"
@@ -187,6 +188,8 @@ blobs_after=$(find "$DATA/blobs" -type f -not -path '*/tmp/*' | sort | sha256sum
 [ "$blobs_before" = "$blobs_after" ] || die "a refused bundle left blobs in the store"
 lp releases --json --limit 1000 >"$WORK/after.json"
 cmp -s "$WORK/before.json" "$WORK/after.json" || die "a refused bundle changed the release list"
-ok "11 kinds of bad bundle refused (exit 4, entry or limit named); blob store and releases unchanged"
+left=$(find "$DATA/uploads" -type f | wc -l)
+[ "$left" = 0 ] || die "refused bundles left $left upload files on the server"
+ok "11 kinds of bad bundle refused (exit 4, entry or limit named); blob store and releases unchanged, no upload left behind"
 
 echo "all $CHECKS checks passed"
