@@ -44,6 +44,11 @@
  *
  * Errors follow livepush/error.h; every message names the file, release or
  * hook concerned.
+ *
+ * The last two sections add the network side (checking for a release,
+ * resumable blob downloads, the event queue) and the device client
+ * (lp_device), which runs the whole cycle — check, download, verify,
+ * activate, probation, reporting — over one install root.
  */
 #ifndef LIVEPUSH_UPDATER_H
 #define LIVEPUSH_UPDATER_H
@@ -235,6 +240,26 @@ lp_status lp_updater_stage(lp_updater *u, const lp_manifest *m, uint64_t id,
                            const lp_stage_opts *opts, lp_blob_fetch_fn fetch, void *fetch_ctx,
                            lp_stage_stats *stats, lp_error *err);
 
+/* Checks installed release `id` against its stored manifest: every entry on
+ * disk with its type and mode, every file with its size and SHA-256 (read in
+ * full), every symlink with its target, and nothing that is not listed.
+ * Staging checks what it fetches and copies, but reuses installed files by
+ * hard link after an lstat only, so this is the check of the whole before
+ * activation.  Reads only; takes no lock (release folders never change).
+ * Errors: LP_ERR_INVALID_ARG (id 0), LP_ERR_NOT_FOUND (not installed, or an
+ * entry missing), LP_ERR_HASH_MISMATCH / LP_ERR_LENGTH_MISMATCH (a file's
+ * content), LP_ERR_STATE (another type, mode or symlink target; an entry not
+ * in the manifest), LP_ERR_MALFORMED (the stored manifest), LP_ERR_IO; the
+ * message names the release and the path. */
+lp_status lp_updater_verify(lp_updater *u, uint64_t id, lp_error *err);
+
+/* Deletes installed release `id` as pruning does (renamed into the trash,
+ * forgotten in state.json, removed); it stays out of the bad list, so it may
+ * be staged again.  Never the current release, the previous one or the one
+ * on probation.  Errors: LP_ERR_NOT_FOUND (not installed), LP_ERR_STATE (one
+ * of those three), LP_ERR_IO. */
+lp_status lp_updater_remove(lp_updater *u, uint64_t id, lp_error *err);
+
 /* ---- switching, probation, rollback --------------------------------------- */
 
 /* Makes installed release `id` current: pre-update hooks (a failure aborts,
@@ -337,6 +362,16 @@ lp_status lp_updater_status_get(lp_updater *u, lp_updater_status *out, lp_error 
 
 /* Frees what a status holds and zeroes it; NULL is fine. */
 void lp_updater_status_free(lp_updater_status *s);
+
+/* Records an update check made at `now` (> 0) as last_check, and, when
+ * `error` is not NULL, its failure as last_error (at `now`).  A check that
+ * succeeds leaves an earlier last_error as it was (its time tells it is
+ * older).  Errors: LP_ERR_INVALID_ARG (no time), LP_ERR_IO. */
+lp_status lp_updater_record_check(lp_updater *u, int64_t now, const char *error, lp_error *err);
+
+/* Records `msg` (cut at 1024 bytes) as last_error, now.  Errors:
+ * LP_ERR_INVALID_ARG (empty message), LP_ERR_IO. */
+lp_status lp_updater_record_error(lp_updater *u, const char *msg, lp_error *err);
 
 /* ---- network operations ------------------------------------------------------
  * Checking for a release (TUF refresh, choosing a release), downloading it
@@ -583,6 +618,211 @@ lp_status lp_events_send(lp_events *q, lp_net *net, const char *device_id, size_
 
 /* Events queued now, and the running total of events dropped. */
 lp_status lp_events_pending(lp_events *q, size_t *count, uint64_t *dropped, lp_error *err);
+
+/* ---- the device client: the whole cycle (docs/agent.md, "The device client") ----
+ *
+ * An lp_device puts the pieces above together for a device: the updater of
+ * its install root, the connection to the server (opened at the first
+ * network call, so an app that only reports its launches and health needs no
+ * server) and the event queue <root>/.livepush/events.  Each step adds its
+ * event and its record in state.json:
+ *     lp_device_check       "checked" (or "failed"); last_check, last_error
+ *     lp_device_download    "downloaded" and "staged" (or "failed")
+ *     lp_device_verify      "verified" (or "failed": the release is deleted)
+ *     lp_device_apply       (or "failed"; last_error)
+ *     lp_device_update      the cycle, as an lp_apply_policy says
+ * "activated", "healthy" and "rolled_back" come from state.json
+ * (lp_device_report, which every call runs): each switch is reported once,
+ * whoever made it — this device object, an app calling lp_updater_launch or
+ * lp_updater_mark_healthy on its own handle, a failing post-update hook,
+ * recovery completing a switch a crash interrupted.  Events are sent by
+ * lp_device_send_events.
+ *
+ * Every call blocks, bounded by the configured timeouts and retries.  A
+ * failing call leaves the install root as the updater leaves it: the old
+ * release current, or the new one, never a mix.  One thread at a time uses
+ * an lp_device; the agent and the app may each open one on the same root.
+ */
+
+typedef struct lp_device lp_device;
+
+#define LP_DEVICE_MAX_CHANNEL 64u
+#define LP_DEVICE_DEFAULT_CHANNEL "stable"
+
+/* Asked between the steps of an update and before each blob download;
+ * true stops the update there (the step in progress finishes). */
+typedef bool (*lp_device_stop_fn)(void *ctx);
+
+/* Settings of a device.  Strings are copied by lp_device_open. */
+typedef struct lp_device_config {
+    lp_updater_config updater;   /* the install root (required) and its settings */
+    /* The server: net.server_url (a livepush server or a static mirror) and
+     * net.app are needed by the network calls only; net.state_dir is set
+     * by the device (<root>/.livepush).  net.progress reports each blob. */
+    lp_net_config net;
+    const char *channel;         /* NULL: "stable"; a channel stored with
+                                    lp_device_set_channel takes precedence */
+    const char *platform;        /* NULL: as lp_check_opts */
+    const char *arch;
+    const char *runtime_version;
+    /* A root.json to trust: installed into <root>/.livepush/metadata at open
+     * (lp_tuf_init_trusted_root: a newer trusted root is kept).  NULL: the
+     * one installed before is used; checking fails without one. */
+    const char *trusted_root;
+    uint32_t max_events;         /* bound of the event queue; 0: LP_EVENTS_DEFAULT_MAX */
+    lp_stage_progress_fn progress; /* bytes of the release in place so far */
+    void *progress_ctx;
+    lp_check_skip_fn on_skip;    /* releases not chosen, with the reason */
+    void *skip_ctx;
+    lp_device_stop_fn should_stop; /* NULL: never stop early */
+    void *stop_ctx;
+} lp_device_config;
+
+/* Opens the install root (lp_updater_open: recovery runs, the device id is
+ * made on the first open), the event queue, and installs the trusted root
+ * when one is given.  No network.  The caller owns *out (lp_device_close).
+ * Errors: those of lp_updater_open, lp_events_open and
+ * lp_tuf_init_trusted_root; LP_ERR_INVALID_ARG (a bad channel name). */
+lp_status lp_device_open(const lp_device_config *cfg, lp_device **out, lp_error *err);
+
+/* Closes everything; NULL is fine.  Nothing on disk changes. */
+void lp_device_close(lp_device *d);
+
+/* The device's updater (borrowed, valid until close), for the local calls
+ * and lp_updater_status_get / lp_updater_device_id. */
+lp_updater *lp_device_updater(lp_device *d);
+
+/* The device's event queue (borrowed, valid until close), e.g. for
+ * lp_events_pending. */
+lp_events *lp_device_events(lp_device *d);
+
+/* The channel the next check uses: the one stored with lp_device_set_channel
+ * (*stored true), else the configured one.  out holds at least
+ * LP_DEVICE_MAX_CHANNEL + 1 bytes.  Errors: LP_ERR_MALFORMED (the stored
+ * file is damaged: the message names it), LP_ERR_IO. */
+lp_status lp_device_channel(lp_device *d, char *out, bool *stored, lp_error *err);
+
+/* Stores `channel` (1..64 of A-Z a-z 0-9 . _ -, first a letter or digit)
+ * as the device's channel in <root>/.livepush/channel (atomically), or with
+ * NULL removes it so the configured channel applies again.  It takes effect
+ * at the next check; a device never moves to a lower version code, so after
+ * a switch it waits until the new channel has a higher release.  Errors:
+ * LP_ERR_INVALID_ARG, LP_ERR_IO. */
+lp_status lp_device_set_channel(lp_device *d, const char *channel, lp_error *err);
+
+/* Checks for a release (lp_check_for_update with the device's channel,
+ * platform, current release and bad list), records the check in state.json
+ * and queues "checked" (version and code of the offer, if any) or "failed".
+ * *out and *available as lp_check_for_update.  Errors: those of
+ * lp_check_for_update and lp_net_open; LP_ERR_INVALID_ARG (no server
+ * configured), LP_ERR_NOT_FOUND (no trusted root installed). */
+lp_status lp_device_check(lp_device *d, lp_update_offer *out, bool *available, lp_error *err);
+
+/* Downloads and stages the offered release (lp_updater_stage with
+ * lp_net_fetch_blob: only blobs no installed release has, resumed where an
+ * earlier try stopped), queues "downloaded" (time spent fetching) and
+ * "staged" (time of the whole step).  A release already installed is not
+ * fetched again: LP_OK with *already true (already and stats may be NULL).
+ * On failure the staging is removed, `current` is untouched, the error is
+ * recorded as last_error and queued as "failed" (except a stop request).
+ * Errors: those of lp_updater_stage and lp_net_fetch_blob (a tampered blob:
+ * LP_ERR_HASH_MISMATCH naming it, its download deleted), LP_ERR_STATE
+ * ("stopped by request"). */
+lp_status lp_device_download(lp_device *d, const lp_update_offer *offer, lp_stage_stats *stats,
+                             bool *already, lp_error *err);
+
+/* lp_updater_verify of release `id` with a "verified" event.  A release that
+ * fails (and is not current) is deleted (lp_updater_remove) so the next
+ * update fetches it again; the failure is recorded and queued as "failed".
+ * Errors: those of lp_updater_verify. */
+lp_status lp_device_verify(lp_device *d, uint64_t id, lp_error *err);
+
+/* lp_updater_activate, then lp_device_report ("activated", with the
+ * duration of the activation, or "rolled_back" when a post-update hook
+ * failed); a failure is also recorded as last_error and a "failed" event.
+ * Activating the current release finishes an interrupted activation.
+ * Errors: those of lp_updater_activate. */
+lp_status lp_device_apply(lp_device *d, uint64_t id, lp_error *err);
+
+/* Which offered releases lp_device_update installs. */
+typedef enum lp_apply_policy {
+    LP_APPLY_ALL = 0,       /* every release offered */
+    LP_APPLY_MANDATORY = 1, /* only releases marked mandatory; others are reported */
+    LP_APPLY_NONE = 2,      /* none: check and report only */
+} lp_apply_policy;
+
+typedef struct lp_update_opts {
+    lp_apply_policy policy;
+    bool dry_run; /* download, stage and verify, but do not activate: the
+                     release stays installed next to current, and a later
+                     update activates it without downloading it again */
+} lp_update_opts;
+
+typedef enum lp_update_outcome {
+    LP_UPDATE_NONE = 0,      /* no release for this device */
+    LP_UPDATE_AVAILABLE = 1, /* one is offered; the policy leaves it alone */
+    LP_UPDATE_DEFERRED = 2,  /* one is offered; the current release is still on probation */
+    LP_UPDATE_STAGED = 3,    /* installed and verified, not activated (dry run) */
+    LP_UPDATE_ACTIVATED = 4, /* it is current now, on probation */
+    LP_UPDATE_STOPPED = 5,   /* a stop request ended the cycle between steps */
+} lp_update_outcome;
+
+/* "none", "available", "deferred", "staged", "activated", "stopped". */
+const char *lp_update_outcome_name(lp_update_outcome o);
+
+typedef struct lp_update_result {
+    lp_update_outcome outcome;
+    uint64_t from;                            /* current release before the update */
+    uint64_t version_code;                    /* the release offered; 0: none */
+    char version[LP_UPDATER_MAX_VERSION + 1];
+    bool mandatory;
+    bool already_installed;                   /* staged before: nothing downloaded */
+    lp_stage_stats stats;                     /* of the staging */
+    int64_t check_ms, download_ms, verify_ms, activate_ms;
+} lp_update_result;
+
+/* One update cycle: reports switches, finishes an activation a crash
+ * interrupted (post-update hooks still due), checks the probation window
+ * (lp_device_check_probation), prunes releases beyond `keep` unless a newer
+ * one waits to be activated, checks for a release, and — as opts->policy says, unless the current
+ * release is on probation — downloads, stages, verifies and activates it
+ * (pre-update hooks, atomic switch, post-update hooks).  opts NULL:
+ * LP_APPLY_ALL.  *out (may be NULL) says what happened.  A stop request
+ * ends the cycle between steps with LP_UPDATE_STOPPED and LP_OK.
+ * Errors: those of the steps, prefixed with the step. */
+lp_status lp_device_update(lp_device *d, const lp_update_opts *opts, lp_update_result *out,
+                           lp_error *err);
+
+/* lp_updater_mark_healthy, then lp_device_report ("healthy" when it ended
+ * a probation). */
+lp_status lp_device_mark_healthy(lp_device *d, uint64_t id, lp_error *err);
+
+/* lp_updater_launch, lp_updater_check_probation and lp_updater_rollback,
+ * then lp_device_report (so a rollback they made is queued as
+ * "rolled_back").  Errors: those of the wrapped calls. */
+lp_status lp_device_launch(lp_device *d, int64_t now, lp_probation_outcome *out, lp_error *err);
+lp_status lp_device_check_probation(lp_device *d, int64_t now, lp_probation_outcome *out,
+                                    lp_error *err);
+lp_status lp_device_rollback(lp_device *d, uint64_t to_id, const char *reason, lp_error *err);
+
+/* Queues the events of the switches state.json shows that were not
+ * reported yet, and records them in <root>/.livepush/reported.json:
+ * "activated" for a current release with a higher id than the one reported
+ * (from_version_code: the previous release), "healthy" when the release
+ * that was on probation is current and no longer on probation, and
+ * "rolled_back" for each entry of the bad list not reported
+ * (version_code: the release current now; from_version_code: the release
+ * abandoned; reason and time from the bad list).  So every switch is
+ * reported once whoever made it; a crash between queueing and recording
+ * may report one twice, never lose it.  *queued (may be NULL) counts the
+ * events.  The other calls run it; an app that switches through its own
+ * lp_updater may call it too.  Errors: LP_ERR_MALFORMED (reported.json
+ * damaged: the message names it), LP_ERR_IO, those of lp_events_add. */
+lp_status lp_device_report(lp_device *d, size_t *queued, lp_error *err);
+
+/* lp_events_send of the queue to the server, with the device id.  Errors:
+ * those of lp_events_send and lp_net_open. */
+lp_status lp_device_send_events(lp_device *d, size_t *sent, lp_error *err);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,8 @@
  * nothing changed meanwhile, and switch.  Probation decisions (window,
  * launch counter) are made inside one session together with the counter
  * update; the rollback they start records its reason as the last error.
+ * lp_updater_remove deletes one release the way pruning does (used when a
+ * staged release fails its verification).
  */
 #include "agent/agent.h"
 
@@ -575,4 +577,24 @@ lp_status lp_updater_prune(lp_updater *u, lp_error *err)
     }
     lp_agent_end(u, &s);
     return st;
+}
+
+lp_status lp_updater_remove(lp_updater *u, uint64_t id, lp_error *err)
+{
+    lp_agent_state s;
+    lp_status st = lp_agent_begin(u, &s, err);
+    if (st)
+        return st;
+    if (!lp_agent_state_release(&s, id))
+        st = lp_error_set(err, LP_ERR_NOT_FOUND, "release %llu is not installed",
+                          (unsigned long long)id);
+    else if (is_protected(&s, id))
+        st = lp_error_set(err, LP_ERR_STATE, "release %llu is %s", (unsigned long long)id,
+                          id == s.current ? "current" : "the way back from the current release");
+    else
+        st = prune_one(u, &s, id, err);
+    lp_agent_end(u, &s);
+    if (st)
+        return lp_error_prefix(err, st, "removing release %llu", (unsigned long long)id);
+    return LP_OK;
 }

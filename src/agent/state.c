@@ -14,11 +14,15 @@
  * recover.c reconciles its content with the file system.
  *
  * Written as indented JSON with sorted keys, through lp_agent_write_file
- * (temporary file, fsync, rename, fsync of the folder).
+ * (temporary file, fsync, rename, fsync of the folder).  The network side
+ * records the time of its last check and its failures here too
+ * (lp_updater_record_check / lp_updater_record_error), so one status shows
+ * everything.
  */
 #include "agent/agent.h"
 
 #include "core/file.h"
+#include "core/timeutil.h"
 #include "tuf/json.h"
 
 #include <jansson.h>
@@ -679,4 +683,42 @@ void lp_updater_status_free(lp_updater_status *s)
     free(s->bad);
     free(s->last_error);
     memset(s, 0, sizeof *s);
+}
+
+/* ---- what the network side records ------------------------------------------ */
+
+/* One session that sets last_check (when check_at > 0) and last_error (when
+ * msg is not NULL). */
+static lp_status record(lp_updater *u, int64_t check_at, const char *msg, lp_error *err)
+{
+    if (check_at < 0 || check_at > TIME_MAX)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "recording a check: time %lld is out of range",
+                            (long long)check_at);
+    lp_agent_state s;
+    lp_status st = lp_agent_begin(u, &s, err);
+    if (st)
+        return st;
+    int64_t now = lp_time_now();
+    if (check_at > 0)
+        s.last_check = check_at;
+    if (msg)
+        st = lp_agent_state_set_error(&s, msg, check_at > 0 ? check_at : now, err);
+    if (!st)
+        st = lp_agent_state_write(u, &s, err);
+    lp_agent_end(u, &s);
+    return st;
+}
+
+lp_status lp_updater_record_check(lp_updater *u, int64_t now, const char *error, lp_error *err)
+{
+    if (now <= 0)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "recording a check: no time given");
+    return record(u, now, error, err);
+}
+
+lp_status lp_updater_record_error(lp_updater *u, const char *msg, lp_error *err)
+{
+    if (!msg || !*msg)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "recording an error: no message");
+    return record(u, 0, msg, err);
 }

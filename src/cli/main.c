@@ -29,6 +29,8 @@ static const struct {
     {"token", lp_cmd_token, "create, list and revoke API tokens"},
     {"devices", lp_cmd_devices, "list the devices that report events for an app"},
     {"events", lp_cmd_events, "list the events devices sent (updates, failures, rollbacks)"},
+    {"agent", lp_cmd_agent, "device: the update daemon (check, download, verify, switch, report)"},
+    {"device", lp_cmd_device, "device: status, mark-healthy, launch, rollback, check, apply"},
 };
 
 int lp_cli_fail(const lp_error *err, const char *context)

@@ -1,0 +1,281 @@
+/*
+ * cmd_agent.c — `livepush agent`: the update daemon of a device.
+ *
+ *   livepush agent [--once] [options]
+ *
+ * Each tick: check the probation of the current release (the window passed:
+ * roll back, report), run one update cycle (lp_device_update: check,
+ * download, verify, activate as --auto-apply says), send the queued events
+ * (unless --report false, for a static mirror that takes no events).
+ * Between ticks it waits --interval seconds plus a random 0..--jitter (so a
+ * fleet started together does not check together), or less when the
+ * probation window of the current release ends sooner.  --once runs one
+ * tick and exits (for tests and cron).
+ *
+ * Options come from flags, LIVEPUSH_* environment variables and a JSON
+ * config file (device_config.h).  The channel is read at every check, so
+ * `livepush device channel NAME` switches it at the next tick.
+ *
+ * Signals: as `livepush serve`, SIGTERM and SIGINT are blocked and waited
+ * for with sigtimedwait(2) between ticks: no handler, no global state.
+ * During a tick they stay pending; the update asks for them between its
+ * steps and before each blob (lp_device_config.should_stop), so the step in
+ * progress finishes and the agent exits 0 after it.
+ *
+ * Logs are structured lines on stderr (server/log.h): "agent started",
+ * "tick" (what the update did, with its timings), "rolled back", "events",
+ * and warnings for failures.
+ *
+ * Exit codes: 0 stopped by a signal, or --once with a tick that succeeded;
+ * 1 the install root cannot be opened, or --once with a tick that failed;
+ * 2 usage or configuration error.
+ */
+#include "cli/cli.h"
+#include "cli/device_config.h"
+#include "core/timeutil.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+static void usage(FILE *f, void *ctx)
+{
+    (void)ctx;
+    fprintf(f, "usage: livepush agent [--once] [options]\n"
+               "\n"
+               "The update daemon of a device.  Every --interval seconds (plus a random\n"
+               "jitter) it checks the probation of the current release (rolling back when\n"
+               "its window passed), checks the server for a release on the device's channel,\n"
+               "downloads only what the device lacks, verifies it, switches to it atomically\n"
+               "(hooks before and after) as --auto-apply says, and sends the device's events.\n"
+               "SIGTERM or SIGINT: finish the step in progress, exit 0.  Logs go to stderr.\n"
+               "\n"
+               "  --once                         run one tick and exit (1 if it failed)\n"
+               "  --help                         show this text\n"
+               "\n"
+               "Options (flags override environment variables, which override the config "
+               "file):\n");
+    lp_devcfg_help(f);
+    fprintf(f, "\nExit codes: 0 stopped by a signal or --once succeeded, 1 failure, "
+               "2 usage or configuration error.\n");
+}
+
+typedef struct agent {
+    lp_devcfg cfg;
+    lp_device *dev;
+    lp_log log;
+    sigset_t signals;
+    bool once;
+} agent;
+
+static int on_own(void *ctx, int code, const char *arg)
+{
+    (void)arg;
+    agent *a = ctx;
+    if (code == 'o')
+        a->once = true;
+    return -1;
+}
+
+static bool stop_pending(void *ctx)
+{
+    (void)ctx;
+    sigset_t pending;
+    if (sigpending(&pending) != 0)
+        return false;
+    return sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1;
+}
+
+static void on_skip(void *ctx, const char *target, const char *reason)
+{
+    agent *a = ctx;
+    lp_log_event(&a->log, LP_LOG_DEBUG, "skipped",
+                 json_pack("{s:s,s:s}", "target", target, "reason", reason));
+}
+
+static void log_error(agent *a, lp_log_level level, const char *msg, const lp_error *err)
+{
+    lp_log_event(&a->log, level, msg,
+                 json_pack("{s:s,s:s}", "error", err->msg[0] ? err->msg : lp_status_name(err->code),
+                           "code", lp_status_name(err->code)));
+}
+
+static void log_result(agent *a, const lp_update_result *r, const char *channel)
+{
+    json_t *f = json_pack("{s:s,s:s,s:I}", "outcome", lp_update_outcome_name(r->outcome),
+                          "channel", channel, "current", (json_int_t)r->from);
+    if (f && r->version_code) {
+        json_object_set_new(f, "version", json_string(r->version));
+        json_object_set_new(f, "version_code", json_integer((json_int_t)r->version_code));
+        json_object_set_new(f, "mandatory", json_boolean(r->mandatory));
+        json_object_set_new(f, "check_ms", json_integer(r->check_ms));
+    }
+    if (f && (r->outcome == LP_UPDATE_ACTIVATED || r->outcome == LP_UPDATE_STAGED)) {
+        json_object_set_new(f, "already_installed", json_boolean(r->already_installed));
+        json_object_set_new(f, "files_fetched", json_integer((json_int_t)r->stats.files_fetched));
+        json_object_set_new(f, "bytes_fetched", json_integer((json_int_t)r->stats.bytes_fetched));
+        json_object_set_new(f, "files_linked", json_integer((json_int_t)r->stats.files_linked));
+        json_object_set_new(f, "files_copied", json_integer((json_int_t)r->stats.files_copied));
+        json_object_set_new(f, "download_ms", json_integer(r->download_ms));
+        json_object_set_new(f, "verify_ms", json_integer(r->verify_ms));
+        json_object_set_new(f, "activate_ms", json_integer(r->activate_ms));
+    }
+    lp_log_event(&a->log, LP_LOG_INFO, "tick", f);
+}
+
+/* One tick; 0 when it succeeded.  *wait_s gets the time to the end of the
+ * current probation window (0: none). */
+static int tick(agent *a, int64_t *wait_s)
+{
+    lp_error err;
+    lp_error_clear(&err);
+    int rc = 0;
+    lp_probation_outcome po = LP_PROBATION_NONE;
+    lp_updater *u = lp_device_updater(a->dev);
+    if (lp_device_check_probation(a->dev, lp_time_now(), &po, &err)) {
+        log_error(a, LP_LOG_ERROR, "probation check failed", &err);
+        rc = 1;
+    } else if (po == LP_PROBATION_ROLLED_BACK) {
+        lp_updater_status s;
+        if (!lp_updater_status_get(u, &s, &err)) {
+            lp_log_event(&a->log, LP_LOG_WARN, "rolled back",
+                         json_pack("{s:I,s:s?}", "current", (json_int_t)s.current, "reason",
+                                   s.bad_count ? s.bad[s.bad_count - 1].reason : NULL));
+            lp_updater_status_free(&s);
+        }
+    }
+    char channel[LP_DEVICE_MAX_CHANNEL + 1] = "";
+    lp_update_result r;
+    lp_update_opts o = {.policy = a->cfg.auto_apply};
+    if (lp_device_channel(a->dev, channel, NULL, &err) ||
+        lp_device_update(a->dev, &o, &r, &err)) {
+        log_error(a, LP_LOG_ERROR, "update failed", &err);
+        rc = 1;
+    } else {
+        log_result(a, &r, channel);
+    }
+    size_t sent = 0;
+    /* --report false (a static mirror): the events stay queued, bounded. */
+    if (a->cfg.report && lp_device_send_events(a->dev, &sent, &err))
+        log_error(a, LP_LOG_WARN, "sending events failed", &err);
+    else if (sent)
+        lp_log_event(&a->log, LP_LOG_INFO, "events", json_pack("{s:I}", "sent", (json_int_t)sent));
+    *wait_s = 0;
+    lp_updater_status s;
+    if (!lp_updater_status_get(u, &s, &err)) {
+        if (s.on_probation) {
+            int64_t left = s.probation_since + s.probation_window_s + 1 - lp_time_now();
+            *wait_s = left > 0 ? left : 1;
+        }
+        lp_updater_status_free(&s);
+    }
+    return rc;
+}
+
+static uint32_t random_below(uint32_t n)
+{
+    uint32_t x = 0;
+    if (n == 0 || getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t)sizeof x)
+        return 0;
+    return x % n;
+}
+
+int lp_cmd_agent(int argc, char **argv)
+{
+    static const struct option own[] = {{"once", no_argument, NULL, 'o'}, {NULL, 0, NULL, 0}};
+    agent *a = calloc(1, sizeof *a);
+    if (!a) {
+        fprintf(stderr, "livepush agent: out of memory\n");
+        return LP_EXIT_FAIL;
+    }
+    int first;
+    int rc = lp_devcfg_parse(argc, argv, "agent", "h", own, on_own, a, usage, &a->cfg, &first);
+    if (rc < 0 && first != argc) {
+        fprintf(stderr, "livepush agent: unexpected argument '%s'\n\n", argv[first]);
+        usage(stderr, NULL);
+        rc = LP_EXIT_USAGE;
+    }
+    lp_device_config dc;
+    lp_error err;
+    lp_error_clear(&err);
+    if (rc < 0 && lp_devcfg_device(&a->cfg, &dc, &err)) {
+        fprintf(stderr, "livepush agent: %s\n", err.msg);
+        rc = LP_EXIT_USAGE;
+    }
+    if (rc < 0 && !a->cfg.server[0]) {
+        fprintf(stderr, "livepush agent: no server: give --server URL (or LIVEPUSH_SERVER)\n");
+        rc = LP_EXIT_USAGE;
+    }
+    if (rc >= 0) {
+        free(a);
+        return rc;
+    }
+    a->log = (lp_log){.out = stderr, .format = a->cfg.log_format, .min_level = a->cfg.log_level};
+    sigemptyset(&a->signals);
+    sigaddset(&a->signals, SIGTERM);
+    sigaddset(&a->signals, SIGINT);
+    sigset_t block = a->signals;
+    sigaddset(&block, SIGPIPE);
+    sigprocmask(SIG_BLOCK, &block, NULL);
+
+    dc.should_stop = stop_pending;
+    dc.stop_ctx = a;
+    dc.on_skip = on_skip;
+    dc.skip_ctx = a;
+    if (lp_device_open(&dc, &a->dev, &err)) {
+        rc = lp_cli_fail(&err, "agent");
+        free(a);
+        return rc;
+    }
+    char channel[LP_DEVICE_MAX_CHANNEL + 1] = "";
+    lp_device_channel(a->dev, channel, NULL, &err);
+    lp_log_event(&a->log, LP_LOG_INFO, "agent started",
+                 json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:b}", "device_id",
+                           lp_updater_device_id(lp_device_updater(a->dev)), "root",
+                           lp_updater_root(lp_device_updater(a->dev)), "server", a->cfg.server,
+                           "app", a->cfg.app, "channel", channel, "interval",
+                           (int)a->cfg.interval_s, "once", a->once));
+    for (;;) {
+        int64_t probation_s = 0;
+        int trc = tick(a, &probation_s);
+        if (a->once) {
+            rc = trc ? LP_EXIT_FAIL : LP_EXIT_OK;
+            break;
+        }
+        int64_t wait = (int64_t)a->cfg.interval_s + random_below(a->cfg.jitter_s + 1);
+        if (probation_s > 0 && probation_s < wait)
+            wait = probation_s;
+        /* Wait until the deadline; another signal's interruption (EINTR)
+         * goes on waiting for what is left. */
+        struct timespec end, now;
+        clock_gettime(CLOCK_MONOTONIC, &end);
+        end.tv_sec += (time_t)wait;
+        int sig;
+        for (;;) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            int64_t left_ms = ((int64_t)end.tv_sec - now.tv_sec) * 1000 +
+                              (end.tv_nsec - now.tv_nsec) / 1000000;
+            if (left_ms < 0)
+                left_ms = 0;
+            struct timespec ts = {.tv_sec = (time_t)(left_ms / 1000),
+                                  .tv_nsec = (long)(left_ms % 1000) * 1000000L};
+            sig = sigtimedwait(&a->signals, NULL, &ts);
+            if (sig >= 0 || errno != EINTR)
+                break;
+        }
+        if (sig == SIGTERM || sig == SIGINT) {
+            lp_log_event(&a->log, LP_LOG_INFO, "stopping",
+                         json_pack("{s:s}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+            rc = LP_EXIT_OK;
+            break;
+        }
+    }
+    lp_device_close(a->dev);
+    free(a);
+    return rc;
+}
