@@ -45,6 +45,8 @@ int lp_cmd_sign(int argc, char **argv);
 int lp_cmd_cancel(int argc, char **argv);
 int lp_cmd_agent(int argc, char **argv);
 int lp_cmd_device(int argc, char **argv);
+/* `livepush status|mark-healthy|launch`: shorthands for `livepush device ...`. */
+int lp_cmd_device_alias(int argc, char **argv);
 
 /* Prints "livepush: <context>: <message>" to stderr and returns LP_EXIT_FAIL. */
 int lp_cli_fail(const lp_error *err, const char *context);

@@ -404,3 +404,15 @@ int lp_cmd_device(int argc, char **argv)
     usage(stderr);
     return LP_EXIT_USAGE;
 }
+
+/* `livepush status`, `livepush mark-healthy` and `livepush launch` are the
+ * same as `livepush device <name>`: the commands an app's own scripts call
+ * most, kept short.  argv[0] is the name either way. */
+int lp_cmd_device_alias(int argc, char **argv)
+{
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++)
+        if (!strcmp(argv[0], subs[i].name))
+            return subs[i].run(argc, argv);
+    fprintf(stderr, "livepush: '%s' is not a device command\n", argv[0]);
+    return LP_EXIT_USAGE;
+}

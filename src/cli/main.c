@@ -31,6 +31,9 @@ static const struct {
     {"events", lp_cmd_events, "list the events devices sent (updates, failures, rollbacks)"},
     {"agent", lp_cmd_agent, "device: the update daemon (check, download, verify, switch, report)"},
     {"device", lp_cmd_device, "device: status, mark-healthy, launch, rollback, check, apply"},
+    {"status", lp_cmd_device_alias, "device: what is installed and running (= device status)"},
+    {"mark-healthy", lp_cmd_device_alias, "device: confirm the current release (= device mark-healthy)"},
+    {"launch", lp_cmd_device_alias, "device: count a launch and exec the app (= device launch)"},
 };
 
 int lp_cli_fail(const lp_error *err, const char *context)
@@ -43,7 +46,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: livepush <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\n'livepush <command> --help' describes a command's options.\n"
                "Exit codes: 0 success, 1 failure (reason on stderr), 2 usage error;\n"
                "commands that talk to a server also: 3 authentication refused (HTTP 401/403),\n"

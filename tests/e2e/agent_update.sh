@@ -84,8 +84,11 @@ current_is v2
 V2_BYTES=$(last_tick bytes_fetched)
 [ "$V2_BYTES" -lt 100000 ] || die "v2 fetched the shared file again"
 [ "$(status_py 'd["probation"]["id"]')" = 2 ] || die "v2 not on probation: $(dev status)"
-dev mark-healthy --id 2 >/dev/null || die "mark-healthy"
+# The top-level shorthand is the same command.
+"$LP_BIN" mark-healthy --root "$ROOT" --id 2 >/dev/null || die "mark-healthy"
 [ "$(status_py 'd["probation"]')" = None ] || die "probation not ended"
+[ "$("$LP_BIN" status --json --root "$ROOT")" = "$(dev status --json)" ] ||
+    die "livepush status differs from livepush device status"
 agent_once || die "agent --once (after healthy): exit $?"
 [ "$(last_tick outcome)" = none ] || die "no update expected: $(tail -1 "$WORK/agent.err")"
 server_events | jq_py '[e["version_code"] for e in d["events"] if e["type"] == "healthy"]' >"$WORK/h"
