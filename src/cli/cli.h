@@ -45,6 +45,7 @@ int lp_cmd_sign(int argc, char **argv);
 int lp_cmd_cancel(int argc, char **argv);
 int lp_cmd_agent(int argc, char **argv);
 int lp_cmd_device(int argc, char **argv);
+int lp_cmd_control(int argc, char **argv);
 /* `livepush status|mark-healthy|launch`: shorthands for `livepush device ...`. */
 int lp_cmd_device_alias(int argc, char **argv);
 

@@ -22,6 +22,15 @@
  * steps and before each blob (lp_device_config.should_stop), so the step in
  * progress finishes and the agent exits 0 after it.
  *
+ * The control API (agent/control.h): unless --control-socket "" it listens
+ * on a unix socket (default <root>/.livepush/control.sock), and with
+ * --control-http on a loopback TCP address too, guarded by the admin token
+ * of --control-token-file.  Its handlers and the tick both hold one mutex
+ * around every lp_device call, so the device is used by one thread at a
+ * time; on SIGTERM the listeners are stopped (the request in progress is
+ * answered first) and the socket file is removed.  With --once there is no
+ * control API.
+ *
  * Logs are structured lines on stderr (server/log.h): "agent started",
  * "tick" (what the update did, with its timings), "rolled back", "events",
  * and warnings for failures.
@@ -30,13 +39,17 @@
  * 1 the install root cannot be opened, or --once with a tick that failed;
  * 2 usage or configuration error.
  */
+#include "agent/control.h"
 #include "cli/cli.h"
 #include "cli/device_config.h"
+#include "core/file.h"
 #include "core/timeutil.h"
 
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +69,12 @@ static void usage(FILE *f, void *ctx)
                "SIGTERM or SIGINT: finish the step in progress, exit 0.  Logs go to stderr.\n"
                "\n"
                "  --once                         run one tick and exit (1 if it failed)\n"
+               "  --control-socket PATH          the control API's unix socket (default\n"
+               "                                 <root>/.livepush/control.sock; \"\" turns it off)\n"
+               "  --control-http ADDR:PORT       the control API on TCP too (loopback only;\n"
+               "                                 requests need the admin token)\n"
+               "  --control-token-file FILE      the admin token of --control-http\n"
+               "  --control-allow-remote         let --control-http bind a non-loopback address\n"
                "  --help                         show this text\n"
                "\n"
                "Options (flags override environment variables, which override the config "
@@ -71,20 +90,55 @@ typedef struct agent {
     lp_log log;
     sigset_t signals;
     bool once;
+    /* the control API */
+    pthread_mutex_t lock; /* held around every lp_device call */
+    bool socket_given;    /* --control-socket was given (maybe "") */
+    char socket_path[LP_DEVCFG_PATH_MAX];
+    char http_listen[256];
+    char token_file[LP_DEVCFG_PATH_MAX];
+    bool allow_remote;
+    atomic_bool stopping; /* a stop signal was taken by the main thread */
 } agent;
 
 static int on_own(void *ctx, int code, const char *arg)
 {
-    (void)arg;
     agent *a = ctx;
-    if (code == 'o')
+    char *dst = NULL;
+    size_t cap = 0;
+    const char *what = NULL;
+    switch (code) {
+    case 'o':
         a->once = true;
+        return -1;
+    case 'r':
+        a->allow_remote = true;
+        return -1;
+    case 's':
+        a->socket_given = true;
+        dst = a->socket_path, cap = sizeof a->socket_path, what = "--control-socket";
+        break;
+    case 'H':
+        dst = a->http_listen, cap = sizeof a->http_listen, what = "--control-http";
+        break;
+    case 'T':
+        dst = a->token_file, cap = sizeof a->token_file, what = "--control-token-file";
+        break;
+    default:
+        return -1;
+    }
+    if (strlen(arg) >= cap) {
+        fprintf(stderr, "livepush agent: %s: at most %zu bytes\n", what, cap - 1);
+        return LP_EXIT_USAGE;
+    }
+    snprintf(dst, cap, "%s", arg);
     return -1;
 }
 
 static bool stop_pending(void *ctx)
 {
-    (void)ctx;
+    agent *a = ctx;
+    if (atomic_load(&a->stopping))
+        return true;
     sigset_t pending;
     if (sigpending(&pending) != 0)
         return false;
@@ -177,6 +231,32 @@ static int tick(agent *a, int64_t *wait_s)
     return rc;
 }
 
+/* The admin token: the first line of `path` (at most LP_CONTROL_MAX_TOKEN
+ * printable bytes, no spaces). */
+static lp_status read_token(const char *path, char out[LP_CONTROL_MAX_TOKEN + 1], lp_error *err)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    lp_status st = lp_file_read(path, LP_CONTROL_MAX_TOKEN + 2, &data, &len, err);
+    if (st)
+        return lp_error_prefix(err, st, "--control-token-file");
+    while (len && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+        len--;
+    bool ok = len > 0 && len <= LP_CONTROL_MAX_TOKEN;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = data[i] > 0x20 && data[i] < 0x7f;
+    if (ok) {
+        memcpy(out, data, len);
+        out[len] = '\0';
+    }
+    free(data);
+    if (!ok)
+        return lp_error_set(err, LP_ERR_INVALID_ARG,
+                            "--control-token-file %s: want one line of 1..%u printable bytes",
+                            path, LP_CONTROL_MAX_TOKEN);
+    return LP_OK;
+}
+
 static uint32_t random_below(uint32_t n)
 {
     uint32_t x = 0;
@@ -187,12 +267,18 @@ static uint32_t random_below(uint32_t n)
 
 int lp_cmd_agent(int argc, char **argv)
 {
-    static const struct option own[] = {{"once", no_argument, NULL, 'o'}, {NULL, 0, NULL, 0}};
+    static const struct option own[] = {{"once", no_argument, NULL, 'o'},
+                                        {"control-socket", required_argument, NULL, 's'},
+                                        {"control-http", required_argument, NULL, 'H'},
+                                        {"control-token-file", required_argument, NULL, 'T'},
+                                        {"control-allow-remote", no_argument, NULL, 'r'},
+                                        {NULL, 0, NULL, 0}};
     agent *a = calloc(1, sizeof *a);
     if (!a) {
         fprintf(stderr, "livepush agent: out of memory\n");
         return LP_EXIT_FAIL;
     }
+    atomic_init(&a->stopping, false);
     int first;
     int rc = lp_devcfg_parse(argc, argv, "agent", "h", own, on_own, a, usage, &a->cfg, &first);
     if (rc < 0 && first != argc) {
@@ -209,6 +295,15 @@ int lp_cmd_agent(int argc, char **argv)
     }
     if (rc < 0 && !a->cfg.server[0]) {
         fprintf(stderr, "livepush agent: no server: give --server URL (or LIVEPUSH_SERVER)\n");
+        rc = LP_EXIT_USAGE;
+    }
+    char token[LP_CONTROL_MAX_TOKEN + 1] = "";
+    if (rc < 0 && a->http_listen[0] && !a->token_file[0]) {
+        fprintf(stderr, "livepush agent: --control-http needs --control-token-file\n");
+        rc = LP_EXIT_USAGE;
+    }
+    if (rc < 0 && a->token_file[0] && read_token(a->token_file, token, &err)) {
+        fprintf(stderr, "livepush agent: %s\n", err.msg);
         rc = LP_EXIT_USAGE;
     }
     if (rc >= 0) {
@@ -232,6 +327,23 @@ int lp_cmd_agent(int argc, char **argv)
         free(a);
         return rc;
     }
+    pthread_mutex_init(&a->lock, NULL);
+    lp_control *ctl = NULL;
+    if (!a->once) {
+        if (!a->socket_given)
+            snprintf(a->socket_path, sizeof a->socket_path, "%s/.livepush/control.sock",
+                     lp_updater_root(lp_device_updater(a->dev)));
+        lp_control_config cc = {.dev = a->dev, .lock = &a->lock, .socket_path = a->socket_path,
+                                .http_listen = a->http_listen, .allow_remote = a->allow_remote,
+                                .token = token, .log = &a->log};
+        if ((a->socket_path[0] || a->http_listen[0]) && lp_control_start(&cc, &ctl, &err)) {
+            rc = lp_cli_fail(&err, "agent");
+            lp_device_close(a->dev);
+            pthread_mutex_destroy(&a->lock);
+            free(a);
+            return rc;
+        }
+    }
     char channel[LP_DEVICE_MAX_CHANNEL + 1] = "";
     lp_device_channel(a->dev, channel, NULL, &err);
     lp_log_event(&a->log, LP_LOG_INFO, "agent started",
@@ -240,9 +352,15 @@ int lp_cmd_agent(int argc, char **argv)
                            lp_updater_root(lp_device_updater(a->dev)), "server", a->cfg.server,
                            "app", a->cfg.app, "channel", channel, "interval",
                            (int)a->cfg.interval_s, "once", a->once));
+    if (ctl)
+        lp_log_event(&a->log, LP_LOG_INFO, "control listening",
+                     json_pack("{s:s?,s:i}", "socket", a->socket_path[0] ? a->socket_path : NULL,
+                               "http_port", (int)lp_control_http_port(ctl)));
     for (;;) {
         int64_t probation_s = 0;
+        pthread_mutex_lock(&a->lock);
         int trc = tick(a, &probation_s);
+        pthread_mutex_unlock(&a->lock);
         if (a->once) {
             rc = trc ? LP_EXIT_FAIL : LP_EXIT_OK;
             break;
@@ -269,13 +387,18 @@ int lp_cmd_agent(int argc, char **argv)
                 break;
         }
         if (sig == SIGTERM || sig == SIGINT) {
+            /* An operation of the control API in progress stops between its
+             * steps, as a tick would. */
+            atomic_store(&a->stopping, true);
             lp_log_event(&a->log, LP_LOG_INFO, "stopping",
                          json_pack("{s:s}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
             rc = LP_EXIT_OK;
             break;
         }
     }
+    lp_control_stop(ctl);
     lp_device_close(a->dev);
+    pthread_mutex_destroy(&a->lock);
     free(a);
     return rc;
 }

@@ -31,6 +31,7 @@ static const struct {
     {"events", lp_cmd_events, "list the events devices sent (updates, failures, rollbacks)"},
     {"agent", lp_cmd_agent, "device: the update daemon (check, download, verify, switch, report)"},
     {"device", lp_cmd_device, "device: status, mark-healthy, launch, rollback, check, apply"},
+    {"control", lp_cmd_control, "device: drive a running agent through its control socket"},
     {"status", lp_cmd_device_alias, "device: what is installed and running (= device status)"},
     {"mark-healthy", lp_cmd_device_alias, "device: confirm the current release (= device mark-healthy)"},
     {"launch", lp_cmd_device_alias, "device: count a launch and exec the app (= device launch)"},
