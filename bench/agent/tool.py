@@ -116,7 +116,7 @@ def digest(top):
 
 NAMES = {
     "livepush": "livepush",
-    "agent-once": "livepush agent --once",
+    "agent-once": "livepush-agent agent --once",
     "curl-tar": "curl \\| tar",
     "curl-tar-fsync": "curl \\| tar + fsync",
     "rsync": "rsync",
@@ -227,15 +227,22 @@ def report(path):
     verify = [r for r in rows if r.get("verify_ms") is not None]
     if verify:
         print()
-        print("lp_updater_verify of the applied release (reads the whole release; the "
-              "orchestrated update runs it before activating):")
+        print("lp_updater_verify of the applied release: as the agent runs it before "
+              "activating (files whose content staging checked, or linked unchanged from a "
+              "checked file, are not read), and with verify_all (every file read):")
         print()
-        print("| tree | verify (ms) | peak RSS (MiB) |")
-        print("| --- | ---: | ---: |")
+        print("| tree | files | verify (ms) | files read | verify_all (ms) | files read "
+              "| peak RSS (MiB) |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for tree in trees:
             g = [r for r in verify if r["tree"] == tree]
             if g:
-                print(f"| {label[tree]} | {cell([r['verify_ms'] for r in g], '{:.0f}')} "
+                v = [r["verify_ms"] for r in g]
+                print(f"| {label[tree]} | {v[0]['files']} "
+                      f"| {cell([x['ms']['verify'] for x in v], '{:.0f}')} "
+                      f"| {cell([x['files_read']['verify'] for x in v], '{:.0f}')} "
+                      f"| {cell([x['ms']['verify_all'] for x in v], '{:.0f}')} "
+                      f"| {cell([x['files_read']['verify_all'] for x in v], '{:.0f}')} "
                       f"| {cell([r['verify_rss_kib'] / 1024 for r in g], '{:.1f}')} |")
 
     # the apply must not grow with the unchanged bytes: compare the trees
@@ -251,6 +258,13 @@ def report(path):
             print(f"apply v2, livepush: ({label[a]}) / ({label[b]}): wall time {ma:.3f} s / "
                   f"{mb:.3f} s = **{ma / mb:.2f}**; stage {sa:.0f} ms / {sb:.0f} ms = "
                   f"**{sa / sb:.2f}**")
+        ga, gb = groups.get((a, "apply", "agent-once")), groups.get((b, "apply", "agent-once"))
+        if ga and gb:
+            ma = med([r["wall_s"] for r in ga])
+            mb = med([r["wall_s"] for r in gb])
+            print()
+            print(f"apply v2, livepush-agent agent --once: ({label[a]}) / ({label[b]}): wall time "
+                  f"{ma:.3f} s / {mb:.3f} s = **{ma / mb:.2f}**")
 
 
 def main():

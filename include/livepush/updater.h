@@ -96,6 +96,8 @@ typedef struct lp_updater_config {
                                         (the last ones; at most LP_UPDATER_MAX_HOOK_OUTPUT) */
     uint64_t reserve_bytes;          /* free space that staging must leave on the file system */
     uint32_t lock_timeout_ms;        /* how long to wait for another process's lock */
+    bool verify_all;                 /* lp_updater_verify reads every file, even those whose
+                                        content was checked and not written since */
     /* Fault injection for crash tests: "point" or "point@N" kills the process
      * with SIGKILL the first (N-th) time it reaches that crash point (the
      * names are listed in docs/agent.md).  NULL in normal use. */
@@ -188,10 +190,11 @@ lp_status lp_updater_set_hook(lp_updater *u, lp_hook_point point, lp_hook_fn fn,
 /* ---- staging ------------------------------------------------------------ */
 
 /* A blob source.  Must leave at dest_path (a path that does not exist yet; a
- * new file created 0600 and fsync'd) a file of exactly `size` bytes whose
- * SHA-256 is `sha256` (64 lower-case hex digits), or fail with *err set and
- * leave nothing at dest_path.  Staging checks the size and hash again and
- * refuses (and deletes) what does not match. */
+ * new file created 0600) a file of exactly `size` bytes whose SHA-256 is
+ * `sha256` (64 lower-case hex digits), or fail with *err set and leave
+ * nothing at dest_path.  Staging checks the size (and, unless
+ * opts->fetch_checks says the source hashes what it writes, the hash) again,
+ * refuses (and deletes) what does not match, and fsyncs the file. */
 typedef lp_status (*lp_blob_fetch_fn)(void *ctx, const char *sha256, uint64_t size,
                                       const char *dest_path, lp_error *err);
 
@@ -204,6 +207,10 @@ typedef struct lp_stage_opts {
                                       printable, at most LP_UPDATER_MAX_VERSION bytes */
     lp_stage_progress_fn progress; /* may be NULL */
     void *progress_ctx;
+    bool fetch_checks;             /* the blob source checks size and SHA-256 while it
+                                      writes (lp_net_fetch_blob and _unsynced do): a
+                                      fetched file's size is checked, its content is not
+                                      read again */
 } lp_stage_opts;
 
 /* What staging did, file by file. */
@@ -224,7 +231,9 @@ typedef struct lp_stage_stats {
  * else copied from one (content hashed while copying), else fetched through
  * `fetch` (may be NULL when nothing needs fetching) and checked.  Modes are
  * set (0644/0755), every file and folder is fsync'd, the manifest is stored
- * as .livepush/manifests/<id>.json, and the folder is renamed into releases/.
+ * as .livepush/manifests/<id>.json with the record of the files whose
+ * content is known (.livepush/manifests/<id>.checked, which lets
+ * lp_updater_verify skip them), and the folder is renamed into releases/.
  * Free space is checked first: the bytes to fetch or copy plus 4 KiB per
  * entry plus reserve_bytes.  Only one staging runs per root at a time.  On
  * any failure the staging folder is removed and nothing else changed.
@@ -241,16 +250,33 @@ lp_status lp_updater_stage(lp_updater *u, const lp_manifest *m, uint64_t id,
                            lp_stage_stats *stats, lp_error *err);
 
 /* Checks installed release `id` against its stored manifest: every entry on
- * disk with its type and mode, every file with its size and SHA-256 (read in
- * full), every symlink with its target, and nothing that is not listed.
- * Staging checks what it fetches and copies, but reuses installed files by
- * hard link after an lstat only, so this is the check of the whole before
- * activation.  Reads only; takes no lock (release folders never change).
+ * disk with its type and mode, every file with its size and SHA-256, every
+ * symlink with its target, and nothing that is not listed.  This is the
+ * check of the whole before activation.
+ *
+ * A file is read in full unless its content was already checked and the
+ * file has not been written since: staging checks what it fetches and
+ * copies, and a file it hard-links from an installed release counts as
+ * checked when it still has the inode, size and modification time noted
+ * when that release's copy was checked (.livepush/manifests/<id>.checked;
+ * see docs/agent.md, "Verifying").  So applying a release that changes one
+ * file reads that file, not the tree.  With verify_all set in the config,
+ * every file is read.  After a successful check the record covers every
+ * file.  Takes no lock (release folders never change); stats may be NULL.
  * Errors: LP_ERR_INVALID_ARG (id 0), LP_ERR_NOT_FOUND (not installed, or an
  * entry missing), LP_ERR_HASH_MISMATCH / LP_ERR_LENGTH_MISMATCH (a file's
  * content), LP_ERR_STATE (another type, mode or symlink target; an entry not
  * in the manifest), LP_ERR_MALFORMED (the stored manifest), LP_ERR_IO; the
  * message names the release and the path. */
+typedef struct lp_verify_stats {
+    uint64_t files;      /* file entries */
+    uint64_t files_read; /* read and hashed (the others were known to be unchanged) */
+    uint64_t bytes_read;
+} lp_verify_stats;
+lp_status lp_updater_verify_stats(lp_updater *u, uint64_t id, lp_verify_stats *stats,
+                                  lp_error *err);
+
+/* lp_updater_verify_stats without the figures. */
 lp_status lp_updater_verify(lp_updater *u, uint64_t id, lp_error *err);
 
 /* Deletes installed release `id` as pruning does (renamed into the trash,
@@ -485,6 +511,15 @@ lp_status lp_net_open_tuf(lp_net *n, lp_tuf_client **out, lp_error *err);
  * failure. */
 lp_status lp_net_fetch_blob(void *net, const char *sha256, uint64_t size, const char *dest_path,
                             lp_error *err);
+
+/* lp_net_fetch_blob without the fsyncs: the file's data and the entry at
+ * dest_path are not flushed to disk.  For lp_updater_stage with
+ * opts->fetch_checks set, which sets each file's mode and fsyncs it once and
+ * fsyncs the folders at the end, so a fetched file costs one fsync, not
+ * three.  Same checks (size and SHA-256 while writing), errors and
+ * ownership as lp_net_fetch_blob. */
+lp_status lp_net_fetch_blob_unsynced(void *net, const char *sha256, uint64_t size,
+                                     const char *dest_path, lp_error *err);
 
 /* -- checking for an update (docs/agent.md, "Checking for an update") -- */
 

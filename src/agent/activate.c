@@ -549,6 +549,7 @@ static lp_status prune_one(lp_updater *u, lp_agent_state *s, uint64_t id, lp_err
         st = lp_error_set(err, LP_ERR_IO, "remove %s: %s", manifest, strerror(errno));
         goto out;
     }
+    lp_agent_checked_remove(u, id);
     if ((st = lp_agent_rmtree(trash, err)))
         goto out;
     lp_agent_crash_point(u, "prune:after-remove");

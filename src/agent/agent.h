@@ -18,6 +18,8 @@
  *   stage.c    building a release under staging/ and moving it in
  *   activate.c the switch, activation, probation, rollback, pruning
  *   hooks.c    C and executable hooks
+ *   checked.c  the record of files whose content has been checked
+ *   verify.c   checking a release on disk against its manifest
  *   crash.c    the table of crash points for fault-injection tests
  */
 #ifndef LP_AGENT_AGENT_H
@@ -28,7 +30,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* Bounds on state.json. */
 #define LP_AGENT_STATE_MAX_BYTES (1u << 20)
@@ -51,6 +55,7 @@ struct lp_updater {
     size_t hook_output_max;
     uint64_t reserve_bytes;
     uint32_t lock_timeout_ms;
+    bool verify_all;     /* lp_updater_verify reads every file */
     char *crash_at;      /* point name, NULL: none */
     unsigned crash_nth;  /* crash at the N-th time it is reached (>= 1) */
     unsigned crash_hits;
@@ -240,5 +245,38 @@ bool lp_agent_crash_point_known(const char *name);
 /* Kills the process with SIGKILL if u->crash_at names this point and this
  * is the N-th time it is reached.  Every call site names a table entry. */
 void lp_agent_crash_point(lp_updater *u, const char *name);
+
+/* ---- the record of checked files (checked.c) ------------------------------ */
+
+/* A file's identity when its content was checked: any write changes it. */
+typedef struct lp_agent_fileid {
+    uint64_t ino;
+    uint64_t size;
+    int64_t mtime_s;
+    int64_t mtime_ns;
+    bool known; /* false: not checked */
+} lp_agent_fileid;
+
+void lp_agent_fileid_of(const struct stat *sb, lp_agent_fileid *out);
+/* The clock file timestamps come from (coarse real time). */
+void lp_agent_clock_now(struct timespec *now);
+/* True when the file was last modified before `checked_at` (a time from
+ * lp_agent_clock_now taken before its content was checked): only then may
+ * its identity be noted, since a later write is sure to change it. */
+bool lp_agent_fileid_settled(const struct stat *sb, const struct timespec *checked_at);
+/* True when `noted` is known and `sb` still has that identity. */
+bool lp_agent_fileid_same(const lp_agent_fileid *noted, const struct stat *sb);
+
+/* Reads the record of release `id`, whose manifest has `files` file
+ * entries, into a new array of that many identities (*out, caller frees;
+ * NULL when files is 0).  No record, or a damaged one or one of another
+ * length, gives all unknown: only LP_ERR_NOMEM fails. */
+lp_status lp_agent_checked_load(const lp_updater *u, uint64_t id, size_t files,
+                                lp_agent_fileid **out, lp_error *err);
+/* Replaces the record of release `id` atomically. */
+lp_status lp_agent_checked_write(const lp_updater *u, uint64_t id, const lp_agent_fileid *ids,
+                                 size_t files, lp_error *err);
+/* Deletes the record of release `id` (none is fine). */
+void lp_agent_checked_remove(const lp_updater *u, uint64_t id);
 
 #endif

@@ -622,6 +622,7 @@ typedef struct blob_job {
     sink_failure failure;
     char cause[CAUSE_MAX];
     int64_t retry_after;
+    bool sync;             /* fsync the file and the destination's folder */
 } blob_job;
 
 static lp_status job_reset_hash(blob_job *j, lp_error *err)
@@ -829,7 +830,7 @@ static try_outcome job_request(blob_job *j, const char *url, lp_error *err)
     return out;
 }
 
-/* Checks the complete partial file; TRY_DONE leaves it fsync'd. */
+/* Checks the complete partial file; TRY_DONE leaves it fsync'd when j->sync. */
 static try_outcome job_verify(blob_job *j, lp_error *err)
 {
     if (j->have != j->size) {
@@ -864,18 +865,20 @@ static try_outcome job_verify(blob_job *j, lp_error *err)
                                 j->sha, hex);
         return TRY_FATAL;
     }
-    if (fsync(j->fd) != 0) {
+    if (j->sync && fsync(j->fd) != 0) {
         j->fatal = lp_error_set(err, LP_ERR_IO, "fsync %s: %s", j->part, strerror(errno));
         return TRY_FATAL;
     }
     return TRY_DONE;
 }
 
-/* Moves the verified partial file to dest (copying across file systems). */
-static lp_status move_into_place(lp_net *n, const char *part, const char *dest, lp_error *err)
+/* Moves the verified partial file to dest (copying across file systems);
+ * with `sync`, the folder of dest is fsync'd. */
+static lp_status move_into_place(lp_net *n, const char *part, const char *dest, bool sync,
+                                 lp_error *err)
 {
     if (rename(part, dest) == 0)
-        return lp_file_sync_parent(dest, err);
+        return sync ? lp_file_sync_parent(dest, err) : LP_OK;
     if (errno != EXDEV)
         return lp_error_set(err, LP_ERR_IO, "rename %s to %s: %s", part, dest, strerror(errno));
     size_t cap = strlen(dest) + 32;
@@ -917,8 +920,8 @@ static lp_status move_into_place(lp_net *n, const char *part, const char *dest, 
     return st;
 }
 
-lp_status lp_net_fetch_blob(void *net, const char *sha256, uint64_t size, const char *dest_path,
-                            lp_error *err)
+static lp_status fetch_blob(void *net, const char *sha256, uint64_t size, const char *dest_path,
+                            bool sync, lp_error *err)
 {
     lp_net *n = net;
     if (!n || !dest_path || !dest_path[0])
@@ -936,7 +939,7 @@ lp_status lp_net_fetch_blob(void *net, const char *sha256, uint64_t size, const 
         st = lp_net_check_url(n, url, err);
     if (!st)
         st = lp_file_mkdirs(n->downloads_dir, 0700, err);
-    blob_job j = {.n = n, .sha = sha256, .size = size, .part = part, .fd = -1};
+    blob_job j = {.n = n, .sha = sha256, .size = size, .part = part, .fd = -1, .sync = sync};
     for (uint32_t attempt = 1; !st; attempt++) {
         j.retry_after = -1;
         try_outcome out = TRY_FATAL;
@@ -949,7 +952,7 @@ lp_status lp_net_fetch_blob(void *net, const char *sha256, uint64_t size, const 
             out = job_verify(&j, err);
         if (out == TRY_DONE) {
             job_close(&j);
-            st = move_into_place(n, part, dest_path, err);
+            st = move_into_place(n, part, dest_path, sync, err);
             break;
         }
         job_close(&j);
@@ -970,4 +973,16 @@ lp_status lp_net_fetch_blob(void *net, const char *sha256, uint64_t size, const 
     free(url);
     free(part);
     return st;
+}
+
+lp_status lp_net_fetch_blob(void *net, const char *sha256, uint64_t size, const char *dest_path,
+                            lp_error *err)
+{
+    return fetch_blob(net, sha256, size, dest_path, true, err);
+}
+
+lp_status lp_net_fetch_blob_unsynced(void *net, const char *sha256, uint64_t size,
+                                     const char *dest_path, lp_error *err)
+{
+    return fetch_blob(net, sha256, size, dest_path, false, err);
 }

@@ -401,6 +401,7 @@ static lp_status apply_config(lp_updater *u, const lp_updater_config *cfg, lp_er
                                                     : LP_UPDATER_DEFAULT_HOOK_KILL_GRACE_MS;
     u->hook_output_max = cfg->hook_output_max ? cfg->hook_output_max
                                               : LP_UPDATER_DEFAULT_HOOK_OUTPUT_MAX;
+    u->verify_all = cfg->verify_all;
     u->reserve_bytes = cfg->reserve_bytes ? cfg->reserve_bytes : LP_UPDATER_DEFAULT_RESERVE_BYTES;
     u->lock_timeout_ms = cfg->lock_timeout_ms ? cfg->lock_timeout_ms
                                               : LP_UPDATER_DEFAULT_LOCK_TIMEOUT_MS;

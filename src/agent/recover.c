@@ -105,12 +105,13 @@ static lp_status remove_dir_tmp(lp_updater *u, lp_agent_state *s, const char *fo
     return remove_any(u, s, folder, name, changed, err);
 }
 
-/* manifests/: temporary files, and manifests of releases not installed. */
+/* manifests/: temporary files, and the manifests and records of checked
+ * files (<id>.json, <id>.checked) of releases not installed. */
 static lp_status check_manifest(lp_updater *u, lp_agent_state *s, const char *folder,
                                 const char *name, bool *changed, lp_error *err)
 {
-    const char *dot = strstr(name, ".json");
-    if (dot && strcmp(dot, ".json") == 0) {
+    const char *dot = strchr(name, '.');
+    if (dot && (strcmp(dot, ".json") == 0 || strcmp(dot, ".checked") == 0)) {
         char idtext[24];
         size_t n = (size_t)(dot - name);
         uint64_t id;
@@ -122,7 +123,7 @@ static lp_status check_manifest(lp_updater *u, lp_agent_state *s, const char *fo
         }
         return remove_any(u, s, folder, name, changed, err);
     }
-    if (strstr(name, ".json.tmp-"))
+    if (strstr(name, ".json.tmp-") || strstr(name, ".checked.tmp-"))
         return remove_any(u, s, folder, name, changed, err);
     return LP_OK;
 }

@@ -19,12 +19,16 @@
  *      A link that fails falls back to a copy, a copy whose source is gone or
  *      differs falls back to a fetch.  Copies are streamed through a fixed
  *      64 KiB buffer and hashed on the way; fetched files are hashed and
- *      sized again (the blob source is trusted to verify, but a wrong byte
- *      must never reach a release).  Every copied or fetched file gets its
- *      mode and is fsync'd; at the end every folder is fsync'd.
- *   4. Under the root's lock: the manifest is stored, state.json lists the
- *      release, staging/<id> is renamed to releases/<id> and releases/ is
- *      fsync'd.  Listing before renaming keeps the version label through a
+ *      sized again (a wrong byte must never reach a release), unless the
+ *      caller says the blob source checks size and SHA-256 itself as it
+ *      writes (opts->fetch_checks, as lp_net_fetch_blob does).  Every copied
+ *      or fetched file gets its mode and is fsync'd once; at the end every
+ *      folder is fsync'd.
+ *   4. Under the root's lock: the manifest is stored with the record of
+ *      the files whose content is known (checked.c: fetched and copied
+ *      files, and links whose source still had the identity its release's
+ *      record noted), state.json lists the release, staging/<id> is renamed
+ *      to releases/<id> and releases/ is fsync'd.  Listing before renaming keeps the version label through a
  *      crash: a listed release without its folder is forgotten by recovery.
  * Any failure removes staging/<id>; nothing else has changed.  stage.lock is
  * held throughout, so recovery in another process leaves the folder alone.
@@ -51,6 +55,7 @@
 typedef struct source {
     const lp_manifest_entry *e;
     uint64_t release;
+    const lp_agent_fileid *noted; /* its identity when last checked */
 } source;
 
 typedef enum action { ACT_FETCH = 0, ACT_LINK = 1, ACT_COPY = 2 } action;
@@ -60,6 +65,9 @@ typedef struct item {
     const lp_manifest_entry *e;
     action act;
     char *from; /* absolute path of the file to link or copy */
+    const lp_agent_fileid *noted; /* a link from an installed file: its noted identity */
+    const struct item *twin;      /* a link within the release: the item linked */
+    bool checked;                 /* made, and its content known */
 } item;
 
 typedef struct stager {
@@ -75,24 +83,32 @@ typedef struct stager {
     int dfd;
     lp_manifest *installed; /* manifests of installed releases */
     uint64_t *installed_ids;
+    lp_agent_fileid **installed_noted; /* their records of checked files */
     size_t installed_count;
     source *src;
     size_t src_count;
     item *items;
     size_t item_count;
+    lp_agent_fileid *noted; /* the new release's record (note_checked) */
+    size_t noted_files;
     uint8_t *buf; /* COPY_BUF bytes */
 } stager;
 
 static void stager_free(stager *g)
 {
-    for (size_t i = 0; i < g->installed_count; i++)
+    for (size_t i = 0; i < g->installed_count; i++) {
         lp_manifest_free(&g->installed[i]);
+        if (g->installed_noted)
+            free(g->installed_noted[i]);
+    }
+    free(g->installed_noted);
     free(g->installed);
     free(g->installed_ids);
     free(g->src);
     for (size_t i = 0; i < g->item_count; i++)
         free(g->items[i].from);
     free(g->items);
+    free(g->noted);
     free(g->buf);
     if (g->dfd >= 0)
         close(g->dfd);
@@ -124,7 +140,8 @@ static lp_status load_sources(stager *g, lp_error *err)
 {
     size_t files = 0;
     if (g->installed_count &&
-        !(g->installed = calloc(g->installed_count, sizeof *g->installed)))
+        (!(g->installed = calloc(g->installed_count, sizeof *g->installed)) ||
+         !(g->installed_noted = calloc(g->installed_count, sizeof *g->installed_noted))))
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < g->installed_count; i++) {
         char *p = lp_agent_path(g->u, ".livepush/manifests/%llu.json",
@@ -134,35 +151,41 @@ static lp_status load_sources(stager *g, lp_error *err)
         uint8_t *data = NULL;
         size_t len = 0;
         lp_error ignored;
+        size_t n = 0;
         if (!lp_file_read(p, LP_MANIFEST_MAX_JSON_BYTES, &data, &len, &ignored) &&
             lp_manifest_from_json(data, len, &g->installed[i], &ignored) == LP_OK) {
             for (size_t k = 0; k < g->installed[i].count; k++)
-                files += g->installed[i].entries[k].type == LP_ENTRY_FILE;
+                n += g->installed[i].entries[k].type == LP_ENTRY_FILE;
         } else {
             lp_manifest_init(&g->installed[i]);
         }
         free(data);
         free(p);
+        lp_status st = lp_agent_checked_load(g->u, g->installed_ids[i], n,
+                                             &g->installed_noted[i], err);
+        if (st)
+            return st;
+        files += n;
     }
     if (files && !(g->src = calloc(files, sizeof *g->src)))
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < g->installed_count; i++)
-        for (size_t k = 0; k < g->installed[i].count; k++)
+        for (size_t k = 0, f = 0; k < g->installed[i].count; k++)
             if (g->installed[i].entries[k].type == LP_ENTRY_FILE)
                 g->src[g->src_count++] = (source){&g->installed[i].entries[k],
-                                                  g->installed_ids[i]};
+                                                  g->installed_ids[i],
+                                                  &g->installed_noted[i][f++]};
     if (g->src_count)
         qsort(g->src, g->src_count, sizeof *g->src, cmp_source);
     return LP_OK;
 }
 
 /* True if `path` is a regular file of `size` bytes with permission bits
- * `mode` (mode 0: any). */
-static bool file_matches(const char *path, uint64_t size, uint32_t mode)
+ * `mode` (mode 0: any); *sb gets what lstat saw. */
+static bool file_matches(const char *path, uint64_t size, uint32_t mode, struct stat *sb)
 {
-    struct stat sb;
-    return lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == size &&
-           (!mode || (uint32_t)(sb.st_mode & 07777) == mode);
+    return lstat(path, sb) == 0 && S_ISREG(sb->st_mode) && (uint64_t)sb->st_size == size &&
+           (!mode || (uint32_t)(sb->st_mode & 07777) == mode);
 }
 
 /* The first source with this content (binary search). */
@@ -195,6 +218,7 @@ static lp_status plan_item(stager *g, size_t group, size_t i, lp_error *err)
     for (size_t k = group; k < i; k++) {
         if (g->items[k].e->mode == e->mode) {
             it->act = ACT_LINK;
+            it->twin = &g->items[k];
             it->from = lp_path_join(g->dir, g->items[k].e->path);
             return it->from ? LP_OK : lp_error_set(err, LP_ERR_NOMEM, "out of memory");
         }
@@ -212,13 +236,15 @@ static lp_status plan_item(stager *g, size_t group, size_t i, lp_error *err)
             free(copy_from);
             return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
         }
-        if (file_matches(p, e->size, e->mode)) {
+        struct stat sb;
+        if (file_matches(p, e->size, e->mode, &sb)) {
             free(copy_from);
             it->act = ACT_LINK;
             it->from = p;
+            it->noted = g->src[k].noted;
             return LP_OK;
         }
-        if (!copy_from && file_matches(p, e->size, 0))
+        if (!copy_from && file_matches(p, e->size, 0, &sb))
             copy_from = p;
         else
             free(p);
@@ -293,8 +319,9 @@ static void progress(stager *g, uint64_t bytes)
         g->opts->progress(g->opts->progress_ctx, g->done_bytes, g->total_bytes);
 }
 
-/* Opens the staged file `path` read-only, checks its size and SHA-256, sets
- * its mode and fsyncs it.  Mismatches: LP_ERR_LENGTH_MISMATCH /
+/* Opens the staged file `path` read-only, checks its size and SHA-256 (only
+ * the size when the blob source checks: opts->fetch_checks), sets its mode
+ * and fsyncs it.  Mismatches: LP_ERR_LENGTH_MISMATCH /
  * LP_ERR_HASH_MISMATCH. */
 static lp_status verify_fetched(stager *g, const lp_manifest_entry *e, lp_error *err)
 {
@@ -319,6 +346,8 @@ static lp_status verify_fetched(stager *g, const lp_manifest_entry *e, lp_error 
                           (long long)sb.st_size, (unsigned long long)e->size);
         goto out;
     }
+    if (g->opts && g->opts->fetch_checks)
+        goto done; /* hashed as it was written */
     if ((st = lp_hash_new(&h, LP_HASH_SHA256, err)))
         goto out;
     uint64_t total = 0;
@@ -350,7 +379,10 @@ static lp_status verify_fetched(stager *g, const lp_manifest_entry *e, lp_error 
     else if (strcmp(hex, e->sha256) != 0)
         st = lp_error_set(err, LP_ERR_HASH_MISMATCH,
                           "the blob source delivered content with SHA-256 %s", hex);
-    else if (fchmod(fd, e->mode) != 0)
+    if (st)
+        goto out;
+done:
+    if (fchmod(fd, e->mode) != 0)
         st = lp_error_set(err, LP_ERR_IO, "chmod: %s", strerror(errno));
     else if (fsync(fd) != 0)
         st = lp_error_set(err, LP_ERR_IO, "fsync: %s", strerror(errno));
@@ -479,9 +511,14 @@ static lp_status make_file(stager *g, item *it, lp_error *err)
 {
     const lp_manifest_entry *e = it->e;
     lp_status st;
-    if (it->act == ACT_LINK && file_matches(it->from, e->size, e->mode)) {
+    struct stat sb;
+    if (it->act == ACT_LINK && file_matches(it->from, e->size, e->mode, &sb)) {
+        /* Known content: a twin made (and checked) earlier in this release,
+         * or an installed file not written since its content was checked. */
+        bool known = it->twin ? it->twin->checked : lp_agent_fileid_same(it->noted, &sb);
         if (linkat(AT_FDCWD, it->from, g->dfd, e->path, 0) == 0) {
             g->stats.files_linked++;
+            it->checked = known;
             lp_agent_crash_point(g->u, "stage:after-link");
             return LP_OK;
         }
@@ -489,10 +526,45 @@ static lp_status make_file(stager *g, item *it, lp_error *err)
     if (it->act != ACT_FETCH) {
         bool source_bad;
         st = copy_item(g, e, it->from, &source_bad, err);
+        it->checked = !st;
         if (!st || !source_bad)
             return st;
     }
-    return fetch_item(g, e, err);
+    st = fetch_item(g, e, err);
+    it->checked = !st;
+    return st;
+}
+
+/* The record of the files whose content staging knows, in manifest order,
+ * with their identities as they are now (after every link: a link changes
+ * no identity, but a later write would). */
+static lp_status note_checked(stager *g, lp_agent_fileid **out, size_t *files, lp_error *err)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < g->m->count; i++)
+        n += g->m->entries[i].type == LP_ENTRY_FILE;
+    *files = n;
+    *out = n ? calloc(n, sizeof **out) : NULL;
+    bool *known = g->m->count ? calloc(g->m->count, sizeof *known) : NULL;
+    if ((n && !*out) || (g->m->count && !known)) {
+        free(known);
+        return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < g->item_count; i++)
+        known[g->items[i].e - g->m->entries] = g->items[i].checked;
+    struct timespec now;
+    lp_agent_clock_now(&now);
+    for (size_t i = 0, f = 0; i < g->m->count; i++) {
+        if (g->m->entries[i].type != LP_ENTRY_FILE)
+            continue;
+        struct stat sb;
+        if (known[i] && fstatat(g->dfd, g->m->entries[i].path, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+            lp_agent_fileid_settled(&sb, &now))
+            lp_agent_fileid_of(&sb, &(*out)[f]);
+        f++;
+    }
+    free(known);
+    return LP_OK;
 }
 
 static lp_status build(stager *g, lp_error *err)
@@ -540,7 +612,7 @@ static lp_status build(stager *g, lp_error *err)
     if (fsync(g->dfd) != 0)
         return lp_error_set(err, LP_ERR_IO, "fsync %s: %s", g->dir, strerror(errno));
     lp_agent_crash_point(g->u, "stage:after-sync");
-    return LP_OK;
+    return note_checked(g, &g->noted, &g->noted_files, err);
 }
 
 /* ---- moving it in ------------------------------------------------------------ */
@@ -582,6 +654,8 @@ static lp_status install(stager *g, const char *json, size_t json_len, const cha
                                   "stage:manifest-before-commit", err)))
         goto end;
     lp_agent_crash_point(u, "stage:after-manifest");
+    if ((st = lp_agent_checked_write(u, g->id, g->noted, g->noted_files, err)))
+        goto undo;
     if ((st = lp_agent_state_add_release(&s, g->id, version, lp_time_now(), err)) ||
         (st = lp_agent_state_write(u, &s, err)))
         goto undo;
@@ -603,6 +677,7 @@ undo:
         lp_agent_state_write(u, &s, &ignored);
     }
     unlink(manifest);
+    lp_agent_checked_remove(u, g->id);
 end:
     lp_agent_end(u, &s);
 out:

@@ -143,7 +143,8 @@ static lp_status fetch_blob(void *ctx, const char *sha256, uint64_t size, const 
     if (lp_device_stop_requested(d))
         return lp_error_set(err, LP_ERR_STATE, "stopped by request");
     int64_t t0 = lp_device_mono_ms();
-    lp_status st = lp_net_fetch_blob(d->net, sha256, size, dest, err);
+    /* Staging checks the size, sets the mode and fsyncs (fetch_checks). */
+    lp_status st = lp_net_fetch_blob_unsynced(d->net, sha256, size, dest, err);
     d->fetch_ms += lp_device_mono_ms() - t0;
     return st;
 }
@@ -170,7 +171,8 @@ lp_status lp_device_download(lp_device *d, const lp_update_offer *offer, lp_stag
         return lp_error_set(err, LP_ERR_STATE, "stopped by request before downloading");
     lp_stage_opts so = {.version = offer->version,
                         .progress = d->progress,
-                        .progress_ctx = d->progress_ctx};
+                        .progress_ctx = d->progress_ctx,
+                        .fetch_checks = true};
     if (!st)
         st = lp_updater_stage(d->u, &offer->manifest, offer->version_code, &so, fetch_blob, d,
                               stats, err);

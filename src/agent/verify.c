@@ -1,13 +1,16 @@
 /*
  * verify.c — checking an installed release against its manifest.
  *
- * Staging checks every file it fetches or copies, but a file it hard-links
- * from an installed release is only checked by lstat (type, size, mode): a
- * release folder changed in place since (an app that wrote into it, a bad
- * disk) would pass its damage on.  lp_updater_verify reads the whole release
- * once before it is activated: every manifest entry must be on disk with its
- * type and mode, files with their size and SHA-256 (streamed through a fixed
- * buffer), symlinks with their target, and nothing else may be there.
+ * lp_updater_verify checks the whole release before it is activated: every
+ * manifest entry must be on disk with its type and mode, files with their
+ * size and SHA-256 (streamed through a fixed buffer), symlinks with their
+ * target, and nothing else may be there.  A file is read only when the
+ * record of checked files (checked.c) does not show it unchanged since its
+ * content was last checked: a file staging fetched or copied, or hard-linked
+ * from an installed release whose copy was checked and not written since
+ * (an app that wrote into its release folder changed the modification
+ * time), is not read again.  After a check that read anything, the record
+ * is rewritten to cover every file.
  *
  * The walk uses *at() calls on folder descriptors opened with O_NOFOLLOW, in
  * manifest order (a folder sorts before its contents), so a folder replaced
@@ -38,6 +41,10 @@ typedef struct verifier {
     int dfd;      /* releases/<id> */
     uint8_t *buf; /* VERIFY_BUF bytes */
     size_t seen;  /* entries found by the extra-entry walk */
+    lp_agent_fileid *ids; /* per file entry: noted identity, then the one seen */
+    size_t file_index;    /* of the entry being checked */
+    bool use_record;
+    lp_verify_stats stats;
 } verifier;
 
 static lp_status differs(verifier *v, lp_status code, const char *path, const char *what,
@@ -85,6 +92,10 @@ static lp_status check_file(verifier *v, const lp_manifest_entry *e, lp_error *e
     }
     lp_hash_free(h);
     close(fd);
+    if (!st) {
+        v->stats.files_read++;
+        v->stats.bytes_read += total;
+    }
     return st;
 }
 
@@ -127,7 +138,22 @@ static lp_status check_entry(verifier *v, const lp_manifest_entry *e, lp_error *
                  (unsigned)(sb.st_mode & 07777), (unsigned)e->mode);
         return differs(v, LP_ERR_STATE, e->path, what, err);
     }
-    return e->type == LP_ENTRY_FILE ? check_file(v, e, err) : LP_OK;
+    if (e->type != LP_ENTRY_FILE)
+        return LP_OK;
+    lp_agent_fileid *id = &v->ids[v->file_index++];
+    if (v->use_record && lp_agent_fileid_same(id, &sb))
+        return LP_OK;
+    struct timespec started;
+    lp_agent_clock_now(&started);
+    lp_status st = check_file(v, e, err);
+    /* The identity before reading, if no write can hide behind it: a write
+     * during or after the read changes the modification time, so the next
+     * check reads the file again. */
+    if (!st && lp_agent_fileid_settled(&sb, &started))
+        lp_agent_fileid_of(&sb, id);
+    else
+        id->known = false;
+    return st;
 }
 
 /* Every entry below folder `fd` (relative path `prefix`, "" for the top)
@@ -195,14 +221,21 @@ static lp_status load_manifest(lp_updater *u, uint64_t id, lp_manifest *m, lp_er
     return st;
 }
 
-lp_status lp_updater_verify(lp_updater *u, uint64_t id, lp_error *err)
+lp_status lp_updater_verify_stats(lp_updater *u, uint64_t id, lp_verify_stats *stats,
+                                  lp_error *err)
 {
+    if (stats)
+        memset(stats, 0, sizeof *stats);
     if (!id || id > LP_AGENT_MAX_ID)
         return lp_error_set(err, LP_ERR_INVALID_ARG, "verifying: no release id given");
-    verifier v = {.id = id, .dfd = -1};
+    verifier v = {.id = id, .dfd = -1, .use_record = !u->verify_all};
     lp_manifest m;
     lp_status st = load_manifest(u, id, &m, err);
     v.m = &m;
+    for (size_t i = 0; !st && i < m.count; i++)
+        v.stats.files += m.entries[i].type == LP_ENTRY_FILE;
+    if (!st)
+        st = lp_agent_checked_load(u, id, (size_t)v.stats.files, &v.ids, err);
     char *dir = st ? NULL : lp_agent_path(u, "releases/%llu", (unsigned long long)id);
     if (!st && (!dir || !(v.buf = malloc(VERIFY_BUF))))
         st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
@@ -226,10 +259,24 @@ lp_status lp_updater_verify(lp_updater *u, uint64_t id, lp_error *err)
         st = lp_error_set(err, LP_ERR_STATE,
                           "release %llu: %zu entries on disk, %zu in the manifest",
                           (unsigned long long)id, v.seen, m.count);
+    /* A shortcut for later checks, not part of this one: a record that
+     * cannot be written (a read-only root) only means reading again. */
+    if (!st && v.stats.files_read) {
+        lp_error ignored;
+        lp_agent_checked_write(u, id, v.ids, (size_t)v.stats.files, &ignored);
+    }
+    if (stats)
+        *stats = v.stats;
     if (v.dfd >= 0)
         close(v.dfd);
     free(v.buf);
+    free(v.ids);
     free(dir);
     lp_manifest_free(&m);
     return st;
+}
+
+lp_status lp_updater_verify(lp_updater *u, uint64_t id, lp_error *err)
+{
+    return lp_updater_verify_stats(u, id, NULL, err);
 }

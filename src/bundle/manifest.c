@@ -416,18 +416,25 @@ static int set_new(json_t *obj, const char *key, json_t *v)
     return v ? json_object_set_new(obj, key, v) : -1;
 }
 
+/* The canonical JSON of the manifest, written entry by entry: each entry is
+ * a small jansson object encoded and dropped at once, so building the text
+ * needs no more memory than the text itself (a whole-document jansson tree
+ * costs several times that).  Keys sort as canonical JSON wants: "entries"
+ * before "manifest_version", and within an entry "mode" < "path" < "sha256"
+ * < "size" < "target" < "type" (the encoder sorts them). */
 lp_status lp_manifest_to_json(const lp_manifest *m, char **out, size_t *len, lp_error *err)
 {
     *out = NULL;
     if (!m->finished)
         return lp_error_set(err, LP_ERR_STATE, "manifest: not finished");
-    json_t *root = json_object(), *arr = json_array();
-    int bad = !root || !arr;
-    for (size_t i = 0; i < m->count && !bad; i++) {
+    lp_buf b;
+    lp_buf_init(&b, 0);
+    lp_status st = lp_buf_append_str(&b, "{\"entries\":[", err);
+    for (size_t i = 0; i < m->count && !st; i++) {
         const lp_manifest_entry *e = &m->entries[i];
         json_t *o = json_object();
-        bad = !o || set_new(o, "path", json_string(e->path)) ||
-              set_new(o, "type", json_string(lp_entry_type_name(e->type)));
+        int bad = !o || set_new(o, "path", json_string(e->path)) ||
+                  set_new(o, "type", json_string(lp_entry_type_name(e->type)));
         if (!bad && e->type == LP_ENTRY_FILE) {
             bad = set_new(o, "mode", json_string(e->mode == 0755 ? "0755" : "0644")) ||
                   set_new(o, "size", json_integer((json_int_t)e->size)) ||
@@ -435,19 +442,22 @@ lp_status lp_manifest_to_json(const lp_manifest *m, char **out, size_t *len, lp_
         } else if (!bad && e->type == LP_ENTRY_SYMLINK) {
             bad = set_new(o, "target", json_string(e->target));
         }
-        if (json_array_append_new(arr, o))
-            bad = 1;
+        if (bad)
+            st = lp_error_set(err, LP_ERR_NOMEM, "manifest: out of memory building JSON");
+        if (!st && i > 0)
+            st = lp_buf_append(&b, ",", 1, err);
+        if (!st)
+            st = lp_cjson_encode(o, &b, err);
+        json_decref(o);
     }
-    if (bad || set_new(root, "entries", arr) ||
-        set_new(root, "manifest_version", json_integer(LP_MANIFEST_VERSION))) {
-        if (!root)
-            json_decref(arr);
-        json_decref(root);
-        return lp_error_set(err, LP_ERR_NOMEM, "manifest: out of memory building JSON");
+    if (!st)
+        st = lp_buf_printf(&b, err, "],\"manifest_version\":%d}", LP_MANIFEST_VERSION);
+    if (st) {
+        lp_buf_free(&b);
+        return st;
     }
-    lp_status st = lp_cjson_dumps(root, out, len, err);
-    json_decref(root);
-    return st;
+    *out = (char *)lp_buf_steal(&b, len);
+    return LP_OK;
 }
 
 /* The string member `key` of entry object `o`, without NUL bytes. */

@@ -21,6 +21,8 @@
 
 #include "livepush/error.h"
 
+#include <stddef.h>
+
 #define LP_EXIT_OK 0
 #define LP_EXIT_FAIL 1
 #define LP_EXIT_USAGE 2
@@ -48,6 +50,22 @@ int lp_cmd_device(int argc, char **argv);
 int lp_cmd_control(int argc, char **argv);
 /* `livepush status|mark-healthy|launch`: shorthands for `livepush device ...`. */
 int lp_cmd_device_alias(int argc, char **argv);
+
+/* One entry of a command table: the name typed, the function run, one line
+ * for the usage text. */
+typedef struct {
+    const char *name;
+    lp_cli_fn run;
+    const char *summary;
+} lp_cli_command;
+
+/*
+ * The whole of a main: `PROG --help|--version`, or runs the command of
+ * `table` named by argv[1] with argv starting at that name.  Prints the
+ * usage (to stderr, exit 2) when there is no command or an unknown one.
+ */
+int lp_cli_dispatch(const char *prog, const lp_cli_command *table, size_t n, int argc,
+                    char **argv);
 
 /* Prints "livepush: <context>: <message>" to stderr and returns LP_EXIT_FAIL. */
 int lp_cli_fail(const lp_error *err, const char *context);

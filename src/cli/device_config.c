@@ -70,6 +70,9 @@ static const row rows[] = {
      "stopped", K_UINT, F(hook_timeout_s), 1, 86400},
     {"reserve-bytes", "LIVEPUSH_RESERVE_BYTES", "BYTES", "1048576", "free space staging must "
      "leave", K_U64, F(reserve_bytes), 0, (uint64_t)1 << 50},
+    {"verify-all", "LIVEPUSH_VERIFY_ALL", "true|false", "false", "read every file of a release "
+     "before activating it, not only those written since their content was checked", K_BOOL,
+     F(verify_all), 0, 0},
     {"device-token-file", "LIVEPUSH_DEVICE_TOKEN_FILE", "FILE", "", "a download-scope token "
      "sent with events (servers with --device-auth token)", K_PATH, F(device_token_file), 0, 0},
     {"allow-http", "LIVEPUSH_ALLOW_HTTP", "true|false", "false", "allow plain http to hosts "
@@ -413,6 +416,7 @@ lp_status lp_devcfg_device(lp_devcfg *cfg, lp_device_config *out, lp_error *err)
         .hook_timeout_ms = cfg->hook_timeout_s * 1000u,
         /* 0 means the default; a reserve of 0 is asked for as 1 byte. */
         .reserve_bytes = cfg->reserve_bytes ? cfg->reserve_bytes : 1,
+        .verify_all = cfg->verify_all,
         .crash_at = crash_at && *crash_at ? crash_at : NULL,
     };
     out->net = (lp_net_config){

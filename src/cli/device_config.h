@@ -51,6 +51,7 @@ typedef struct lp_devcfg {
     char hooks_dir[LP_DEVCFG_PATH_MAX];        /* "": <root>/hooks */
     unsigned hook_timeout_s;
     uint64_t reserve_bytes;
+    bool verify_all;
     char device_token_file[LP_DEVCFG_PATH_MAX];
     bool allow_http;
     bool report;                               /* send events */

@@ -35,7 +35,7 @@ device_setup
 SOCK=$ROOT/.livepush/control.sock
 
 # ctl ARGS: `livepush control --socket SOCK ARGS`
-ctl() { "$LP_BIN" control --socket "$SOCK" "$@"; }
+ctl() { "$AGENT_BIN" control --socket "$SOCK" "$@"; }
 # ucurl METHOD PATH [BODY]: curl over the socket; prints "<status> <body>"
 ucurl() {
     local out
@@ -55,7 +55,7 @@ wait_for_socket() {
 # ---- 1. the daemon and its socket ---------------------------------------------------
 mk_release v1 0
 publish v1
-"$LP_BIN" agent --server "$URL" --root "$ROOT" --trusted-root "$ROOTJSON" --interval 3600 \
+"$AGENT_BIN" agent --server "$URL" --root "$ROOT" --trusted-root "$ROOTJSON" --interval 3600 \
     --jitter 0 --auto-apply none --log-format json 2>>"$WORK/agent.err" &
 AGENT_PID=$!
 wait_for_socket "$SOCK" "$AGENT_PID"
@@ -121,7 +121,7 @@ r=$(ucurl POST /v1/apply '{"dry_run":"yes"}')
 [ "${r%% *}" = 400 ] && [ "$(jq_py 'd["error"]["code"]' <<<"${r#* }")" = bad_request ] || die "bad body: $r"
 r=$(ucurl POST /v1/rollback '{"to":9}')
 [ "${r%% *}" = 404 ] || [ "${r%% *}" = 409 ] || die "rollback to a release not installed: $r"
-expect_rc 4 "$LP_BIN" control --socket "$SOCK" manifest 9
+expect_rc 4 "$AGENT_BIN" control --socket "$SOCK" manifest 9
 grep -q "release 9 is not installed" "$WORK/err" || die "control manifest 9: $(cat "$WORK/err")"
 ok "manifest of 2 is the published one ($got); 404/405/400 answers have the JSON error shape"
 
@@ -135,7 +135,7 @@ mkdir -p "$WORK/hooks2"
 printf '#!/bin/sh\ntouch "%s/hook.started"\nsleep 2\ntouch "%s/hook.done"\n' "$WORK" "$WORK" \
     >"$WORK/hooks2/pre-update"
 chmod 755 "$WORK/hooks2/pre-update"
-"$LP_BIN" agent --server "$URL" --root "$ROOT2" --trusted-root "$ROOTJSON" --interval 3600 \
+"$AGENT_BIN" agent --server "$URL" --root "$ROOT2" --trusted-root "$ROOTJSON" --interval 3600 \
     --jitter 0 --hooks-dir "$WORK/hooks2" --control-http 127.0.0.1:0 \
     --control-token-file "$WORK/token" --log-format json 2>>"$WORK/agent2.err" &
 AGENT2_PID=$!
@@ -145,7 +145,7 @@ for _ in $(seq 1 200); do
     sleep 0.05
 done
 [ -e "$WORK/hook.started" ] || die "the second agent's tick did not run its hook"
-"$LP_BIN" control --root "$ROOT2" status >"$WORK/st2.json" || die "control --root status"
+"$AGENT_BIN" control --root "$ROOT2" status >"$WORK/st2.json" || die "control --root status"
 [ -e "$WORK/hook.done" ] || die "status was answered while the tick was running"
 [ "$(jq_py 'd["current"]["id"]' <"$WORK/st2.json")" = 2 ] || die "status after the tick: $(cat "$WORK/st2.json")"
 ok "a request during a tick waits for it: answered after the 2 s hook, with v2 current"
@@ -169,21 +169,21 @@ code=$(curl -s -o "$WORK/body" -w '%{http_code}' -H "Authorization: Bearer wrong
 code=$(curl -s -o "$WORK/body" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/v1/status")
 [ "$code" = 200 ] && [ "$(jq_py 'd["root"]' <"$WORK/body")" = "$(cd "$ROOT2" && pwd -P)" ] ||
     die "with the token: $code $(cat "$WORK/body")"
-"$LP_BIN" control --url "http://127.0.0.1:$PORT" --token-file "$WORK/token" status >/dev/null ||
+"$AGENT_BIN" control --url "http://127.0.0.1:$PORT" --token-file "$WORK/token" status >/dev/null ||
     die "livepush control --url with the token"
 echo wrong >"$WORK/badtoken"
-expect_rc 3 "$LP_BIN" control --url "http://127.0.0.1:$PORT" --token-file "$WORK/badtoken" status
+expect_rc 3 "$AGENT_BIN" control --url "http://127.0.0.1:$PORT" --token-file "$WORK/badtoken" status
 e2e_stop "$AGENT2_PID"
 AGENT2_PID=""
 [ ! -e "$ROOT2/.livepush/control.sock" ] || die "second agent left its socket"
 rc=0
-"$LP_BIN" agent --server "$URL" --root "$ROOT2" --trusted-root "$ROOTJSON" --interval 3600 \
+"$AGENT_BIN" agent --server "$URL" --root "$ROOT2" --trusted-root "$ROOTJSON" --interval 3600 \
     --control-http 0.0.0.0:0 --control-token-file "$WORK/token" 2>"$WORK/err" || rc=$?
 [ "$rc" -ne 0 ] && grep -q "not loopback" "$WORK/err" || die "non-loopback address: exit $rc: $(cat "$WORK/err")"
-expect_rc 2 "$LP_BIN" agent --server "$URL" --root "$ROOT2" --control-http 127.0.0.1:0
+expect_rc 2 "$AGENT_BIN" agent --server "$URL" --root "$ROOT2" --control-http 127.0.0.1:0
 : >"$WORK/plainfile"
 rc=0
-"$LP_BIN" agent --server "$URL" --root "$ROOT2" --trusted-root "$ROOTJSON" --interval 3600 \
+"$AGENT_BIN" agent --server "$URL" --root "$ROOT2" --trusted-root "$ROOTJSON" --interval 3600 \
     --control-socket "$WORK/plainfile" 2>"$WORK/err" || rc=$?
 [ "$rc" -ne 0 ] && grep -q "exists and is not a socket" "$WORK/err" && [ -f "$WORK/plainfile" ] ||
     die "a plain file as the socket path: exit $rc: $(cat "$WORK/err")"
@@ -196,5 +196,5 @@ wait "$AGENT_PID" || rc=$?
 AGENT_PID=""
 [ "$rc" = 0 ] || die "agent exited $rc after SIGTERM"
 [ ! -e "$SOCK" ] || die "the socket file is still there"
-expect_rc 1 "$LP_BIN" control --socket "$SOCK" status
+expect_rc 1 "$AGENT_BIN" control --socket "$SOCK" status
 ok "SIGTERM: agent exits 0, socket removed; control then fails with exit 1"

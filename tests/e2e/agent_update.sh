@@ -4,6 +4,9 @@
 # `livepush serve` runs on loopback; releases are published with the real
 # `livepush upload` (folders with an executable bin/app, a shared 200 KB
 # file, a symlink).  The device is an install root in the work folder:
+#   0. livepush-agent (the device command, which these steps use through
+#      device_e2e.sh) loads neither libarchive nor SQLite and has no server
+#      commands;
 #   1. v1 installed by `agent --once` (trusted root given once); its files
 #      are exactly v1's; `device launch -- ./bin/app` runs v1's app; the
 #      server received checked/downloaded/staged/verified/activated;
@@ -51,6 +54,17 @@ ticks = [json.loads(l) for l in open(sys.argv[1]) if '"msg":"tick"' in l]
 print(ticks[-1].get(sys.argv[2]))
 PYEOF
 }
+
+# ---- 0. the device command ------------------------------------------------------
+# livepush-agent carries the device's commands and none of the server's, and
+# does not load the libraries only the server and the publisher use.
+[ -n "${LP_AGENT_BIN:-}" ] || die "LP_AGENT_BIN is not set (the build makes livepush-agent)"
+deps=$(ldd "$LP_AGENT_BIN") || die "ldd $LP_AGENT_BIN"
+for lib in libarchive libsqlite3 libxml2 libicu; do
+    ! grep -q "$lib" <<<"$deps" || die "livepush-agent loads $lib: $deps"
+done
+"$LP_AGENT_BIN" --help | grep -q "mark-healthy" || die "livepush-agent --help lists no device commands"
+expect_rc 2 "$LP_AGENT_BIN" serve
 
 # ---- 1. first install ------------------------------------------------------------
 mk_release v1 0

@@ -14,9 +14,11 @@
 #                              doc -> notes.txt, and extra files
 #   publish NAME [UPLOAD ARGS] `livepush upload` of $WORK/src/NAME as version
 #                              NAME; prints nothing, dies on failure
-#   agent_once [ARGS]          `livepush agent --once` on ROOT (log appended to
-#                              $WORK/agent.err); returns its exit code
-#   dev SUB [ARGS]             `livepush device SUB --root ROOT ARGS`
+#   AGENT_BIN                  the device command: livepush-agent (LP_AGENT_BIN)
+#                              when the build made it, else livepush
+#   agent_once [ARGS]          `livepush-agent agent --once` on ROOT (log
+#                              appended to $WORK/agent.err); returns its exit code
+#   dev SUB [ARGS]             `livepush-agent device SUB --root ROOT ARGS`
 #   status_py EXPR             EXPR of `device status --json` (bound to d)
 #   current_is NAME            dies unless ROOT/current holds exactly the files
 #                              of $WORK/src/NAME (types, modes, content,
@@ -26,6 +28,8 @@
 #                              with any execute bit, else 0644)
 #   server_events              the server's events of this device as JSON
 #                              (livepush events --json --device ID) on stdout
+
+AGENT_BIN=${LP_AGENT_BIN:-$LP_BIN}
 
 device_setup() {
     DATA=$WORK/data
@@ -65,14 +69,14 @@ publish() {
 }
 
 agent_once() {
-    "$LP_BIN" agent --once --server "$URL" --root "$ROOT" --trusted-root "$ROOTJSON" \
+    "$AGENT_BIN" agent --once --server "$URL" --root "$ROOT" --trusted-root "$ROOTJSON" \
         --jitter 0 --log-format json "$@" 2>>"$WORK/agent.err"
 }
 
 dev() {
     local sub=$1
     shift
-    "$LP_BIN" device "$sub" --root "$ROOT" "$@"
+    "$AGENT_BIN" device "$sub" --root "$ROOT" "$@"
 }
 
 status_py() { dev status --json | jq_py "$1"; }

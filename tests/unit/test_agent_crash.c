@@ -198,9 +198,11 @@ static void check_clean(fixture *f, const lp_updater_status *s, const char *labe
     closedir(d);
     free(p);
     p = lp_test_join(f->root, ".livepush/manifests");
-    if (agt_count_entries(p) != (int)s->release_count)
-        fail_msg("%s: %d manifests for %zu installed releases", label, agt_count_entries(p),
-                 s->release_count);
+    /* Each installed release has its manifest and its record of checked
+     * files (<id>.json, <id>.checked), and nothing else is left. */
+    if (agt_count_entries(p) != 2 * (int)s->release_count)
+        fail_msg("%s: %d manifests and records for %zu installed releases", label,
+                 agt_count_entries(p), s->release_count);
     free(p);
     p = lp_test_join(f->root, "releases");
     if (agt_count_entries(p) != (int)s->release_count)

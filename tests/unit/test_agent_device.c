@@ -2,7 +2,10 @@
  * test_agent_device.c — the device client's local side on real install
  * roots: lp_updater_verify finding each kind of damage in an installed
  * release (content, size, mode, extra entry, missing entry, symlink
- * target); lp_updater_remove; last_check / last_error records; events
+ * target); the record of checked files letting it skip what staging
+ * checked or linked from a checked, unwritten file (and not skipping a file
+ * written since, a linked file whose source was written, a damaged record,
+ * or anything with verify_all); lp_updater_remove; last_check / last_error records; events
  * derived from state.json by lp_device_report — "activated", "healthy" and
  * "rolled_back" queued once each, also for switches made through another
  * handle, and reported.json refused when damaged; the device's channel
@@ -15,6 +18,7 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -134,6 +138,103 @@ static void test_verify(void **state)
     free(extra);
     free(app);
     free(link);
+    lp_updater_close(u);
+}
+
+/* Waits until the file-timestamp clock has moved on by some ticks, so that
+ * what was written before counts as settled. */
+static void next_ticks(void)
+{
+    struct timespec ts = {0, 30 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* Writes `text` into the existing file `path` in place (same inode, so
+ * every release sharing it sees the write), as an app writing into its
+ * release folder would. */
+static void overwrite(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    assert_int_equal(close(fd), 0);
+}
+
+static lp_verify_stats verify_ok(lp_updater *u, uint64_t id)
+{
+    lp_error err;
+    lp_verify_stats vs;
+    if (lp_updater_verify_stats(u, id, &vs, &err) != LP_OK)
+        fail_msg("verify %llu: %s", (unsigned long long)id, err.msg);
+    assert_int_equal(vs.files, 2);
+    return vs;
+}
+
+static void test_verify_skips_checked(void **state)
+{
+    fixture *f = *state;
+    lp_updater_config cfg = agt_config(f->root);
+    lp_updater *u = agt_open(&cfg);
+    assert_non_null(u);
+    assert_int_equal(agt_install(u, &f->v[1], 1, "v1", &f->src), 0);
+    next_ticks();
+    verify_ok(u, 1); /* reads what was written in staging's last tick, if any */
+    assert_int_equal(verify_ok(u, 1).files_read, 0);
+
+    /* v2 shares share/common with v1: linked from a file checked and not
+     * written since, it is not read; bin/app was fetched and checked. */
+    lp_error err;
+    lp_stage_stats ss;
+    assert_int_equal(lp_updater_stage(u, &f->v[2], 2, NULL, agt_fetch, &f->src, &ss, &err), LP_OK);
+    assert_int_equal(ss.files_linked, 1);
+    next_ticks();
+    lp_verify_stats vs = verify_ok(u, 2);
+    assert_true(vs.files_read <= 1);
+    assert_true(vs.bytes_read <= strlen("app 2\n"));
+    assert_int_equal(verify_ok(u, 2).files_read, 0);
+
+    /* Written since (same size): read again, and the damage is found in
+     * both releases that share the file. */
+    char *common = rel_path(f, "share/common");
+    overwrite(common, "common to alL\n");
+    assert_int_equal(lp_updater_verify(u, 2, &err), LP_ERR_HASH_MISMATCH);
+    assert_non_null(strstr(err.msg, "share/common"));
+    verify_fails(u, LP_ERR_HASH_MISMATCH, "share/common: content has SHA-256");
+
+    /* Staging v3 links the damaged file (its size and mode are right), but
+     * does not vouch for it: verifying v3 reads it and refuses it. */
+    assert_int_equal(lp_updater_stage(u, &f->v[3], 3, NULL, agt_fetch, &f->src, &ss, &err), LP_OK);
+    assert_int_equal(ss.files_linked, 1);
+    assert_int_equal(lp_updater_verify(u, 3, &err), LP_ERR_HASH_MISMATCH);
+    assert_non_null(strstr(err.msg, "release 3: share/common"));
+
+    /* Repaired: read once more, then known again. */
+    overwrite(common, "common to all\n");
+    next_ticks();
+    vs = verify_ok(u, 3);
+    assert_true(vs.files_read >= 1 && vs.bytes_read >= strlen("common to all\n"));
+    assert_int_equal(verify_ok(u, 3).files_read, 0);
+
+    /* A damaged record or a missing one means reading everything. */
+    char rec[512];
+    snprintf(rec, sizeof rec, "%s/.livepush/manifests/3.checked", f->root);
+    assert_int_equal(lp_test_write_str(rec, "livepush-checked 1 2\n1 2 3\n-\n"), 0);
+    assert_int_equal(verify_ok(u, 3).files_read, 2);
+    assert_int_equal(verify_ok(u, 3).files_read, 0);
+    assert_int_equal(unlink(rec), 0);
+    assert_int_equal(verify_ok(u, 3).files_read, 2);
+    assert_int_equal(verify_ok(u, 3).files_read, 0);
+    lp_updater_close(u);
+
+    /* verify_all reads every file every time. */
+    cfg.verify_all = true;
+    u = agt_open(&cfg);
+    assert_non_null(u);
+    vs = verify_ok(u, 3);
+    assert_int_equal(vs.files_read, 2);
+    assert_int_equal(vs.bytes_read, strlen("common to all\n") + strlen("app 3\n"));
+    assert_int_equal(verify_ok(u, 3).files_read, 2);
+    free(common);
     lp_updater_close(u);
 }
 
@@ -350,6 +451,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_skips_checked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_and_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report, setup, teardown),
         cmocka_unit_test_setup_teardown(test_channel, setup, teardown),
