@@ -48,6 +48,8 @@ int lp_cmd_cancel(int argc, char **argv);
 int lp_cmd_agent(int argc, char **argv);
 int lp_cmd_device(int argc, char **argv);
 int lp_cmd_control(int argc, char **argv);
+/* `livepush delta make|apply|info` (cmd_delta.c). */
+int lp_cmd_delta(int argc, char **argv);
 /* `livepush status|mark-healthy|launch`: shorthands for `livepush device ...`. */
 int lp_cmd_device_alias(int argc, char **argv);
 

@@ -12,6 +12,7 @@ static const lp_cli_command commands[] = {
     {"keygen", lp_cmd_keygen, "generate a signing key (ed25519, ecdsa, rsa)"},
     {"repo", lp_cmd_repo, "write a TUF repository: create, keys, targets, delegations, publish"},
     {"serve", lp_cmd_serve, "run the livepush server (management API, TUF repositories)"},
+    {"delta", lp_cmd_delta, "make, apply and inspect binary deltas between two files"},
     {"tuf", lp_cmd_tuf, "low-level TUF client: init, refresh, download"},
     {"upload", lp_cmd_upload, "upload a bundle to a server and publish it as a release"},
     {"inspect", lp_cmd_inspect, "show an app (channels, latest releases) or one release"},

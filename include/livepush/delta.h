@@ -1,0 +1,203 @@
+/*
+ * livepush/delta.h — binary deltas: make a patch from an old file to a new
+ * one, read its header, apply it.  This header is the manual of the engine;
+ * docs/delta.md gives the format byte by byte and the measured figures.
+ *
+ * What a delta is
+ *   A delta turns one exact "base" (old file) into one exact "result" (new
+ *   file).  It carries a format version, the sizes and SHA-256 digests of both,
+ *   and three compressed streams (control, diff, extra).  Applying it
+ *   reconstructs the result from the base and checks both digests: a delta
+ *   never produces anything but the exact result it names, or an error.
+ *
+ * How deltas are made (server side, lp_delta_make*)
+ *   Suffix-array matching of the new file against the old (libdivsufsort),
+ *   extended into approximate matches whose byte differences go to the diff
+ *   stream; bytes with no useful match go to the extra stream, which is
+ *   compressed with the old file as a dictionary.  When both files look like
+ *   x86-64 machine code (ELF, PE or Mach-O for x86-64) the relative targets
+ *   of call and jump instructions are first rewritten as absolute ones, so that
+ *   code which merely moved diffs to nothing; the transform is undone on apply.
+ *   Memory: about 5 x old + 3 x new bytes, plus the compressor's; inputs
+ *   larger than LP_DELTA_MAX_SIZE are refused.
+ *
+ * How deltas are applied (device side, lp_delta_apply*)
+ *   Streaming, in bounded memory whatever the file sizes: the base is read in
+ *   place (a buffer or a mapped file), the delta through fixed buffers, and
+ *   the result is produced in blocks of LP_DELTA_BLOCK bytes that are hashed as
+ *   they are handed out.  Memory outside the base is at most
+ *   LP_DELTA_APPLY_MEM_MAX bytes; a delta that would need more is refused
+ *   before anything is decoded.  The base's digest is checked before any
+ *   output is produced; the result's digest is checked at the end.
+ *
+ * Safety
+ *   Every field of a delta is treated as hostile: the header has its own
+ *   check value, every length is checked against what is left of the base,
+ *   the result and the stream before it is used, arithmetic cannot overflow,
+ *   and a delta that is truncated, extended, corrupted or made for another
+ *   base is refused with a message naming what is wrong
+ *   (LP_ERR_MALFORMED, LP_ERR_UNSUPPORTED, LP_ERR_TOO_LARGE,
+ *   LP_ERR_HASH_MISMATCH, LP_ERR_LENGTH_MISMATCH).
+ *
+ * Threads: no global state; every call is independent.
+ */
+#ifndef LIVEPUSH_DELTA_H
+#define LIVEPUSH_DELTA_H
+
+#include "livepush/error.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Format version written by this library; the only one it reads. */
+#define LP_DELTA_VERSION 1u
+/* Bytes of the fixed header at the start of every delta. */
+#define LP_DELTA_HEADER_SIZE 152u
+/* Largest base or result, in bytes, that a delta may describe (1 GiB). */
+#define LP_DELTA_MAX_SIZE ((uint64_t)1 << 30)
+/* Block of the result that apply hashes and hands to the writer at once;
+ * also the unit of the executable transform (64 KiB). */
+#define LP_DELTA_BLOCK 65536u
+/* Bound on what applying allocates, all buffers included (48 MiB). */
+#define LP_DELTA_APPLY_MEM_MAX ((size_t)48 << 20)
+
+/* Header flags. */
+#define LP_DELTA_FLAG_X86 0x1u          /* x86-64 branch transform was applied */
+#define LP_DELTA_FLAG_EXTRA_PREFIX 0x2u /* extra stream uses the base as dictionary */
+
+/* What lp_delta_read_header reports; all fields are checked values. */
+typedef struct lp_delta_header {
+    uint32_t version;           /* LP_DELTA_VERSION */
+    uint32_t flags;             /* LP_DELTA_FLAG_* */
+    uint64_t old_size;          /* bytes of the base */
+    uint64_t new_size;          /* bytes of the result */
+    uint8_t old_sha256[32];     /* digest of the base */
+    uint8_t new_sha256[32];     /* digest of the result */
+    uint64_t control_len;       /* compressed bytes of each stream, in order */
+    uint64_t diff_len;
+    uint64_t extra_len;
+    uint64_t control_raw;       /* decompressed bytes of each stream */
+    uint64_t diff_raw;
+    uint64_t extra_raw;
+} lp_delta_header;
+
+/* How lp_delta_make treats executables. */
+typedef enum lp_delta_x86 {
+    LP_DELTA_X86_AUTO = 0, /* transform when both files are x86-64 executables */
+    LP_DELTA_X86_OFF = 1,
+    LP_DELTA_X86_ON = 2,   /* transform whatever the content */
+} lp_delta_x86;
+
+typedef struct lp_delta_options {
+    int level;        /* zstd level of the streams, 1..22; 0 means 19 */
+    lp_delta_x86 x86; /* executable transform (default AUTO) */
+} lp_delta_options;
+
+/* What lp_delta_make did; filled on success (may be NULL). */
+typedef struct lp_delta_stats {
+    uint64_t old_size, new_size, delta_size;
+    uint64_t matched;        /* result bytes taken from the base (diff stream) */
+    uint64_t matched_equal;  /* ... of which equal to the base byte */
+    uint64_t literal;        /* result bytes not taken from the base (extra) */
+    uint64_t entries;        /* control entries */
+    uint64_t control_len, diff_len, extra_len; /* compressed stream sizes */
+    int x86;                 /* 1 if the transform was used */
+    double t_hash, t_transform, t_sort, t_match, t_compress, t_total; /* seconds */
+} lp_delta_stats;
+
+/*
+ * Makes a delta from old[0..old_len) to new_[0..new_len) (either may be
+ * empty; the buffers may be mapped files and are only read).  opt may be
+ * NULL (defaults).  On success *delta is a new malloc'd buffer of *delta_len
+ * bytes that the caller frees, and *stats (if non-NULL) is filled.
+ * Errors: LP_ERR_INVALID_ARG (bad level), LP_ERR_TOO_LARGE (an input over
+ * LP_DELTA_MAX_SIZE), LP_ERR_NOMEM, LP_ERR_CRYPTO.  On failure *delta is NULL.
+ */
+lp_status lp_delta_make(const uint8_t *old, size_t old_len, const uint8_t *new_, size_t new_len,
+                        const lp_delta_options *opt, uint8_t **delta, size_t *delta_len,
+                        lp_delta_stats *stats, lp_error *err);
+
+/*
+ * Makes a delta from the file old_path to the file new_path and writes it to
+ * delta_path atomically (temporary file, fsync, rename; mode 0644).  Both
+ * inputs are mapped, not copied.  Errors as lp_delta_make, plus
+ * LP_ERR_NOT_FOUND and LP_ERR_IO (messages name the path).
+ */
+lp_status lp_delta_make_file(const char *old_path, const char *new_path, const char *delta_path,
+                             const lp_delta_options *opt, lp_delta_stats *stats, lp_error *err);
+
+/*
+ * Reads and checks a delta's header from its first `len` bytes (at least
+ * LP_DELTA_HEADER_SIZE).  `total` is the delta's whole length, checked
+ * against the stream lengths the header gives (0: not checked).
+ * Errors: LP_ERR_MALFORMED (not a delta, corrupted header, sizes that do not
+ * add up, truncated or trailing bytes), LP_ERR_UNSUPPORTED (other version,
+ * unknown flags), LP_ERR_TOO_LARGE (sizes over the limits).
+ */
+lp_status lp_delta_read_header(const uint8_t *data, size_t len, uint64_t total,
+                               lp_delta_header *h, lp_error *err);
+
+/* The same for a delta file (reads its header and size only). */
+lp_status lp_delta_read_header_file(const char *path, lp_delta_header *h, lp_error *err);
+
+/*
+ * Receives the result as it is produced: `len` bytes (at most
+ * LP_DELTA_BLOCK) that follow the ones before.  Returns LP_OK to go on, or an
+ * error (filled in err) that stops the apply and is returned by it.  These
+ * bytes are NOT yet verified: the caller must not use them unless the apply
+ * call returns LP_OK.
+ */
+typedef lp_status (*lp_delta_write_fn)(void *ctx, const uint8_t *data, size_t len, lp_error *err);
+
+/*
+ * Applies the delta held in memory (delta[0..delta_len)) to the base
+ * old[0..old_len), handing the result to write(ctx, ...) block by block.
+ * expect_new_sha256 (32 bytes, may be NULL) is the digest the caller trusts
+ * (e.g. from a signed manifest): a delta naming another result is refused
+ * before any work.  The base's digest is checked before the first write;
+ * LP_OK means the whole result was written and its SHA-256 equals the
+ * header's (and the expected one).  Errors: those of lp_delta_read_header,
+ * LP_ERR_HASH_MISMATCH (base is not the one the delta was made from, result
+ * differs, or it is not the expected result), LP_ERR_MALFORMED (streams
+ * corrupted or inconsistent), LP_ERR_TOO_LARGE (would need more memory than
+ * LP_DELTA_APPLY_MEM_MAX), LP_ERR_NOMEM, and whatever `write` returns.
+ */
+lp_status lp_delta_apply_mem(const uint8_t *old, size_t old_len, const uint8_t *delta,
+                             size_t delta_len, const uint8_t *expect_new_sha256,
+                             lp_delta_write_fn write, void *ctx, lp_error *err);
+
+/* The same with the delta read from an open file descriptor (positioned reads
+ * through fixed buffers, the descriptor's offset is not used or changed;
+ * LP_ERR_IO on a read error).  The caller keeps ownership of delta_fd. */
+lp_status lp_delta_apply_fd(const uint8_t *old, size_t old_len, int delta_fd,
+                            const uint8_t *expect_new_sha256, lp_delta_write_fn write, void *ctx,
+                            lp_error *err);
+
+/*
+ * Applies the delta file delta_path to the base file old_path (mapped) and
+ * writes the result to out_path: into a temporary file next to it, fsync'd
+ * and renamed over out_path only when the result's digest is verified (mode
+ * 0644).  On any failure out_path is untouched and no temporary file is left.
+ * expect_new_sha256 as for lp_delta_apply_mem.
+ */
+lp_status lp_delta_apply_file(const char *old_path, const char *delta_path, const char *out_path,
+                              const uint8_t *expect_new_sha256, lp_error *err);
+
+/*
+ * Convenience for small files: applies delta to old and returns the whole
+ * result in a new malloc'd buffer (*out, *out_len; the caller frees it).
+ * The result must not exceed max_out bytes (LP_ERR_TOO_LARGE, checked against
+ * the header before anything is allocated).  On failure *out is NULL.
+ */
+lp_status lp_delta_apply_buf(const uint8_t *old, size_t old_len, const uint8_t *delta,
+                             size_t delta_len, size_t max_out, uint8_t **out, size_t *out_len,
+                             lp_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,289 @@
+/*
+ * decode.c — the streaming apply shared by every lp_delta_apply_* entry.
+ *
+ * Order of checks: header (format.c), base size and the expected result
+ * digest, memory bound of the extra stream, the base's SHA-256, then the
+ * control entries one by one.  Every entry's lengths are checked against
+ * what is left of the result and of the base before any byte is touched,
+ * with arithmetic that cannot wrap; seeks must land inside the base.
+ *
+ * The result is built in one LP_DELTA_BLOCK buffer aligned on block
+ * boundaries of the result: when full it is un-transformed (x86 deltas),
+ * hashed and handed to the writer.  Base bytes of an x86 delta are read
+ * through a direct-mapped cache of 64 transformed base blocks, so that a
+ * block is transformed again only when matches jump far.  Memory: the block buffers, three
+ * stream decoders (stream.c) and nothing proportional to the files.
+ */
+#include "delta/stream.h"
+#include "livepush/hash.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Direct-mapped cache of transformed base blocks (4 MiB). */
+#define NCACHE 64
+
+typedef struct {
+    const uint8_t *old;
+    size_t old_len;
+    int x86;
+    uint8_t *cache[NCACHE];
+    uint64_t cache_blk[NCACHE];
+    uint8_t *out;
+    size_t out_n;
+    uint64_t out_base, new_pos, old_pos;
+    uint64_t zeros, lits; /* what is left of the current diff run record */
+    lp_delta_header h;
+    lp_hash_ctx *hash;
+    lp_delta_write_fn write;
+    void *wctx;
+    lpd_stream s[3];
+} app;
+
+/* Transformed base bytes at pos, at most n of them within one block. */
+static const uint8_t *base_at(app *a, uint64_t pos, size_t *n)
+{
+    if (!a->x86)
+        return a->old + pos;
+    uint64_t blk = pos / LP_DELTA_BLOCK, start = blk * LP_DELTA_BLOCK;
+    size_t in_blk = (size_t)(pos - start), left = LP_DELTA_BLOCK - in_blk;
+    if (*n > left)
+        *n = left;
+    unsigned i = (unsigned)(blk % NCACHE);
+    if (a->cache_blk[i] == blk)
+        return a->cache[i] + in_blk;
+    size_t len = a->old_len - start < LP_DELTA_BLOCK ? (size_t)(a->old_len - start)
+                                                     : LP_DELTA_BLOCK;
+    memcpy(a->cache[i], a->old + start, len);
+    lpd_x86_encode(a->cache[i], len, start);
+    a->cache_blk[i] = blk;
+    return a->cache[i] + in_blk;
+}
+
+static lp_status flush(app *a, lp_error *err)
+{
+    if (a->out_n == 0)
+        return LP_OK;
+    if (a->x86)
+        lpd_x86_decode(a->out, a->out_n, a->out_base);
+    lp_status st = lp_hash_update(a->hash, a->out, a->out_n, err);
+    if (!st)
+        st = a->write(a->wctx, a->out, a->out_n, err);
+    a->out_base += a->out_n;
+    a->out_n = 0;
+    return st;
+}
+
+/* n diff bytes from the run-length records of the diff stream. */
+static lp_status diff_read(app *a, uint8_t *dst, size_t n, lp_error *err)
+{
+    lpd_stream *s = &a->s[1];
+    while (n > 0) {
+        lp_status st = LP_OK;
+        if (a->zeros == 0 && a->lits == 0) {
+            st = lpd_stream_varint(s, &a->zeros, err);
+            if (!st)
+                st = lpd_stream_varint(s, &a->lits, err);
+            if (!st && a->zeros == 0 && a->lits == 0)
+                st = lp_error_set(err, LP_ERR_MALFORMED, "diff stream: empty run record");
+            if (!st && (a->zeros > a->h.new_size || a->lits > a->h.new_size))
+                st = lp_error_set(err, LP_ERR_MALFORMED, "diff stream: run longer than the "
+                                  "result");
+            if (st)
+                return st;
+        }
+        size_t k = n;
+        if (a->zeros) {
+            k = a->zeros < k ? (size_t)a->zeros : k;
+            memset(dst, 0, k);
+            a->zeros -= k;
+        } else {
+            k = a->lits < k ? (size_t)a->lits : k;
+            if ((st = lpd_stream_read(s, dst, k, err)))
+                return st;
+            a->lits -= k;
+        }
+        dst += k;
+        n -= k;
+    }
+    return LP_OK;
+}
+
+static lp_status do_add(app *a, uint64_t len, lp_error *err)
+{
+    while (len > 0) {
+        size_t k = LP_DELTA_BLOCK - a->out_n;
+        if (k > len)
+            k = (size_t)len;
+        lp_status st = diff_read(a, a->out + a->out_n, k, err);
+        for (size_t done = 0; !st && done < k;) {
+            size_t m = k - done;
+            const uint8_t *b = base_at(a, a->old_pos + done, &m);
+            uint8_t *o = a->out + a->out_n + done;
+            for (size_t i = 0; i < m; i++)
+                o[i] = (uint8_t)(o[i] + b[i]);
+            done += m;
+        }
+        a->out_n += k;
+        a->old_pos += k;
+        len -= k;
+        if (!st && a->out_n == LP_DELTA_BLOCK)
+            st = flush(a, err);
+        if (st)
+            return st;
+    }
+    return LP_OK;
+}
+
+static lp_status do_copy(app *a, uint64_t len, lp_error *err)
+{
+    while (len > 0) {
+        size_t k = LP_DELTA_BLOCK - a->out_n;
+        if (k > len)
+            k = (size_t)len;
+        lp_status st = lpd_stream_read(&a->s[2], a->out + a->out_n, k, err);
+        a->out_n += k;
+        len -= k;
+        if (!st && a->out_n == LP_DELTA_BLOCK)
+            st = flush(a, err);
+        if (st)
+            return st;
+    }
+    return LP_OK;
+}
+
+static lp_status bad_entry(app *a, lp_error *err, const char *what, uint64_t v)
+{
+    return lp_error_set(err, LP_ERR_MALFORMED, "control entry at result offset %llu: %s (%llu)",
+                        (unsigned long long)a->new_pos, what, (unsigned long long)v);
+}
+
+static lp_status entry(app *a, lp_error *err)
+{
+    uint64_t add, copy, zz;
+    lp_status st = lpd_stream_varint(&a->s[0], &add, err);
+    if (!st)
+        st = lpd_stream_varint(&a->s[0], &copy, err);
+    if (!st)
+        st = lpd_stream_varint(&a->s[0], &zz, err);
+    if (st)
+        return st;
+    uint64_t new_left = a->h.new_size - a->new_pos;
+    if (add > new_left || add > a->old_len - a->old_pos)
+        return bad_entry(a, err, "added bytes beyond the result or the base", add);
+    if ((st = do_add(a, add, err)))
+        return st;
+    a->new_pos += add;
+    if (copy > a->h.new_size - a->new_pos)
+        return bad_entry(a, err, "copied bytes beyond the result", copy);
+    if ((st = do_copy(a, copy, err)))
+        return st;
+    a->new_pos += copy;
+    uint64_t mag = (zz >> 1) + (zz & 1);
+    if ((zz & 1) ? mag > a->old_pos : mag > a->old_len - a->old_pos)
+        return bad_entry(a, err, "seek outside the base", zz);
+    a->old_pos = (zz & 1) ? a->old_pos - mag : a->old_pos + mag;
+    return LP_OK;
+}
+
+static lp_status check_base(app *a, const uint8_t *expect, lp_error *err)
+{
+    if (a->old_len != a->h.old_size)
+        return lp_error_set(err, LP_ERR_LENGTH_MISMATCH, "base is %zu bytes; the delta was made "
+                            "from one of %llu bytes", a->old_len,
+                            (unsigned long long)a->h.old_size);
+    if (expect && !lp_mem_equal(expect, a->h.new_sha256, 32))
+        return lp_error_set(err, LP_ERR_HASH_MISMATCH, "delta makes another result than the "
+                            "expected one (SHA-256 differs)");
+    if ((a->h.flags & LP_DELTA_FLAG_EXTRA_PREFIX) && a->h.extra_raw > LPD_PREFIX_EXTRA_MAX)
+        return lp_error_set(err, LP_ERR_TOO_LARGE, "extra stream of %llu bytes with a dictionary "
+                            "exceeds the apply memory bound (%llu)",
+                            (unsigned long long)a->h.extra_raw,
+                            (unsigned long long)LPD_PREFIX_EXTRA_MAX);
+    uint8_t d[LP_HASH_MAX_LEN];
+    lp_status st = lp_hash_buf(LP_HASH_SHA256, a->old, a->old_len, d, err);
+    if (st)
+        return st;
+    if (!lp_mem_equal(d, a->h.old_sha256, 32))
+        return lp_error_set(err, LP_ERR_HASH_MISMATCH, "base is not the file the delta was made "
+                            "from (SHA-256 differs)");
+    return LP_OK;
+}
+
+static lp_status setup(app *a, lpd_read_fn read, void *rctx, lp_error *err)
+{
+    a->x86 = (a->h.flags & LP_DELTA_FLAG_X86) != 0;
+    a->out = malloc(LP_DELTA_BLOCK);
+    for (unsigned i = 0; a->x86 && i < NCACHE; i++) {
+        a->cache[i] = malloc(LP_DELTA_BLOCK);
+        a->cache_blk[i] = UINT64_MAX;
+        if (!a->cache[i])
+            return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    }
+    if (!a->out)
+        return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    lp_status st = lp_hash_new(&a->hash, LP_HASH_SHA256, err);
+    uint64_t off = LP_DELTA_HEADER_SIZE;
+    int prefix = (a->h.flags & LP_DELTA_FLAG_EXTRA_PREFIX) && a->old_len > 0;
+    if (!st)
+        st = lpd_stream_open(&a->s[0], "control", read, rctx, off, a->h.control_len,
+                             a->h.control_raw, LPD_WINDOW_LOG, NULL, 0, err);
+    off += a->h.control_len;
+    if (!st)
+        st = lpd_stream_open(&a->s[1], "diff", read, rctx, off, a->h.diff_len, a->h.diff_raw,
+                             LPD_WINDOW_LOG, NULL, 0, err);
+    off += a->h.diff_len;
+    if (!st)
+        st = lpd_stream_open(&a->s[2], "extra", read, rctx, off, a->h.extra_len,
+                             a->h.extra_raw, prefix ? LPD_PREFIX_WINDOW_LOG_MAX : LPD_WINDOW_LOG,
+                             prefix ? a->old : NULL, a->old_len, err);
+    return st;
+}
+
+static lp_status run(app *a, lp_error *err)
+{
+    lp_status st = LP_OK;
+    while (!st && a->new_pos < a->h.new_size)
+        st = entry(a, err);
+    if (!st && (a->zeros || a->lits))
+        st = lp_error_set(err, LP_ERR_MALFORMED, "diff stream: holds runs the control stream "
+                          "does not use");
+    for (int i = 0; i < 3 && !st; i++)
+        st = lpd_stream_finish(&a->s[i], err);
+    if (!st)
+        st = flush(a, err);
+    uint8_t d[LP_HASH_MAX_LEN];
+    if (!st)
+        st = lp_hash_final(a->hash, d, err);
+    if (!st && !lp_mem_equal(d, a->h.new_sha256, 32))
+        st = lp_error_set(err, LP_ERR_HASH_MISMATCH, "result's SHA-256 differs from the one the "
+                          "delta names (corrupted delta)");
+    return st;
+}
+
+lp_status lpd_apply(const uint8_t *old, size_t old_len, lpd_read_fn read, void *rctx,
+                    uint64_t delta_len, const uint8_t *expect_new_sha256, lp_delta_write_fn write,
+                    void *wctx, lp_error *err)
+{
+    if ((!old && old_len) || !write)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "delta apply: NULL base or writer");
+    app a = {.old = old, .old_len = old_len, .write = write, .wctx = wctx};
+    uint8_t hdr[LP_DELTA_HEADER_SIZE];
+    size_t hn = delta_len < sizeof hdr ? (size_t)delta_len : sizeof hdr;
+    lp_status st = read(rctx, 0, hdr, hn, err);
+    if (!st)
+        st = lp_delta_read_header(hdr, hn, delta_len, &a.h, err);
+    if (!st)
+        st = check_base(&a, expect_new_sha256, err);
+    if (!st)
+        st = setup(&a, read, rctx, err);
+    if (!st)
+        st = run(&a, err);
+    for (int i = 0; i < 3; i++)
+        lpd_stream_close(&a.s[i]);
+    for (unsigned i = 0; i < NCACHE; i++)
+        free(a.cache[i]);
+    free(a.out);
+    lp_hash_free(a.hash);
+    return st;
+}

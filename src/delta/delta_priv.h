@@ -1,0 +1,70 @@
+/*
+ * delta_priv.h — internals of the delta engine shared by the files of src/delta.
+ *
+ * The engine is split by noun: format.c (the header), transform.c (the
+ * x86-64 branch transform), match.c (suffix-array matching into control
+ * entries), encode.c (streams and compression: lp_delta_make), stream.c
+ * (bounded reading of one compressed stream), decode.c (the streaming
+ * apply), file.c (the file-level make and apply).
+ */
+#ifndef LP_DELTA_PRIV_H
+#define LP_DELTA_PRIV_H
+
+#include "livepush/delta.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Stream decoding bounds (see decode.c): a control or diff stream, and an
+ * extra stream without dictionary, may use a window of at most 8 MiB; an extra
+ * stream with the base as dictionary decodes into a buffer of its own size,
+ * so its raw size must be at most 16 MiB. */
+#define LPD_WINDOW_LOG 23
+#define LPD_PREFIX_EXTRA_MAX ((uint64_t)16 << 20)
+#define LPD_PREFIX_WINDOW_LOG_MAX 31
+
+/* Serialises h into out[0..LP_DELTA_HEADER_SIZE), check value included. */
+void lpd_header_encode(const lp_delta_header *h, uint8_t *out);
+
+/* x86-64 branch transform over buf, which holds the file's bytes from
+ * file offset `base` (a multiple of LP_DELTA_BLOCK); each LP_DELTA_BLOCK of
+ * the file is transformed on its own, so any block can be (un)done alone. */
+void lpd_x86_encode(uint8_t *buf, size_t len, uint64_t base);
+void lpd_x86_decode(uint8_t *buf, size_t len, uint64_t base);
+/* 1 if the bytes start like an x86-64 ELF, PE or Mach-O file. */
+int lpd_x86_detect(const uint8_t *p, size_t len);
+
+/* One control entry: `add` bytes of base + diff, then `copy` bytes of extra,
+ * then the base position moves by `seek`. */
+typedef struct lpd_ctrl {
+    uint64_t add;
+    uint64_t copy;
+    int64_t seek;
+} lpd_ctrl;
+
+typedef struct lpd_ctrl_list {
+    lpd_ctrl *v;
+    size_t n, cap;
+} lpd_ctrl_list;
+
+/* Matches nw against old (both already transformed) and appends the control
+ * entries to *out; t_sort/t_match get the time of each phase.  Inputs are at
+ * most LP_DELTA_MAX_SIZE.  LP_ERR_NOMEM. */
+lp_status lpd_match(const uint8_t *old, size_t old_len, const uint8_t *nw, size_t new_len,
+                    lpd_ctrl_list *out, double *t_sort, double *t_match, lp_error *err);
+
+/* LEB128 unsigned varint: writes at most 10 bytes, returns the count. */
+size_t lpd_put_varint(uint8_t *out, uint64_t v);
+
+/* Monotonic clock in seconds. */
+double lpd_now(void);
+
+/* Reads `n` bytes at `off` of the delta into buf. */
+typedef lp_status (*lpd_read_fn)(void *ctx, uint64_t off, void *buf, size_t n, lp_error *err);
+
+/* The streaming apply over any source of delta bytes (decode.c). */
+lp_status lpd_apply(const uint8_t *old, size_t old_len, lpd_read_fn read, void *rctx,
+                    uint64_t delta_len, const uint8_t *expect_new_sha256, lp_delta_write_fn write,
+                    void *wctx, lp_error *err);
+
+#endif

@@ -1,0 +1,299 @@
+/*
+ * encode.c — lp_delta_make: hashes, transform, matching, streams, header.
+ *
+ * The control entries from match.c become three streams:
+ *   control  per entry three LEB128 varints: add, copy, zigzag(seek)
+ *   diff     for each added byte, new - base (mod 256), mostly zeros, in
+ *            run-length records (zero run, literal run, literal bytes):
+ *            smaller once compressed, and faster to compress and decode
+ *   extra    the bytes copied verbatim into the result
+ * Each stream is one zstd frame at the chosen level with its window capped
+ * at 2^LPD_WINDOW_LOG so that decoding memory stays bounded.  The extra
+ * stream is also compressed with the (untransformed) base as a dictionary,
+ * which finds text that moved far or was rearranged in pieces too short for
+ * the matcher; when that is smaller, and the stream is at most
+ * LPD_PREFIX_EXTRA_MAX bytes (its decoding buffer), it is kept and the
+ * header says so with LP_DELTA_FLAG_EXTRA_PREFIX.
+ */
+#include "delta/delta_priv.h"
+#include "livepush/hash.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+typedef struct {
+    uint8_t *p;
+    size_t n;
+} blob;
+
+static lp_status compress(const uint8_t *src, size_t n, int level, const uint8_t *prefix,
+                          size_t prefix_len, blob *out, lp_error *err)
+{
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    size_t cap = ZSTD_compressBound(n);
+    out->p = malloc(cap ? cap : 1);
+    if (!cc || !out->p) {
+        ZSTD_freeCCtx(cc);
+        free(out->p);
+        out->p = NULL;
+        return lp_error_set(err, LP_ERR_NOMEM, "out of memory compressing %zu bytes", n);
+    }
+    int wlog = LPD_WINDOW_LOG;
+    if (prefix) {
+        wlog = 10;
+        while (wlog < LPD_PREFIX_WINDOW_LOG_MAX && ((uint64_t)1 << wlog) < prefix_len + n)
+            wlog++;
+    }
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, level);
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, wlog);
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 0);
+    if (prefix)
+        ZSTD_CCtx_refPrefix(cc, prefix, prefix_len);
+    size_t r = ZSTD_compress2(cc, out->p, cap, src, n);
+    ZSTD_freeCCtx(cc);
+    if (ZSTD_isError(r)) {
+        free(out->p);
+        out->p = NULL;
+        return lp_error_set(err, LP_ERR_NOMEM, "zstd: %s", ZSTD_getErrorName(r));
+    }
+    out->n = r;
+    return LP_OK;
+}
+
+static uint64_t zigzag(int64_t v)
+{
+    return v < 0 ? ((uint64_t)(-(v + 1)) << 1) | 1 : (uint64_t)v << 1;
+}
+
+/* Run-length form of the diff bytes: records of varint(zero bytes),
+ * varint(literal bytes), the literal bytes.  A literal run absorbs zero runs
+ * shorter than 3 bytes (cheaper inline than as a record).  Returns the size
+ * written to out (at most n + n / 2 + 20). */
+static size_t rle(const uint8_t *d, size_t n, uint8_t *out)
+{
+    size_t o = 0, i = 0;
+    while (i < n) {
+        size_t z = i;
+        while (z < n && d[z] == 0)
+            z++;
+        size_t e = z;
+        while (e < n) {
+            if (d[e] != 0) {
+                e++;
+                continue;
+            }
+            size_t r = e;
+            while (r < n && d[r] == 0 && r - e < 3)
+                r++;
+            if (r - e >= 3 || r == n)
+                break;
+            e = r;
+        }
+        o += lpd_put_varint(out + o, z - i);
+        o += lpd_put_varint(out + o, e - z);
+        memcpy(out + o, d + z, e - z);
+        o += e - z;
+        i = e;
+    }
+    return o;
+}
+
+/* Builds the raw streams from the entries. */
+static lp_status build_streams(const uint8_t *old, const uint8_t *nw, const lpd_ctrl_list *l,
+                               blob *ctl, blob *dif, blob *ext, lp_delta_stats *s, lp_error *err)
+{
+    size_t total_add = 0, total_copy = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        total_add += l->v[i].add;
+        total_copy += l->v[i].copy;
+    }
+    ctl->p = malloc(l->n * 30 + 1);
+    uint8_t *d = malloc(total_add + 1);
+    dif->p = malloc(total_add + total_add / 2 + 32);
+    ext->p = malloc(total_copy + 1);
+    if (!d || !ctl->p || !dif->p || !ext->p) {
+        free(d);
+        return lp_error_set(err, LP_ERR_NOMEM, "out of memory for the delta streams");
+    }
+    size_t op = 0, np = 0, dn = 0;
+    ctl->n = dif->n = ext->n = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        const lpd_ctrl *c = &l->v[i];
+        for (uint64_t k = 0; k < c->add; k++) {
+            d[dn] = (uint8_t)(nw[np + k] - old[op + k]);
+            s->matched_equal += d[dn++] == 0;
+        }
+        np += c->add;
+        op += c->add;
+        memcpy(ext->p + ext->n, nw + np, c->copy);
+        ext->n += c->copy;
+        np += c->copy;
+        op = (size_t)((int64_t)op + c->seek);
+        ctl->n += lpd_put_varint(ctl->p + ctl->n, c->add);
+        ctl->n += lpd_put_varint(ctl->p + ctl->n, c->copy);
+        ctl->n += lpd_put_varint(ctl->p + ctl->n, zigzag(c->seek));
+    }
+    dif->n = rle(d, dn, dif->p);
+    free(d);
+    s->matched = total_add;
+    s->literal = total_copy;
+    s->entries = l->n;
+    return LP_OK;
+}
+
+/* Compresses the three streams; picks the better coding of the extra one. */
+static lp_status compress_all(const blob raw[3], const uint8_t *old, size_t old_len, int level,
+                              blob z[3], uint32_t *flags, lp_error *err)
+{
+    lp_status st = LP_OK;
+    for (int i = 0; i < 3 && !st; i++)
+        st = compress(raw[i].p, raw[i].n, level, NULL, 0, &z[i], err);
+    if (st || old_len == 0 || raw[2].n == 0 || raw[2].n > LPD_PREFIX_EXTRA_MAX)
+        return st;
+    blob alt = {0};
+    st = compress(raw[2].p, raw[2].n, level, old, old_len, &alt, err);
+    if (st)
+        return st;
+    if (alt.n < z[2].n) {
+        free(z[2].p);
+        z[2] = alt;
+        *flags |= LP_DELTA_FLAG_EXTRA_PREFIX;
+    } else {
+        free(alt.p);
+    }
+    return LP_OK;
+}
+
+static lp_status assemble(lp_delta_header *h, const blob z[3], uint8_t **delta, size_t *len,
+                          lp_error *err)
+{
+    h->control_len = z[0].n;
+    h->diff_len = z[1].n;
+    h->extra_len = z[2].n;
+    size_t n = LP_DELTA_HEADER_SIZE + z[0].n + z[1].n + z[2].n;
+    uint8_t *p = malloc(n);
+    if (!p)
+        return lp_error_set(err, LP_ERR_NOMEM, "out of memory for a delta of %zu bytes", n);
+    lpd_header_encode(h, p);
+    size_t at = LP_DELTA_HEADER_SIZE;
+    for (int i = 0; i < 3; i++) {
+        memcpy(p + at, z[i].p, z[i].n);
+        at += z[i].n;
+    }
+    *delta = p;
+    *len = n;
+    return LP_OK;
+}
+
+typedef struct {
+    const uint8_t *old, *nw;
+    uint8_t *old_t, *new_t; /* transformed copies, or NULL */
+    lpd_ctrl_list ctrl;
+    blob raw[3], z[3];
+} work;
+
+static void work_free(work *w)
+{
+    free(w->old_t);
+    free(w->new_t);
+    free(w->ctrl.v);
+    for (int i = 0; i < 3; i++) {
+        free(w->raw[i].p);
+        free(w->z[i].p);
+    }
+}
+
+static lp_status transform(work *w, size_t old_len, size_t new_len, lp_error *err)
+{
+    w->old_t = malloc(old_len + 1);
+    w->new_t = malloc(new_len + 1);
+    if (!w->old_t || !w->new_t)
+        return lp_error_set(err, LP_ERR_NOMEM, "out of memory for the transformed inputs");
+    memcpy(w->old_t, w->old, old_len);
+    memcpy(w->new_t, w->nw, new_len);
+    lpd_x86_encode(w->old_t, old_len, 0);
+    lpd_x86_encode(w->new_t, new_len, 0);
+    return LP_OK;
+}
+
+static lp_status check_args(const uint8_t *old, size_t old_len, const uint8_t *nw,
+                            size_t new_len, int level, lp_error *err)
+{
+    if ((!old && old_len) || (!nw && new_len))
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "delta: NULL input buffer");
+    if (level < 1 || level > 22)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "delta: level %d is not in 1..22", level);
+    if (old_len > LP_DELTA_MAX_SIZE || new_len > LP_DELTA_MAX_SIZE)
+        return lp_error_set(err, LP_ERR_TOO_LARGE, "delta: %s file of %zu bytes exceeds the "
+                            "limit of %llu", old_len > LP_DELTA_MAX_SIZE ? "old" : "new",
+                            old_len > LP_DELTA_MAX_SIZE ? old_len : new_len,
+                            (unsigned long long)LP_DELTA_MAX_SIZE);
+    return LP_OK;
+}
+
+static lp_status make(work *w, size_t old_len, size_t new_len, const lp_delta_options *opt,
+                      lp_delta_header *h, lp_delta_stats *s, lp_error *err)
+{
+    int level = opt && opt->level ? opt->level : 19;
+    lp_status st = check_args(w->old, old_len, w->nw, new_len, level, err);
+    double t = lpd_now();
+    uint8_t d[2][LP_HASH_MAX_LEN];
+    if (!st)
+        st = lp_hash_buf(LP_HASH_SHA256, w->old, old_len, d[0], err);
+    if (!st)
+        st = lp_hash_buf(LP_HASH_SHA256, w->nw, new_len, d[1], err);
+    memcpy(h->old_sha256, d[0], 32);
+    memcpy(h->new_sha256, d[1], 32);
+    s->t_hash = lpd_now() - t;
+    if (st)
+        return st;
+    lp_delta_x86 x = opt ? opt->x86 : LP_DELTA_X86_AUTO;
+    s->x86 = x == LP_DELTA_X86_ON || (x == LP_DELTA_X86_AUTO && lpd_x86_detect(w->old, old_len) &&
+                                      lpd_x86_detect(w->nw, new_len));
+    t = lpd_now();
+    if (s->x86 && (st = transform(w, old_len, new_len, err)))
+        return st;
+    s->t_transform = lpd_now() - t;
+    const uint8_t *o = s->x86 ? w->old_t : w->old, *n = s->x86 ? w->new_t : w->nw;
+    st = lpd_match(o, old_len, n, new_len, &w->ctrl, &s->t_sort, &s->t_match, err);
+    if (!st)
+        st = build_streams(o, n, &w->ctrl, &w->raw[0], &w->raw[1], &w->raw[2], s, err);
+    t = lpd_now();
+    h->flags = s->x86 ? LP_DELTA_FLAG_X86 : 0;
+    if (!st)
+        st = compress_all(w->raw, w->old, old_len, level, w->z, &h->flags, err);
+    s->t_compress = lpd_now() - t;
+    h->control_raw = w->raw[0].n;
+    h->diff_raw = w->raw[1].n;
+    h->extra_raw = w->raw[2].n;
+    return st;
+}
+
+lp_status lp_delta_make(const uint8_t *old, size_t old_len, const uint8_t *new_, size_t new_len,
+                        const lp_delta_options *opt, uint8_t **delta, size_t *delta_len,
+                        lp_delta_stats *stats, lp_error *err)
+{
+    *delta = NULL;
+    *delta_len = 0;
+    double t0 = lpd_now();
+    work w = {.old = old, .nw = new_};
+    lp_delta_stats s = {0};
+    lp_delta_header h = {.version = LP_DELTA_VERSION, .old_size = old_len, .new_size = new_len};
+    lp_status st = make(&w, old_len, new_len, opt, &h, &s, err);
+    if (!st)
+        st = assemble(&h, w.z, delta, delta_len, err);
+    work_free(&w);
+    if (st)
+        return st;
+    s.old_size = old_len;
+    s.new_size = new_len;
+    s.delta_size = *delta_len;
+    s.control_len = h.control_len;
+    s.diff_len = h.diff_len;
+    s.extra_len = h.extra_len;
+    s.t_total = lpd_now() - t0;
+    if (stats)
+        *stats = s;
+    return LP_OK;
+}

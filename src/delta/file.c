@@ -1,0 +1,248 @@
+/*
+ * file.c — the delta entries over memory, descriptors and paths.
+ *
+ * Files are mapped read-only (PROT_READ, MAP_PRIVATE): the base is read in
+ * place, never copied, so applying costs no memory for it beyond the page
+ * cache.  A delta file is read with pread(2) through the stream buffers.
+ * The result of lp_delta_apply_file is written to a temporary file next to
+ * the output (src/core/file.h) and renamed over it only once its digest is
+ * verified; the made delta is written with lp_file_write_atomic.
+ */
+#include "core/file.h"
+#include "delta/delta_priv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct {
+    int fd;
+    const uint8_t *p;
+    size_t len;
+} mapping;
+
+static lp_status map_file(const char *path, mapping *m, lp_error *err)
+{
+    m->p = NULL;
+    m->len = 0;
+    m->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (m->fd < 0)
+        return lp_error_set(err, errno == ENOENT ? LP_ERR_NOT_FOUND : LP_ERR_IO, "open %s: %s",
+                            path, strerror(errno));
+    struct stat sb;
+    if (fstat(m->fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return lp_error_set(err, LP_ERR_IO, "%s: not a readable regular file", path);
+    if ((uint64_t)sb.st_size > LP_DELTA_MAX_SIZE)
+        return lp_error_set(err, LP_ERR_TOO_LARGE, "%s: %lld bytes exceeds the delta limit of "
+                            "%llu", path, (long long)sb.st_size,
+                            (unsigned long long)LP_DELTA_MAX_SIZE);
+    m->len = (size_t)sb.st_size;
+    if (m->len == 0)
+        return LP_OK;
+    void *p = mmap(NULL, m->len, PROT_READ, MAP_PRIVATE, m->fd, 0);
+    if (p == MAP_FAILED)
+        return lp_error_set(err, LP_ERR_IO, "mmap %s: %s", path, strerror(errno));
+    m->p = p;
+    return LP_OK;
+}
+
+static void unmap_file(mapping *m)
+{
+    if (m->p)
+        munmap((void *)m->p, m->len);
+    if (m->fd >= 0)
+        close(m->fd);
+    m->fd = -1;
+    m->p = NULL;
+}
+
+lp_status lp_delta_make_file(const char *old_path, const char *new_path, const char *delta_path,
+                             const lp_delta_options *opt, lp_delta_stats *stats, lp_error *err)
+{
+    mapping o = {.fd = -1}, n = {.fd = -1};
+    uint8_t *d = NULL;
+    size_t dn = 0;
+    lp_status st = map_file(old_path, &o, err);
+    if (!st)
+        st = map_file(new_path, &n, err);
+    if (!st)
+        st = lp_delta_make(o.p, o.len, n.p, n.len, opt, &d, &dn, stats, err);
+    if (!st)
+        st = lp_file_write_atomic(delta_path, d, dn, 0644, err);
+    free(d);
+    unmap_file(&o);
+    unmap_file(&n);
+    return st;
+}
+
+/* ---- sources of delta bytes ---- */
+
+typedef struct {
+    const uint8_t *p;
+    uint64_t len;
+} mem_src;
+
+static lp_status mem_read(void *ctx, uint64_t off, void *buf, size_t n, lp_error *err)
+{
+    const mem_src *m = ctx;
+    if (off > m->len || n > m->len - off)
+        return lp_error_set(err, LP_ERR_MALFORMED, "read past the end of the delta");
+    memcpy(buf, m->p + off, n);
+    return LP_OK;
+}
+
+static lp_status fd_read(void *ctx, uint64_t off, void *buf, size_t n, lp_error *err)
+{
+    int fd = *(const int *)ctx;
+    uint8_t *b = buf;
+    while (n > 0) {
+        ssize_t r = pread(fd, b, n, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return lp_error_set(err, LP_ERR_IO, "reading the delta: %s", strerror(errno));
+        if (r == 0)
+            return lp_error_set(err, LP_ERR_MALFORMED, "delta file shrank while read");
+        b += r;
+        off += (uint64_t)r;
+        n -= (size_t)r;
+    }
+    return LP_OK;
+}
+
+lp_status lp_delta_apply_mem(const uint8_t *old, size_t old_len, const uint8_t *delta,
+                             size_t delta_len, const uint8_t *expect_new_sha256,
+                             lp_delta_write_fn write, void *ctx, lp_error *err)
+{
+    if (!delta && delta_len)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "delta apply: NULL delta");
+    mem_src m = {delta, delta_len};
+    return lpd_apply(old, old_len, mem_read, &m, delta_len, expect_new_sha256, write, ctx, err);
+}
+
+lp_status lp_delta_apply_fd(const uint8_t *old, size_t old_len, int delta_fd,
+                            const uint8_t *expect_new_sha256, lp_delta_write_fn write, void *ctx,
+                            lp_error *err)
+{
+    struct stat sb;
+    if (fstat(delta_fd, &sb) != 0)
+        return lp_error_set(err, LP_ERR_IO, "delta: fstat: %s", strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return lp_error_set(err, LP_ERR_IO, "delta: not a regular file");
+    return lpd_apply(old, old_len, fd_read, &delta_fd, (uint64_t)sb.st_size, expect_new_sha256,
+                     write, ctx, err);
+}
+
+lp_status lp_delta_read_header_file(const char *path, lp_delta_header *h, lp_error *err)
+{
+    memset(h, 0, sizeof *h);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return lp_error_set(err, errno == ENOENT ? LP_ERR_NOT_FOUND : LP_ERR_IO, "open %s: %s",
+                            path, strerror(errno));
+    struct stat sb;
+    uint8_t hdr[LP_DELTA_HEADER_SIZE];
+    lp_status st = LP_OK;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+        st = lp_error_set(err, LP_ERR_IO, "%s: not a readable regular file", path);
+    size_t n = !st && (uint64_t)sb.st_size < sizeof hdr ? (size_t)sb.st_size : sizeof hdr;
+    if (!st)
+        st = fd_read(&fd, 0, hdr, n, err);
+    if (!st)
+        st = lp_delta_read_header(hdr, n, (uint64_t)sb.st_size, h, err);
+    close(fd);
+    return st ? lp_error_prefix(err, st, "%s", path) : LP_OK;
+}
+
+/* ---- writers ---- */
+
+static lp_status fd_write(void *ctx, const uint8_t *data, size_t len, lp_error *err)
+{
+    int fd = *(const int *)ctx;
+    while (len > 0) {
+        ssize_t w = write(fd, data, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return lp_error_set(err, LP_ERR_IO, "writing the result: %s", strerror(errno));
+        data += w;
+        len -= (size_t)w;
+    }
+    return LP_OK;
+}
+
+lp_status lp_delta_apply_file(const char *old_path, const char *delta_path, const char *out_path,
+                              const uint8_t *expect_new_sha256, lp_error *err)
+{
+    mapping o = {.fd = -1};
+    char tmp[4096];
+    int dfd = -1, ofd = -1;
+    lp_status st = map_file(old_path, &o, err);
+    if (!st && (dfd = open(delta_path, O_RDONLY | O_CLOEXEC)) < 0)
+        st = lp_error_set(err, errno == ENOENT ? LP_ERR_NOT_FOUND : LP_ERR_IO, "open %s: %s",
+                          delta_path, strerror(errno));
+    if (!st && strlen(out_path) + 16 > sizeof tmp)
+        st = lp_error_set(err, LP_ERR_INVALID_ARG, "output path too long");
+    if (!st)
+        st = lp_file_open_tmp(out_path, 0644, tmp, sizeof tmp, &ofd, err);
+    if (!st) {
+        st = lp_delta_apply_fd(o.p, o.len, dfd, expect_new_sha256, fd_write, &ofd, err);
+        if (st) {
+            close(ofd);
+            unlink(tmp);
+            lp_error_prefix(err, st, "%s", delta_path);
+        } else {
+            st = lp_file_commit_tmp(ofd, tmp, out_path, err);
+        }
+    }
+    if (dfd >= 0)
+        close(dfd);
+    unmap_file(&o);
+    return st;
+}
+
+typedef struct {
+    uint8_t *p;
+    size_t len, cap;
+} out_buf;
+
+static lp_status buf_write(void *ctx, const uint8_t *data, size_t len, lp_error *err)
+{
+    out_buf *b = ctx;
+    if (len > b->cap - b->len)
+        return lp_error_set(err, LP_ERR_MALFORMED, "result longer than its header says");
+    memcpy(b->p + b->len, data, len);
+    b->len += len;
+    return LP_OK;
+}
+
+lp_status lp_delta_apply_buf(const uint8_t *old, size_t old_len, const uint8_t *delta,
+                             size_t delta_len, size_t max_out, uint8_t **out, size_t *out_len,
+                             lp_error *err)
+{
+    *out = NULL;
+    *out_len = 0;
+    lp_delta_header h;
+    lp_status st = lp_delta_read_header(delta, delta_len, delta_len, &h, err);
+    if (st)
+        return st;
+    if (h.new_size > max_out)
+        return lp_error_set(err, LP_ERR_TOO_LARGE, "delta result of %llu bytes exceeds the "
+                            "limit of %zu", (unsigned long long)h.new_size, max_out);
+    out_buf b = {malloc((size_t)h.new_size + 1), 0, (size_t)h.new_size};
+    if (!b.p)
+        return lp_error_set(err, LP_ERR_NOMEM, "out of memory for a result of %llu bytes",
+                            (unsigned long long)h.new_size);
+    st = lp_delta_apply_mem(old, old_len, delta, delta_len, NULL, buf_write, &b, err);
+    if (st) {
+        free(b.p);
+        return st;
+    }
+    *out = b.p;
+    *out_len = b.len;
+    return LP_OK;
+}

@@ -1,0 +1,165 @@
+/*
+ * format.c — the delta header: encoding, and checked decoding.
+ *
+ * Layout (all integers little-endian; docs/delta.md has the table):
+ *     0   8  magic "LPDELTA\n"
+ *     8   4  version (1)
+ *    12   4  flags (LP_DELTA_FLAG_*; unknown bits are refused)
+ *    16   8  base size             24   8  result size
+ *    32  32  base SHA-256          64  32  result SHA-256
+ *    96   8  control, 104 diff, 112 extra: compressed stream lengths
+ *   120   8  control, 128 diff, 136 extra: decompressed stream lengths
+ *   144   8  check: the first 8 bytes of SHA-256 of bytes 0..143
+ * The streams follow in that order and end exactly at the end of the delta.
+ * Decoding checks, in this order: magic, version, check value, flags, sizes
+ * against LP_DELTA_MAX_SIZE, that diff + extra make the result, that the
+ * stream lengths add up to the delta's length without overflow.
+ */
+#include "delta/delta_priv.h"
+#include "livepush/hash.h"
+
+#include <string.h>
+#include <time.h>
+
+static const uint8_t magic[8] = {'L', 'P', 'D', 'E', 'L', 'T', 'A', '\n'};
+#define CHECK_OFF 144u
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void check_value(const uint8_t *hdr, uint8_t out[8])
+{
+    uint8_t d[LP_HASH_MAX_LEN];
+    if (lp_hash_buf(LP_HASH_SHA256, hdr, CHECK_OFF, d, NULL) != LP_OK)
+        memset(d, 0, sizeof d); /* cannot happen short of OpenSSL failing: the
+                                   header then fails its check, loudly */
+    memcpy(out, d, 8);
+}
+
+void lpd_header_encode(const lp_delta_header *h, uint8_t *out)
+{
+    memset(out, 0, LP_DELTA_HEADER_SIZE);
+    memcpy(out, magic, 8);
+    put32(out + 8, h->version);
+    put32(out + 12, h->flags);
+    put64(out + 16, h->old_size);
+    put64(out + 24, h->new_size);
+    memcpy(out + 32, h->old_sha256, 32);
+    memcpy(out + 64, h->new_sha256, 32);
+    put64(out + 96, h->control_len);
+    put64(out + 104, h->diff_len);
+    put64(out + 112, h->extra_len);
+    put64(out + 120, h->control_raw);
+    put64(out + 128, h->diff_raw);
+    put64(out + 136, h->extra_raw);
+    check_value(out, out + CHECK_OFF);
+}
+
+static lp_status check_fields(const lp_delta_header *h, uint64_t total, lp_error *err)
+{
+    const uint32_t known = LP_DELTA_FLAG_X86 | LP_DELTA_FLAG_EXTRA_PREFIX;
+    if (h->flags & ~known)
+        return lp_error_set(err, LP_ERR_UNSUPPORTED, "delta header: unknown flags 0x%x",
+                            h->flags & ~known);
+    if (h->old_size > LP_DELTA_MAX_SIZE || h->new_size > LP_DELTA_MAX_SIZE)
+        return lp_error_set(err, LP_ERR_TOO_LARGE,
+                            "delta header: base of %llu or result of %llu bytes exceeds the "
+                            "limit of %llu", (unsigned long long)h->old_size,
+                            (unsigned long long)h->new_size,
+                            (unsigned long long)LP_DELTA_MAX_SIZE);
+    /* Run-length records take at most 1.5 bytes per diff byte, plus 20. */
+    if (h->extra_raw > h->new_size || h->diff_raw > h->new_size + h->new_size / 2 + 20)
+        return lp_error_set(err, LP_ERR_MALFORMED,
+                            "delta header: diff (%llu) or extra (%llu) stream too large for a "
+                            "result of %llu bytes", (unsigned long long)h->diff_raw,
+                            (unsigned long long)h->extra_raw, (unsigned long long)h->new_size);
+    /* Each control entry is at least 3 bytes and moves the result on. */
+    if (h->control_raw > 3 * 10 * (h->new_size + 1))
+        return lp_error_set(err, LP_ERR_MALFORMED, "delta header: control stream of %llu bytes "
+                            "for a result of %llu", (unsigned long long)h->control_raw,
+                            (unsigned long long)h->new_size);
+    uint64_t lim = LP_DELTA_MAX_SIZE * 4; /* far above what streams can take */
+    if (h->control_len > lim || h->diff_len > lim || h->extra_len > lim)
+        return lp_error_set(err, LP_ERR_TOO_LARGE, "delta header: stream lengths too large");
+    uint64_t want = LP_DELTA_HEADER_SIZE + h->control_len + h->diff_len + h->extra_len;
+    if (total && total != want)
+        return lp_error_set(err, LP_ERR_MALFORMED, "delta is %llu bytes but its header says "
+                            "%llu (%s)", (unsigned long long)total, (unsigned long long)want,
+                            total < want ? "truncated" : "trailing bytes");
+    return LP_OK;
+}
+
+lp_status lp_delta_read_header(const uint8_t *data, size_t len, uint64_t total,
+                               lp_delta_header *h, lp_error *err)
+{
+    memset(h, 0, sizeof *h);
+    if (!data || len < LP_DELTA_HEADER_SIZE)
+        return lp_error_set(err, LP_ERR_MALFORMED, "delta of %zu bytes is shorter than its "
+                            "%u-byte header (truncated)", data ? len : 0, LP_DELTA_HEADER_SIZE);
+    if (memcmp(data, magic, 8) != 0)
+        return lp_error_set(err, LP_ERR_MALFORMED, "not a livepush delta (bad magic)");
+    h->version = get32(data + 8);
+    if (h->version != LP_DELTA_VERSION)
+        return lp_error_set(err, LP_ERR_UNSUPPORTED, "delta format version %u (this library "
+                            "reads version %u)", h->version, LP_DELTA_VERSION);
+    uint8_t chk[8];
+    check_value(data, chk);
+    if (memcmp(chk, data + CHECK_OFF, 8) != 0)
+        return lp_error_set(err, LP_ERR_MALFORMED, "delta header is corrupted (check value "
+                            "differs)");
+    h->flags = get32(data + 12);
+    h->old_size = get64(data + 16);
+    h->new_size = get64(data + 24);
+    memcpy(h->old_sha256, data + 32, 32);
+    memcpy(h->new_sha256, data + 64, 32);
+    h->control_len = get64(data + 96);
+    h->diff_len = get64(data + 104);
+    h->extra_len = get64(data + 112);
+    h->control_raw = get64(data + 120);
+    h->diff_raw = get64(data + 128);
+    h->extra_raw = get64(data + 136);
+    lp_status st = check_fields(h, total, err);
+    if (st)
+        memset(h, 0, sizeof *h);
+    return st;
+}
+
+size_t lpd_put_varint(uint8_t *out, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        out[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    out[n++] = (uint8_t)v;
+    return n;
+}
+
+double lpd_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}

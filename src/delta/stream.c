@@ -1,0 +1,166 @@
+/*
+ * stream.c — bounded decoding of one delta stream (see stream.h).
+ *
+ * Memory: one zstd decoding context whose window is limited with
+ * ZSTD_d_windowLogMax (a frame asking for more is refused by zstd before it
+ * allocates), an input buffer of ZSTD_DStreamInSize() and a 64 KiB output
+ * buffer.  The bytes a frame may produce are bounded by the header's raw size,
+ * checked against the frame's own content size before decoding starts.
+ */
+#include "delta/stream.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define OUT_CAP 65536u
+
+static lp_status bad(lpd_stream *s, lp_error *err, const char *what)
+{
+    return lp_error_set(err, LP_ERR_MALFORMED, "%s stream: %s", s->name, what);
+}
+
+static lp_status fill_input(lpd_stream *s, lp_error *err)
+{
+    size_t n = s->end - s->off < s->in_cap ? (size_t)(s->end - s->off) : s->in_cap;
+    lp_status st = s->read(s->rctx, s->off, s->in, n, err);
+    if (st)
+        return lp_error_prefix(err, st, "%s stream", s->name);
+    s->off += n;
+    s->in_pos = 0;
+    s->in_len = n;
+    return LP_OK;
+}
+
+static lp_status check_frame(lpd_stream *s, uint64_t len, uint64_t raw, lp_error *err)
+{
+    if (len == 0)
+        return bad(s, err, "empty (a zstd frame is required)");
+    lp_status st = fill_input(s, err);
+    if (st)
+        return st;
+    unsigned long long fcs = ZSTD_getFrameContentSize(s->in, s->in_len);
+    if (fcs == ZSTD_CONTENTSIZE_ERROR || fcs == ZSTD_CONTENTSIZE_UNKNOWN)
+        return bad(s, err, "not a zstd frame with a declared size");
+    if (fcs != raw)
+        return lp_error_set(err, LP_ERR_MALFORMED, "%s stream: frame holds %llu bytes, the "
+                            "header says %llu", s->name, fcs, (unsigned long long)raw);
+    return LP_OK;
+}
+
+lp_status lpd_stream_open(lpd_stream *s, const char *name, lpd_read_fn read, void *rctx,
+                          uint64_t off, uint64_t len, uint64_t raw, int window_log_max,
+                          const void *prefix, size_t prefix_len, lp_error *err)
+{
+    memset(s, 0, sizeof *s);
+    s->name = name;
+    s->read = read;
+    s->rctx = rctx;
+    s->off = off;
+    s->end = off + len;
+    s->raw_left = raw;
+    s->in_cap = ZSTD_DStreamInSize();
+    s->dctx = ZSTD_createDCtx();
+    s->in = malloc(s->in_cap);
+    s->out = malloc(OUT_CAP);
+    if (!s->dctx || !s->in || !s->out)
+        return lp_error_set(err, LP_ERR_NOMEM, "%s stream: out of memory", name);
+    size_t r = ZSTD_DCtx_setParameter(s->dctx, ZSTD_d_windowLogMax, window_log_max);
+    if (!ZSTD_isError(r) && prefix)
+        r = ZSTD_DCtx_refPrefix(s->dctx, prefix, prefix_len);
+    if (ZSTD_isError(r))
+        return lp_error_set(err, LP_ERR_NOMEM, "%s stream: zstd: %s", name, ZSTD_getErrorName(r));
+    return check_frame(s, len, raw, err);
+}
+
+/* Decodes more output; called only when out is empty. */
+static lp_status refill(lpd_stream *s, lp_error *err)
+{
+    while (s->out_pos == s->out_len) {
+        if (s->done)
+            return bad(s, err, "ends before the data the control stream needs");
+        if (s->in_pos == s->in_len) {
+            if (s->off == s->end)
+                return bad(s, err, "truncated (the frame does not end)");
+            lp_status st = fill_input(s, err);
+            if (st)
+                return st;
+        }
+        ZSTD_inBuffer in = {s->in, s->in_len, s->in_pos};
+        ZSTD_outBuffer out = {s->out, OUT_CAP, 0};
+        size_t r = ZSTD_decompressStream(s->dctx, &out, &in);
+        if (ZSTD_isError(r))
+            return lp_error_set(err, LP_ERR_MALFORMED, "%s stream: corrupted (zstd: %s)",
+                                s->name, ZSTD_getErrorName(r));
+        s->in_pos = in.pos;
+        if (out.pos > s->raw_left)
+            return bad(s, err, "holds more than the header says");
+        s->raw_left -= out.pos;
+        s->out_pos = 0;
+        s->out_len = out.pos;
+        if (r == 0) {
+            if (s->in_pos != s->in_len || s->off != s->end)
+                return bad(s, err, "trailing bytes after its frame");
+            s->done = 1;
+        }
+    }
+    return LP_OK;
+}
+
+lp_status lpd_stream_read(lpd_stream *s, void *dst, size_t n, lp_error *err)
+{
+    uint8_t *d = dst;
+    while (n > 0) {
+        if (s->out_pos == s->out_len) {
+            lp_status st = refill(s, err);
+            if (st)
+                return st;
+        }
+        size_t k = s->out_len - s->out_pos < n ? s->out_len - s->out_pos : n;
+        memcpy(d, s->out + s->out_pos, k);
+        s->out_pos += k;
+        d += k;
+        n -= k;
+    }
+    return LP_OK;
+}
+
+lp_status lpd_stream_varint(lpd_stream *s, uint64_t *v, lp_error *err)
+{
+    *v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        uint8_t b;
+        lp_status st = lpd_stream_read(s, &b, 1, err);
+        if (st)
+            return st;
+        if (shift == 63 && b > 1)
+            return bad(s, err, "number does not fit in 64 bits");
+        *v |= (uint64_t)(b & 0x7F) << shift;
+        if (!(b & 0x80))
+            return LP_OK;
+    }
+    return bad(s, err, "number does not fit in 64 bits");
+}
+
+lp_status lpd_stream_finish(lpd_stream *s, lp_error *err)
+{
+    if (s->out_pos != s->out_len || s->raw_left != 0)
+        return bad(s, err, "holds bytes the control stream does not use");
+    if (!s->done) {
+        /* The frame may still owe its end mark: decode it, expecting nothing. */
+        lp_status st = refill(s, err);
+        if (st == LP_OK)
+            return bad(s, err, "holds bytes the control stream does not use");
+        if (!s->done)
+            return st;
+        lp_error_clear(err);
+    }
+    return LP_OK;
+}
+
+void lpd_stream_close(lpd_stream *s)
+{
+    ZSTD_freeDCtx(s->dctx);
+    free(s->in);
+    free(s->out);
+    memset(s, 0, sizeof *s);
+}

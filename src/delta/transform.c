@@ -1,0 +1,161 @@
+/*
+ * transform.c — the x86-64 branch transform, and when to use it.
+ *
+ * Machine code is full of CALL rel32 (E8) and JMP rel32 (E9) instructions
+ * whose operand is the distance to the target.  When code is inserted, every
+ * call that crosses the insertion changes its operand although the callee did
+ * not change, and a byte-wise delta pays for each one.  Rewriting the operand
+ * as an absolute target (operand + position of the next instruction) makes
+ * all calls to an unmoved function identical again in both files.
+ *
+ * The displacements of common RIP-relative instructions (mov, lea, ALU and
+ * SSE operations on [rip + disp32]), which is how x86-64 code reaches its
+ * data, are rewritten the same way.  Only operands that look like near
+ * targets are rewritten: those whose top 8 bits are all equal (a
+ * distance within +-16 MiB).  The new value is kept in the same set by
+ * working modulo 2^25 and sign-extending bit 24.  Whether or not an operand is
+ * rewritten, the scan resumes after it, so an operand's bytes are never read
+ * as an opcode nor changed by another branch: decoding sees the same opcodes
+ * and the same near/far operands as encoding, and the transform is a
+ * bijection on any bytes, code or not: decode(encode(x)) == x always.
+ *
+ * The file is cut into LP_DELTA_BLOCK blocks transformed independently (an
+ * instruction that would cross a block end is left alone), so apply can undo
+ * or redo any block on its own: bounded memory, random access into the base.
+ */
+#include "delta/delta_priv.h"
+
+static int near(uint32_t v)
+{
+    uint32_t top = v >> 24;
+    return top == 0 || top == 0xFF;
+}
+
+static uint32_t wrap25(uint32_t v)
+{
+    v &= 0x01FFFFFFu;
+    return (v & 0x01000000u) ? (v | 0xFE000000u) : v;
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void wr32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+/* Opcodes (after an optional REX prefix) that take a ModRM operand and no
+ * immediate: with ModRM mod=00 rm=101 their operand is [rip + disp32]. */
+static int modrm_op1(uint8_t op)
+{
+    switch (op) {
+    case 0x01: case 0x03: case 0x09: case 0x0B: case 0x11: case 0x13: case 0x19: case 0x1B:
+    case 0x21: case 0x23: case 0x29: case 0x2B: case 0x31: case 0x33: case 0x39: case 0x3B:
+    case 0x84: case 0x85: case 0x86: case 0x87: case 0x88: case 0x89: case 0x8A: case 0x8B:
+    case 0x8D: case 0xFF: return 1;
+    default: return 0;
+    }
+}
+
+/* The same for two-byte opcodes 0F xx (SSE moves and arithmetic, movzx...). */
+static int modrm_op2(uint8_t op)
+{
+    switch (op) {
+    case 0x10: case 0x11: case 0x28: case 0x29: case 0x2E: case 0x2F: case 0x54: case 0x57:
+    case 0x58: case 0x59: case 0x5C: case 0x5E: case 0x6F: case 0x7F: case 0xAF: case 0xB6:
+    case 0xB7: case 0xBE: case 0xBF: return 1;
+    default: return 0;
+    }
+}
+
+/* Length of a RIP-relative instruction starting at b[0] whose last four bytes
+ * are its displacement, or 0. */
+static size_t riprel(const uint8_t *b, size_t left)
+{
+    size_t i = 0;
+    if (left > 0 && (b[0] == 0x66 || b[0] == 0xF2 || b[0] == 0xF3))
+        i++;
+    if (i < left && (b[i] & 0xF0) == 0x40)
+        i++;
+    if (i + 1 < left && modrm_op1(b[i]))
+        i += 1;
+    else if (i + 2 < left && b[i] == 0x0F && modrm_op2(b[i + 1]))
+        i += 2;
+    else
+        return 0;
+    if ((b[i] & 0xC7) != 0x05 || left - i - 1 < 4)
+        return 0;
+    return i + 5;
+}
+
+/* Length of the rel32 branch (5 for E8/E9) or RIP-relative instruction
+ * starting at b[0], or 0.  (Jcc rel32, 0F 8x, is left alone: measured on
+ * real executables its false positives cost more than it gains.) */
+static size_t branch(const uint8_t *b, size_t left)
+{
+    if (left >= 5 && (b[0] & 0xFE) == 0xE8)
+        return 5;
+    return riprel(b, left);
+}
+
+static void block(uint8_t *b, size_t n, uint64_t pos, int enc)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t len = branch(b + i, n - i);
+        if (len == 0) {
+            i++;
+            continue;
+        }
+        uint8_t *op = b + i + len - 4;
+        uint32_t v = rd32(op);
+        if (near(v)) {
+            uint32_t next = (uint32_t)(pos + i + len);
+            wr32(op, wrap25(enc ? v + next : v - next));
+        }
+        i += len; /* converted or not, the operand is never looked at again */
+    }
+}
+
+static void run(uint8_t *buf, size_t len, uint64_t base, int enc)
+{
+    for (size_t off = 0; off < len; off += LP_DELTA_BLOCK) {
+        size_t n = len - off < LP_DELTA_BLOCK ? len - off : LP_DELTA_BLOCK;
+        block(buf + off, n, base + off, enc);
+    }
+}
+
+void lpd_x86_encode(uint8_t *buf, size_t len, uint64_t base)
+{
+    run(buf, len, base, 1);
+}
+
+void lpd_x86_decode(uint8_t *buf, size_t len, uint64_t base)
+{
+    run(buf, len, base, 0);
+}
+
+int lpd_x86_detect(const uint8_t *p, size_t len)
+{
+    /* ELF, 64-bit, little-endian, e_machine EM_X86_64 (62). */
+    if (len >= 20 && p[0] == 0x7F && p[1] == 'E' && p[2] == 'L' && p[3] == 'F')
+        return p[4] == 2 && p[5] == 1 && p[18] == 62 && p[19] == 0;
+    /* Mach-O 64-bit, CPU_TYPE_X86_64 (0x01000007). */
+    if (len >= 8 && rd32(p) == 0xFEEDFACFu)
+        return rd32(p + 4) == 0x01000007u;
+    /* PE: "MZ", e_lfanew at 0x3C, "PE\0\0", machine AMD64 (0x8664). */
+    if (len >= 0x40 && p[0] == 'M' && p[1] == 'Z') {
+        uint32_t pe = rd32(p + 0x3C);
+        if (pe > len || len - pe < 6)
+            return 0;
+        return p[pe] == 'P' && p[pe + 1] == 'E' && p[pe + 2] == 0 && p[pe + 3] == 0 &&
+               p[pe + 4] == 0x64 && p[pe + 5] == 0x86;
+    }
+    return 0;
+}

@@ -1,0 +1,573 @@
+/*
+ * test_delta.c — the delta engine (include/livepush/delta.h) on real data.
+ *
+ * Round trips: a real text file edited programmatically, the two real
+ * x86-64 executables of this build (livepush-agent to livepush: related code
+ * linked differently, so the branch transform is exercised), real shared
+ * libraries, and the edge cases (empty, one byte, identical).  Refusals:
+ * every truncation of a small delta, a bit flip in every byte, the wrong
+ * base, a result other than the expected one, and hostile deltas built by
+ * hand (huge sizes, overflowing lengths, entries that point outside the base
+ * or the result, streams that lie about their size) — each must fail with a
+ * status and a message, and apply_file must leave no output and no
+ * temporary file behind.
+ */
+#include "core/file.h"
+#include "delta/delta_priv.h"
+#include "livepush/delta.h"
+#include "livepush/hash.h"
+#include "testutil.h"
+
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zstd.h>
+#include <cmocka.h>
+
+static char *tmp;
+
+static int setup(void **state)
+{
+    (void)state;
+    tmp = lp_test_tmpdir("delta");
+    return tmp ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    lp_test_rmtree(tmp);
+    free(tmp);
+    return 0;
+}
+
+/* A real text: the first license text found, else this test's own source. */
+static uint8_t *real_text(size_t *len)
+{
+    const char *cands[] = {"/usr/share/common-licenses/GPL-3", "/usr/share/common-licenses/GPL-2",
+                           "/etc/services"};
+    for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
+        uint8_t *p = lp_test_read_file(cands[i], len);
+        if (p && *len > 10000)
+            return p;
+        free(p);
+    }
+    char *src = lp_test_join(lp_test_getenv_or_skip("LP_SOURCE_DIR"), "tests/unit/test_delta.c");
+    uint8_t *p = lp_test_read_file(src, len);
+    free(src);
+    return p;
+}
+
+/* Edits: every 37th line gets a word replaced, a paragraph is moved, a block
+ * is inserted and one deleted. */
+static uint8_t *edit_text(const uint8_t *in, size_t n, size_t *out_len)
+{
+    uint8_t *out = malloc(n * 2 + 4096);
+    assert_non_null(out);
+    size_t o = 0, line = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (in[i] == '\n' && ++line % 37 == 0) {
+            memcpy(out + o, " [edited]", 9);
+            o += 9;
+        }
+        if (i == n / 3) {
+            static const char ins[] = "\nA whole new paragraph was inserted here, with words.\n";
+            memcpy(out + o, ins, sizeof ins - 1);
+            o += sizeof ins - 1;
+        }
+        if (i >= n / 2 && i < n / 2 + 300)
+            continue; /* deleted */
+        out[o++] = in[i];
+    }
+    memcpy(out + o, in, n / 10); /* the start repeated at the end */
+    o += n / 10;
+    *out_len = o;
+    return out;
+}
+
+static void roundtrip(const uint8_t *old, size_t on, const uint8_t *nw, size_t nn, int level,
+                      lp_delta_stats *stats)
+{
+    lp_error err;
+    uint8_t *d = NULL, *out = NULL;
+    size_t dn = 0, outn = 0;
+    lp_delta_options opt = {.level = level};
+    assert_int_equal(lp_delta_make(old, on, nw, nn, &opt, &d, &dn, stats, &err), LP_OK);
+    assert_true(dn >= LP_DELTA_HEADER_SIZE);
+    lp_delta_header h;
+    assert_int_equal(lp_delta_read_header(d, dn, dn, &h, &err), LP_OK);
+    assert_int_equal(h.old_size, on);
+    assert_int_equal(h.new_size, nn);
+    assert_int_equal(lp_delta_apply_buf(old, on, d, dn, nn, &out, &outn, &err), LP_OK);
+    assert_int_equal(outn, nn);
+    assert_true(nn == 0 || memcmp(out, nw, nn) == 0);
+    free(out);
+    free(d);
+}
+
+static void test_text_roundtrip(void **state)
+{
+    (void)state;
+    size_t n, m;
+    uint8_t *old = real_text(&n);
+    assert_non_null(old);
+    uint8_t *nw = edit_text(old, n, &m);
+    lp_delta_stats s;
+    roundtrip(old, n, nw, m, 19, &s);
+    assert_int_equal(s.x86, 0);
+    assert_true(s.delta_size < m / 10); /* a small edit makes a small delta */
+    assert_true(s.matched > m / 2);
+    roundtrip(nw, m, old, n, 1, &s); /* and backwards */
+    free(old);
+    free(nw);
+}
+
+static void test_executables_roundtrip(void **state)
+{
+    (void)state;
+    size_t n, m;
+    uint8_t *old = lp_test_read_file(lp_test_getenv_or_skip("LP_AGENT_BIN"), &n);
+    uint8_t *nw = lp_test_read_file(lp_test_getenv_or_skip("LP_BIN"), &m);
+    assert_non_null(old);
+    assert_non_null(nw);
+    assert_true(lpd_x86_detect(old, n) && lpd_x86_detect(nw, m));
+    lp_delta_stats s;
+    roundtrip(old, n, nw, m, 3, &s);
+    assert_int_equal(s.x86, 1);
+    assert_true(s.delta_size < m);
+    free(old);
+    free(nw);
+}
+
+static void test_shared_libraries(void **state)
+{
+    (void)state;
+    const char *a = "/usr/lib/x86_64-linux-gnu/libzstd.so.1";
+    const char *b = "/usr/lib/x86_64-linux-gnu/libdivsufsort.so.3";
+    size_t n, m;
+    uint8_t *old = lp_test_read_file(a, &n), *nw = lp_test_read_file(b, &m);
+    if (!old || !nw) {
+        free(old);
+        free(nw);
+        skip();
+    }
+    lp_delta_stats s;
+    roundtrip(old, n, nw, m, 3, &s);
+    /* The same library with a patched and a shifted section. */
+    uint8_t *mod = malloc(n + 4096);
+    assert_non_null(mod);
+    memcpy(mod, old, n / 2);
+    memset(mod + n / 2, 0x90, 4096);
+    memcpy(mod + n / 2 + 4096, old + n / 2, n - n / 2);
+    for (size_t i = 0; i < n; i += 997)
+        mod[i] ^= 0x5A;
+    roundtrip(old, n, mod, n + 4096, 19, &s);
+    assert_true(s.delta_size < n / 4);
+    free(mod);
+    free(old);
+    free(nw);
+}
+
+static void test_edge_sizes(void **state)
+{
+    (void)state;
+    const uint8_t a[] = "a", b[] = "b";
+    lp_delta_stats s;
+    roundtrip(NULL, 0, NULL, 0, 19, &s);
+    roundtrip(a, 1, NULL, 0, 19, &s);
+    roundtrip(NULL, 0, b, 1, 19, &s);
+    roundtrip(a, 1, b, 1, 19, &s);
+    roundtrip(a, 1, a, 1, 19, &s);
+    size_t n;
+    uint8_t *t = real_text(&n);
+    roundtrip(t, n, t, n, 19, &s); /* identical */
+    assert_true(s.delta_size < 400);
+    roundtrip(t, n, NULL, 0, 19, &s);
+    roundtrip(NULL, 0, t, n, 19, &s);
+    roundtrip(t, 1, t, n, 19, &s);
+    free(t);
+}
+
+static void test_transform_bijective(void **state)
+{
+    (void)state;
+    size_t n;
+    uint8_t *bin = lp_test_read_file(lp_test_getenv_or_skip("LP_BIN"), &n);
+    assert_non_null(bin);
+    uint8_t *c = malloc(n);
+    assert_non_null(c);
+    memcpy(c, bin, n);
+    lpd_x86_encode(c, n, 0);
+    assert_memory_not_equal(c, bin, n);
+    lpd_x86_decode(c, n, 0);
+    assert_memory_equal(c, bin, n);
+    /* Dense branch opcodes: every pattern of E8/E9/0F 8x and operands. */
+    uint32_t x = 1;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        c[i] = (x >> 16) % 3 == 0 ? (uint8_t)(0xE8 + ((x >> 20) & 1)) : (uint8_t)(x >> 24);
+    }
+    memcpy(bin, c, n);
+    lpd_x86_encode(c, n, 3 * LP_DELTA_BLOCK);
+    lpd_x86_decode(c, n, 3 * LP_DELTA_BLOCK);
+    assert_memory_equal(c, bin, n);
+    free(c);
+    free(bin);
+}
+
+/* A small real delta for the refusal tests. */
+static void small_pair(uint8_t **old, size_t *on, uint8_t **nw, size_t *nn, uint8_t **d,
+                       size_t *dn)
+{
+    size_t n;
+    uint8_t *t = real_text(&n);
+    *on = n < 3000 ? n : 3000;
+    *old = t;
+    *nw = edit_text(t, *on, nn);
+    lp_error err;
+    assert_int_equal(lp_delta_make(*old, *on, *nw, *nn, NULL, d, dn, NULL, &err), LP_OK);
+}
+
+static lp_status sink(void *ctx, const uint8_t *data, size_t len, lp_error *err)
+{
+    (void)data;
+    (void)err;
+    *(size_t *)ctx += len;
+    return LP_OK;
+}
+
+static lp_status try_apply(const uint8_t *old, size_t on, const uint8_t *d, size_t dn,
+                           lp_error *err)
+{
+    size_t n = 0;
+    lp_error_clear(err);
+    lp_status st = lp_delta_apply_mem(old, on, d, dn, NULL, sink, &n, err);
+    if (st)
+        assert_true(err->msg[0] != '\0');
+    return st;
+}
+
+static void test_truncated_every_length(void **state)
+{
+    (void)state;
+    uint8_t *old, *nw, *d;
+    size_t on, nn, dn;
+    small_pair(&old, &on, &nw, &nn, &d, &dn);
+    lp_error err;
+    for (size_t len = 0; len < dn; len++)
+        assert_int_not_equal(try_apply(old, on, d, len, &err), LP_OK);
+    /* and one byte too many */
+    uint8_t *longer = malloc(dn + 1);
+    memcpy(longer, d, dn);
+    longer[dn] = 0;
+    assert_int_equal(try_apply(old, on, longer, dn + 1, &err), LP_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "trailing"));
+    assert_int_equal(try_apply(old, on, d, dn - 1, &err), LP_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "truncated"));
+    free(longer);
+    free(old);
+    free(nw);
+    free(d);
+}
+
+static void test_bit_flips(void **state)
+{
+    (void)state;
+    uint8_t *old, *nw, *d;
+    size_t on, nn, dn;
+    small_pair(&old, &on, &nw, &nn, &d, &dn);
+    lp_error err;
+    size_t refused = 0;
+    for (size_t i = 0; i < dn; i++) {
+        for (int bit = 0; bit < 8; bit++) {
+            d[i] ^= (uint8_t)(1u << bit);
+            uint8_t *out = NULL;
+            size_t outn = 0;
+            lp_status st = lp_delta_apply_buf(old, on, d, dn, 1 << 20, &out, &outn, &err);
+            if (st == LP_OK) /* a flip that changes nothing may pass, with the exact result */
+                assert_true(outn == nn && memcmp(out, nw, nn) == 0);
+            else
+                refused++, assert_true(err.msg[0] != '\0');
+            free(out);
+            d[i] ^= (uint8_t)(1u << bit);
+        }
+    }
+    assert_true(refused > dn * 8 * 9 / 10);
+    free(old);
+    free(nw);
+    free(d);
+}
+
+static void test_wrong_base_and_result(void **state)
+{
+    (void)state;
+    uint8_t *old, *nw, *d;
+    size_t on, nn, dn;
+    small_pair(&old, &on, &nw, &nn, &d, &dn);
+    lp_error err;
+    old[10] ^= 1;
+    assert_int_equal(try_apply(old, on, d, dn, &err), LP_ERR_HASH_MISMATCH);
+    assert_non_null(strstr(err.msg, "base"));
+    old[10] ^= 1;
+    assert_int_equal(try_apply(old, on - 1, d, dn, &err), LP_ERR_LENGTH_MISMATCH);
+    uint8_t other[32] = {0};
+    size_t n = 0;
+    assert_int_equal(lp_delta_apply_mem(old, on, d, dn, other, sink, &n, &err),
+                     LP_ERR_HASH_MISMATCH);
+    assert_int_equal(n, 0);
+    uint8_t good[LP_HASH_MAX_LEN];
+    assert_int_equal(lp_hash_buf(LP_HASH_SHA256, nw, nn, good, &err), LP_OK);
+    assert_int_equal(lp_delta_apply_mem(old, on, d, dn, good, sink, &n, &err), LP_OK);
+    assert_int_equal(n, nn);
+    free(old);
+    free(nw);
+    free(d);
+}
+
+/* A delta with the given header fields and raw streams, compressed here. */
+static uint8_t *forge(lp_delta_header *h, const uint8_t *s[3], const size_t sn[3], size_t *len)
+{
+    uint8_t *z[3];
+    size_t zn[3], total = LP_DELTA_HEADER_SIZE;
+    for (int i = 0; i < 3; i++) {
+        z[i] = malloc(ZSTD_compressBound(sn[i]));
+        zn[i] = ZSTD_compress(z[i], ZSTD_compressBound(sn[i]), s[i], sn[i], 3);
+        assert_false(ZSTD_isError(zn[i]));
+        total += zn[i];
+    }
+    if (!h->control_len && !h->diff_len && !h->extra_len) {
+        h->control_len = zn[0];
+        h->diff_len = zn[1];
+        h->extra_len = zn[2];
+    }
+    uint8_t *p = malloc(total);
+    lpd_header_encode(h, p);
+    size_t at = LP_DELTA_HEADER_SIZE;
+    for (int i = 0; i < 3; i++) {
+        memcpy(p + at, z[i], zn[i]);
+        at += zn[i];
+        free(z[i]);
+    }
+    *len = total;
+    return p;
+}
+
+static lp_delta_header base_header(const uint8_t *old, size_t on, uint64_t nn)
+{
+    lp_delta_header h = {.version = LP_DELTA_VERSION, .old_size = on, .new_size = nn};
+    uint8_t d[LP_HASH_MAX_LEN];
+    lp_hash_buf(LP_HASH_SHA256, old, on, d, NULL);
+    memcpy(h.old_sha256, d, 32);
+    return h;
+}
+
+static void expect_refused(const uint8_t *old, size_t on, lp_delta_header h, const char *ctl,
+                           size_t ctl_n, size_t diff_n, size_t extra_n, lp_status want,
+                           const char *needle)
+{
+    static uint8_t zeros[4096];
+    /* diff_n zero diff bytes: one run-length record (diff_n < 128) */
+    const uint8_t rle[2] = {(uint8_t)diff_n, 0};
+    const uint8_t *s[3] = {(const uint8_t *)ctl, rle, zeros};
+    const size_t sn[3] = {ctl_n, diff_n ? 2 : 0, extra_n};
+    if (!h.control_raw && !h.diff_raw && !h.extra_raw) {
+        h.control_raw = ctl_n;
+        h.diff_raw = sn[1];
+        h.extra_raw = extra_n;
+    }
+    size_t dn;
+    uint8_t *d = forge(&h, s, sn, &dn);
+    lp_error err;
+    lp_status st = try_apply(old, on, d, dn, &err);
+    if (st != want || !strstr(err.msg, needle))
+        fail_msg("got %d \"%s\", want %d containing \"%s\"", st, err.msg, want, needle);
+    free(d);
+}
+
+static void test_hostile_headers(void **state)
+{
+    (void)state;
+    const uint8_t old[] = "0123456789abcdef0123456789abcdef";
+    size_t on = sizeof old - 1;
+    lp_delta_header h = base_header(old, on, 16);
+    /* add 16 from the base: a valid delta, for reference */
+    expect_refused(old, on, h, "\x10\x00\x00", 3, 16, 0, LP_ERR_HASH_MISMATCH, "result");
+    lp_delta_header x = h;
+    x.version = 2;
+    expect_refused(old, on, x, "\x10\x00\x00", 3, 16, 0, LP_ERR_UNSUPPORTED, "version 2");
+    x = h;
+    x.flags = 0x80;
+    expect_refused(old, on, x, "\x10\x00\x00", 3, 16, 0, LP_ERR_UNSUPPORTED, "flags");
+    x = h;
+    x.new_size = UINT64_MAX;
+    expect_refused(old, on, x, "\x10\x00\x00", 3, 16, 0, LP_ERR_TOO_LARGE, "limit");
+    x = h;
+    x.old_size = LP_DELTA_MAX_SIZE + 1;
+    expect_refused(old, on, x, "\x10\x00\x00", 3, 16, 0, LP_ERR_TOO_LARGE, "limit");
+    x = h;
+    x.control_len = UINT64_MAX - 10; /* sum would overflow */
+    x.diff_len = 20;
+    expect_refused(old, on, x, "\x10\x00\x00", 3, 16, 0, LP_ERR_TOO_LARGE, "stream lengths");
+    x = h;
+    x.control_len = 1000000; /* beyond the data */
+    x.diff_len = 1;
+    x.extra_len = 1;
+    expect_refused(old, on, x, "\x10\x00\x00", 3, 16, 0, LP_ERR_MALFORMED, "truncated");
+    x = h;
+    x.extra_raw = 17; /* more extra bytes than the result has */
+    x.control_raw = 3;
+    x.diff_raw = 2;
+    expect_refused(old, on, x, "\x10\x00\x00", 3, 16, 0, LP_ERR_MALFORMED, "too large");
+    x = h;
+    x.control_raw = 4; /* frame holds 3 */
+    x.diff_raw = 2;
+    expect_refused(old, on, x, "\x10\x00\x00", 3, 16, 0, LP_ERR_MALFORMED, "header says");
+    x = base_header(old, on, 32 << 20);
+    x.flags = LP_DELTA_FLAG_EXTRA_PREFIX;
+    x.control_raw = 3;
+    x.extra_raw = 32 << 20;
+    expect_refused(old, on, x, "\x00\x80\x80\x10\x00", 5, 0, 0, LP_ERR_TOO_LARGE, "memory");
+}
+
+static void test_hostile_entries(void **state)
+{
+    (void)state;
+    const uint8_t old[] = "0123456789abcdef0123456789abcdef";
+    size_t on = sizeof old - 1;
+    lp_delta_header h = base_header(old, on, 40);
+    /* add 40 > base of 32 */
+    expect_refused(old, on, h, "\x28\x00\x00", 3, 40, 0, LP_ERR_MALFORMED, "beyond");
+    /* copy beyond the result */
+    expect_refused(old, on, h, "\x00\x29\x00", 3, 0, 40, LP_ERR_MALFORMED, "beyond the result");
+    /* seek before the start of the base (zigzag 3 = -2) */
+    expect_refused(old, on, h, "\x01\x00\x03\x27\x00\x00", 6, 1, 39, LP_ERR_MALFORMED, "seek");
+    /* seek past the end (zigzag 100 = +50) */
+    expect_refused(old, on, h, "\x01\x00\x64\x27\x00\x00", 6, 1, 39, LP_ERR_MALFORMED, "seek");
+    /* a number longer than 64 bits */
+    expect_refused(old, on, h, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f\x00\x00", 12, 40, 0,
+                   LP_ERR_MALFORMED, "64 bits");
+    /* control stream ends before the result is complete */
+    expect_refused(old, on, h, "\x10\x00\x00", 3, 40, 0, LP_ERR_MALFORMED, "control stream");
+    /* diff stream shorter than the entries need: header says 16+24 */
+    lp_delta_header x = h;
+    x.control_raw = 3;
+    x.diff_raw = 2;
+    x.extra_raw = 24;
+    expect_refused(old, on, x, "\x14\x14\x00", 3, 16, 24, LP_ERR_MALFORMED, "diff stream");
+    /* an empty run record in the diff stream */
+    {
+        lp_delta_header e = base_header(old, on, 16);
+        static const uint8_t ctl[] = {0x10, 0x00, 0x00}, rec[] = {0x00, 0x00};
+        const uint8_t *s3[3] = {ctl, rec, rec};
+        const size_t n3[3] = {3, 2, 0};
+        e.control_raw = 3;
+        e.diff_raw = 2;
+        size_t dn;
+        uint8_t *d = forge(&e, s3, n3, &dn);
+        lp_error err;
+        assert_int_equal(try_apply(old, on, d, dn, &err), LP_ERR_MALFORMED);
+        assert_non_null(strstr(err.msg, "empty run record"));
+        free(d);
+    }
+    /* control bytes left over after the result is complete */
+    expect_refused(old, on, h, "\x00\x28\x00\x00\x01\x00", 6, 0, 40, LP_ERR_MALFORMED,
+                   "does not use");
+}
+
+static int dir_entries(const char *path)
+{
+    DIR *d = opendir(path);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static void test_files(void **state)
+{
+    (void)state;
+    uint8_t *old, *nw, *d;
+    size_t on, nn, dn;
+    small_pair(&old, &on, &nw, &nn, &d, &dn);
+    free(d);
+    char *dir = lp_test_join(tmp, "files");
+    char *po = lp_test_join(dir, "old"), *pn = lp_test_join(dir, "new");
+    char *pd = lp_test_join(dir, "delta"), *pout = lp_test_join(dir, "out");
+    assert_int_equal(lp_test_write_file(po, old, on), 0);
+    assert_int_equal(lp_test_write_file(pn, nw, nn), 0);
+    lp_error err;
+    lp_delta_stats s;
+    assert_int_equal(lp_delta_make_file(po, pn, pd, NULL, &s, &err), LP_OK);
+    lp_delta_header h;
+    assert_int_equal(lp_delta_read_header_file(pd, &h, &err), LP_OK);
+    assert_int_equal(h.new_size, nn);
+    assert_int_equal(lp_delta_apply_file(po, pd, pout, h.new_sha256, &err), LP_OK);
+    size_t outn;
+    uint8_t *out = lp_test_read_file(pout, &outn);
+    assert_true(outn == nn && memcmp(out, nw, nn) == 0);
+    free(out);
+    /* corrupted: the output stays as it was, and no temporary file remains */
+    unlink(pout);
+    size_t n;
+    uint8_t *bytes = lp_test_read_file(pd, &n);
+    bytes[n - 3] ^= 0x40;
+    assert_int_equal(lp_test_write_file(pd, bytes, n), 0);
+    assert_int_not_equal(lp_delta_apply_file(po, pd, pout, NULL, &err), LP_OK);
+    assert_non_null(strstr(err.msg, pd));
+    assert_false(lp_file_exists(pout));
+    assert_int_equal(dir_entries(dir), 3);
+    assert_int_equal(lp_delta_apply_file(po, "/nonexistent/delta", pout, NULL, &err),
+                     LP_ERR_NOT_FOUND);
+    free(bytes);
+    free(dir), free(po), free(pn), free(pd), free(pout);
+    free(old);
+    free(nw);
+}
+
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    lp_error err;
+    uint8_t *d;
+    size_t dn;
+    const uint8_t x[1] = {0};
+    lp_delta_options opt = {.level = 23};
+    assert_int_equal(lp_delta_make(x, 1, x, 1, &opt, &d, &dn, NULL, &err), LP_ERR_INVALID_ARG);
+    /* sizes are checked before any byte is read */
+    assert_int_equal(lp_delta_make(x, (size_t)LP_DELTA_MAX_SIZE + 1, x, 1, NULL, &d, &dn, NULL,
+                                   &err), LP_ERR_TOO_LARGE);
+    assert_null(d);
+    assert_int_equal(try_apply(x, 1, (const uint8_t *)"LPDELTA\n", 8, &err), LP_ERR_MALFORMED);
+    uint8_t junk[LP_DELTA_HEADER_SIZE] = "not a delta at all";
+    assert_int_equal(try_apply(x, 1, junk, sizeof junk, &err), LP_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "magic"));
+    memcpy(junk, "LPDELTA\n\1\0\0\0", 12);
+    assert_int_equal(try_apply(x, 1, junk, sizeof junk, &err), LP_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "corrupted"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_text_roundtrip),
+        cmocka_unit_test(test_executables_roundtrip),
+        cmocka_unit_test(test_shared_libraries),
+        cmocka_unit_test(test_edge_sizes),
+        cmocka_unit_test(test_transform_bijective),
+        cmocka_unit_test(test_truncated_every_length),
+        cmocka_unit_test(test_bit_flips),
+        cmocka_unit_test(test_wrong_base_and_result),
+        cmocka_unit_test(test_hostile_headers),
+        cmocka_unit_test(test_hostile_entries),
+        cmocka_unit_test(test_files),
+        cmocka_unit_test(test_bad_arguments),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
