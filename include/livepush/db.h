@@ -69,7 +69,7 @@ extern "C" {
 #endif
 
 /* Schema version this code writes and understands. */
-#define LP_DB_SCHEMA_VERSION 2
+#define LP_DB_SCHEMA_VERSION 3
 
 /* Bounds on inputs (bytes, without the NUL). */
 #define LP_DB_NAME_MAX 64        /* app and channel names */
@@ -491,6 +491,98 @@ void lp_db_event_free(lp_db_event *ev);
 void lp_db_event_list_free(lp_db_event_list *list);
 void lp_db_device_free(lp_db_device *dev);
 void lp_db_device_list_free(lp_db_device_list *list);
+
+/* ---- deltas between releases --------------------------------------------
+ * The server makes binary deltas from the files of earlier releases to
+ * those of a new one in the background (docs/server.md).  The work is
+ * recorded per pair of releases (from, to) of one app: the pair is planned
+ * ("pending") when `to` is published, and "done" when every file of `to`
+ * that needed a delta was dealt with.  Each file dealt with has one row per
+ * pair and result: the result's SHA-256, the base file's SHA-256 the delta
+ * starts from, its size and what became of it:
+ *   made       the delta is kept in the server's delta store
+ *   too_large  it was made but was larger than the size threshold, and
+ *              thrown away ("not worth it": not made again for that base
+ *              and result)
+ *   failed     making it failed (logged by the server)
+ * Rows are written while the pair is worked on, so after a restart the
+ * work resumes where it stopped. */
+
+#define LP_DB_DELTA_MADE "made"
+#define LP_DB_DELTA_TOO_LARGE "too_large"
+#define LP_DB_DELTA_FAILED "failed"
+#define LP_DB_DELTA_RELEASES_MAX 64 /* most earlier releases a release is paired with */
+
+typedef struct lp_db_delta_pair {
+    int64_t app_id;
+    int64_t from_release_id;
+    int64_t to_release_id;
+    int64_t from_code;            /* the releases' version codes */
+    int64_t to_code;
+    bool done;                    /* every file of the pair was dealt with */
+    int64_t created_at;
+    int64_t finished_at;          /* 0 while pending */
+} lp_db_delta_pair;
+
+typedef struct lp_db_delta {
+    char result_sha256[65];
+    char base_sha256[65];
+    uint64_t size;                /* bytes of the delta (0 when it failed) */
+    char state[16];               /* an LP_DB_DELTA_* */
+} lp_db_delta;
+
+typedef struct lp_db_delta_list {
+    lp_db_delta *items;
+    size_t count;
+} lp_db_delta_list;
+
+/* Counts over the pairs whose `to` is one release. */
+typedef struct lp_db_delta_summary {
+    int64_t made;                 /* deltas kept */
+    int64_t bytes;                /* their total size */
+    int64_t pending;              /* pairs not finished yet */
+    int64_t too_large;
+    int64_t failed;
+    int64_t pairs;                /* pairs planned */
+} lp_db_delta_summary;
+
+/* Plans the pairs of release `release_id` (which should be published): for
+ * each channel it is on, the last `k` (0..LP_DB_DELTA_RELEASES_MAX)
+ * published releases of that channel with a lower version code become
+ * pending pairs (from them to it), unless planned already.  *added (may be
+ * NULL) counts the new pairs.  k = 0 plans nothing.  LP_ERR_NOT_FOUND when
+ * the release does not exist. */
+lp_status lp_db_delta_plan(lp_db *db, int64_t release_id, unsigned k, int64_t created_at,
+                           size_t *added, lp_error *err);
+/* The pending pair planned first (oldest created_at, then lowest ids).
+ * LP_ERR_NOT_FOUND when no pair is pending. */
+lp_status lp_db_delta_pair_next(lp_db *db, lp_db_delta_pair *out, lp_error *err);
+/* The pair of app `app_id` from the release with version code from_code to
+ * the one with to_code.  LP_ERR_NOT_FOUND when it was not planned (or a
+ * release does not exist). */
+lp_status lp_db_delta_pair_get(lp_db *db, int64_t app_id, int64_t from_code, int64_t to_code,
+                               lp_db_delta_pair *out, lp_error *err);
+/* Records (or replaces) the outcome for `d->result_sha256` in pair (from,
+ * to).  d->state must be an LP_DB_DELTA_*, both digests 64 lower-case hex.
+ * LP_ERR_NOT_FOUND when the pair was not planned. */
+lp_status lp_db_delta_record(lp_db *db, int64_t from_release_id, int64_t to_release_id,
+                             const lp_db_delta *d, lp_error *err);
+/* Marks the pair done at `when` (0 = now).  LP_ERR_NOT_FOUND. */
+lp_status lp_db_delta_pair_finish(lp_db *db, int64_t from_release_id, int64_t to_release_id,
+                                  int64_t when, lp_error *err);
+/* The pair's rows sorted by result, only those in `state` when it is not
+ * NULL. */
+lp_status lp_db_delta_list_pair(lp_db *db, int64_t from_release_id, int64_t to_release_id,
+                                const char *state, lp_db_delta_list *out, lp_error *err);
+/* What any pair recorded for the delta from `base` to `result`: *found is
+ * false when nothing; otherwise *out is one such row, a "made" one first,
+ * then "too_large", then "failed". */
+lp_status lp_db_delta_find(lp_db *db, const char *base_sha256, const char *result_sha256,
+                           bool *found, lp_db_delta *out, lp_error *err);
+/* The counts over release `to_release_id`'s pairs (all zero when none). */
+lp_status lp_db_delta_summary_get(lp_db *db, int64_t to_release_id, lp_db_delta_summary *out,
+                                  lp_error *err);
+void lp_db_delta_list_free(lp_db_delta_list *list);
 
 #ifdef __cplusplus
 }

@@ -222,6 +222,15 @@ typedef struct lp_stage_stats {
     uint64_t bytes_fetched;
     uint64_t bytes_copied;
     uint64_t bytes_needed;  /* free space the check asked for */
+    /* Deltas: filled by the device client (lp_device_download), 0 from
+     * lp_updater_stage itself.  files_fetched and bytes_fetched count every
+     * file the blob source delivered, whole or made from a delta; the bytes
+     * downloaded for file contents are bytes_fetched - bytes_delta_saved. */
+    uint64_t files_delta;       /* of files_fetched, made from a delta */
+    uint64_t bytes_delta;       /* bytes of those deltas (downloaded instead of the files) */
+    uint64_t bytes_delta_saved; /* their files' sizes minus bytes_delta: not downloaded */
+    uint64_t delta_fallbacks;   /* deltas that failed (download, apply or check): the
+                                   full blob was fetched instead */
 } lp_stage_stats;
 
 /* Installs release `id` (> 0) described by the finished, verified manifest
@@ -408,6 +417,8 @@ lp_status lp_updater_record_error(lp_updater *u, const char *msg, lp_error *err)
  *     <server>/v1/apps/<app>/metadata/<file>   TUF metadata
  *     <server>/v1/apps/<app>/targets/<path>    TUF targets (release manifests)
  *     <server>/v1/blobs/<sha256>               file contents (Range supported)
+ *     <server>/v1/apps/<app>/deltas/<from>/<to>.json   deltas of a pair of releases
+ *     <server>/v1/deltas/<base>/<result>       one delta (Range supported)
  *     <server>/v1/apps/<app>/events            device events (POST)
  *
  * The pieces do not depend on an lp_updater: the caller (the agent) passes
@@ -427,7 +438,9 @@ lp_status lp_updater_record_error(lp_updater *u, const char *msg, lp_error *err)
 
 typedef struct lp_net lp_net;
 
-/* Progress of one blob: bytes in its partial file so far, out of its size. */
+/* Progress of one blob: bytes in its partial file so far, out of its size.
+ * For a delta (lp_net_fetch_delta), sha256 is the result's and the figures
+ * are the delta's bytes. */
 typedef void (*lp_net_progress_fn)(void *ctx, const char *sha256, uint64_t done_bytes,
                                    uint64_t total_bytes);
 
@@ -520,6 +533,114 @@ lp_status lp_net_fetch_blob(void *net, const char *sha256, uint64_t size, const 
  * ownership as lp_net_fetch_blob. */
 lp_status lp_net_fetch_blob_unsynced(void *net, const char *sha256, uint64_t size,
                                      const char *dest_path, lp_error *err);
+
+/* -- deltas between releases (docs/agent.md, "Deltas") --
+ *
+ * For a pair of releases (the device's current one -> the one offered) the
+ * server may list binary deltas (livepush/delta.h) that turn files of the
+ * first into files of the second:
+ *     <server>/v1/apps/<app>/deltas/<from>/<to>.json   the index (404: none)
+ *     <server>/v1/deltas/<base_sha256>/<result_sha256> one delta (Range supported)
+ * A delta is not signed: it names its base and result by SHA-256, applying
+ * it checks both, and the result must have the SHA-256 the signed manifest
+ * gives.  The device client (lp_device_download) uses these calls by itself;
+ * they are public for other clients and tests. */
+
+/* Largest index accepted, in bytes of JSON. */
+#define LP_DELTA_INDEX_MAX_BYTES (8u << 20)
+
+/* One delta of an index. */
+typedef struct lp_delta_ref {
+    char result[LP_BLOB_ID_SIZE]; /* SHA-256 (hex) of the file it makes */
+    char base[LP_BLOB_ID_SIZE];   /* SHA-256 (hex) of the file it applies to */
+    uint64_t size;                /* bytes of the delta */
+} lp_delta_ref;
+
+/* The deltas the server made for a pair of releases. */
+typedef struct lp_delta_index {
+    uint64_t from, to;     /* version codes of the pair */
+    bool complete;         /* false: the server is still making some */
+    lp_delta_ref *deltas;  /* sorted by result, then base; owned */
+    size_t count;
+} lp_delta_index;
+
+/* Parses an index strictly: one JSON object (no duplicate keys) with
+ *     {"from":F,"to":T,"complete":true,"deltas":[{"result":"<sha256>",
+ *      "base":"<sha256>","size":N},...]}
+ * where F and T must be `from` and `to`, result and base 64 lower-case hex
+ * digits and different, N from LP_DELTA_HEADER_SIZE to LP_DELTA_MAX_SIZE +
+ * 1 MiB, and no (result, base) pair listed twice.  Members not named here
+ * are ignored.  *out is zeroed first and owned by the caller
+ * (lp_delta_index_free) on success.  Errors: LP_ERR_MALFORMED (naming the
+ * field, or the entry by its position), LP_ERR_TOO_LARGE (over
+ * LP_DELTA_INDEX_MAX_BYTES), LP_ERR_NOMEM, LP_ERR_INVALID_ARG. */
+lp_status lp_delta_index_parse(const void *json, size_t len, uint64_t from, uint64_t to,
+                               lp_delta_index *out, lp_error *err);
+
+/* Frees what an index holds and zeroes it; NULL is fine. */
+void lp_delta_index_free(lp_delta_index *ix);
+
+/* The entries whose result is `result` (*count of them, consecutive), or
+ * NULL with *count 0.  Borrowed from ix. */
+const lp_delta_ref *lp_delta_index_find(const lp_delta_index *ix, const char *result,
+                                        size_t *count);
+
+/* GETs <server>/v1/apps/<app>/deltas/<from>/<to>.json through the
+ * connection (URL policy, retries; at most LP_DELTA_INDEX_MAX_BYTES) and
+ * parses it (lp_delta_index_parse).  Errors: LP_ERR_NOT_FOUND (HTTP 404 or
+ * 410: the server has no deltas for the pair), LP_ERR_NETWORK, those of the
+ * parser; messages start "delta index <from> -> <to>". */
+lp_status lp_net_fetch_delta_index(lp_net *n, uint64_t from, uint64_t to, lp_delta_index *out,
+                                   lp_error *err);
+
+/* Makes the file ref->result at dest_path (a new file, created 0600) from a
+ * delta: GETs <server>/v1/deltas/<base>/<result> into
+ * <state_dir>/downloads/<base>-<result>.delta.part with the resume, Range and
+ * retry machinery of lp_net_fetch_blob (never more than ref->size bytes;
+ * exactly that many are needed), then applies it (lp_delta_apply_fd) to the
+ * file base_path, mapped read-only (it must have the SHA-256 ref->base),
+ * writing the result into dest_path; the result must have SHA-256
+ * ref->result and `result_size` bytes.  With `sync` the result is fsync'd.
+ * The delta is deleted afterwards, whatever happened; on failure nothing is
+ * left at dest_path.  Errors: LP_ERR_INVALID_ARG, LP_ERR_NOT_FOUND (the
+ * server has no such delta, or base_path is missing), LP_ERR_NETWORK,
+ * LP_ERR_LENGTH_MISMATCH (the server sent another size), the engine's
+ * LP_ERR_MALFORMED / LP_ERR_UNSUPPORTED / LP_ERR_HASH_MISMATCH /
+ * LP_ERR_TOO_LARGE (a corrupted or truncated delta, another base), LP_ERR_IO;
+ * messages start "delta <base>-<result>". */
+lp_status lp_net_fetch_delta(lp_net *n, const lp_delta_ref *ref, const char *base_path,
+                             uint64_t result_size, const char *dest_path, bool sync,
+                             lp_error *err);
+
+/* What the device client did with deltas, for logs (lp_device_config.on_delta). */
+typedef enum lp_delta_note_kind {
+    LP_DELTA_NOTE_INDEX = 0,        /* the index was read (listed, complete) */
+    LP_DELTA_NOTE_NO_INDEX = 1,     /* the server has none for the pair (404): no deltas */
+    LP_DELTA_NOTE_INDEX_FAILED = 2, /* it could not be fetched or is malformed (reason):
+                                       no deltas; the update goes on with full blobs */
+    LP_DELTA_NOTE_APPLIED = 3,      /* a file was made from a delta */
+    LP_DELTA_NOTE_FALLBACK = 4,     /* a delta failed (reason); the full blob is fetched */
+} lp_delta_note_kind;
+
+typedef struct lp_delta_note {
+    lp_delta_note_kind kind;
+    uint64_t from, to;    /* the pair of releases */
+    const char *path;     /* APPLIED, FALLBACK: the file's path in the release */
+    const char *blob;     /* ... its SHA-256 (the delta's result) */
+    const char *base;     /* ... the base's SHA-256 */
+    uint64_t delta_size;  /* ... bytes of the delta */
+    uint64_t file_size;   /* ... bytes of the file */
+    size_t listed;        /* INDEX: entries listed */
+    bool complete;        /* INDEX: the server has made all it planned */
+    const char *reason;   /* NO_INDEX, INDEX_FAILED, FALLBACK: why */
+} lp_delta_note;
+
+/* Receives each note; the strings are valid during the call only. */
+typedef void (*lp_delta_note_fn)(void *ctx, const lp_delta_note *note);
+
+/* "index", "no_index", "index_failed", "applied", "fallback"; "unknown"
+ * otherwise. */
+const char *lp_delta_note_kind_name(lp_delta_note_kind kind);
 
 /* -- checking for an update (docs/agent.md, "Checking for an update") -- */
 
@@ -711,6 +832,13 @@ typedef struct lp_device_config {
     void *skip_ctx;
     lp_device_stop_fn should_stop; /* NULL: never stop early */
     void *stop_ctx;
+    /* Deltas (docs/agent.md, "Deltas"): by default a download over a current
+     * release asks the server for the index of deltas of that pair and makes
+     * the files it lists from deltas, falling back to the full blob when one
+     * fails.  no_deltas: never ask, fetch full blobs only. */
+    bool no_deltas;
+    lp_delta_note_fn on_delta;   /* what happened with deltas; may be NULL */
+    void *delta_ctx;
 } lp_device_config;
 
 /* Opens the install root (lp_updater_open: recovery runs, the device id is
@@ -756,7 +884,18 @@ lp_status lp_device_check(lp_device *d, lp_update_offer *out, bool *available, l
 /* Downloads and stages the offered release (lp_updater_stage with
  * lp_net_fetch_blob: only blobs no installed release has, resumed where an
  * earlier try stopped), queues "downloaded" (time spent fetching) and
- * "staged" (time of the whole step).  A release already installed is not
+ * "staged" (time of the whole step).  Unless cfg.no_deltas, when there is a
+ * current release and a file must be fetched, the index of deltas from the
+ * current release to the offered one is fetched first
+ * (lp_net_fetch_delta_index; a 404, a failure or a malformed index means no
+ * deltas, never an error); each file to fetch that it lists, whose base is
+ * an installed file and whose delta is smaller than the file, is made with
+ * lp_net_fetch_delta, and when that fails the full blob is fetched instead
+ * (counted in stats->delta_fallbacks and noted through cfg.on_delta).  The
+ * delta figures go into *stats and, when the index listed deltas, into the
+ * "downloaded" event's reason as "files_delta=N bytes_delta=N
+ * bytes_delta_saved=N delta_fallbacks=N" (then "; first fallback: <path>:
+ * <reason>" when there was one).  A release already installed is not
  * fetched again: LP_OK with *already true (already and stats may be NULL).
  * On failure the staging is removed, `current` is untouched, the error is
  * recorded as last_error and queued as "failed" (except a stop request).

@@ -316,11 +316,16 @@ static enum MHD_Result run_update(lp_control *c, struct MHD_Connection *conn, bo
         json_object_set_new(j, "already_installed", json_boolean(r.already_installed));
         json_object_set_new(
             j, "stats",
-            json_pack("{s:I,s:I,s:I,s:I,s:I}", "files", (json_int_t)r.stats.files, "files_linked",
+            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "files",
+                      (json_int_t)r.stats.files, "files_linked",
                       (json_int_t)r.stats.files_linked, "files_copied",
                       (json_int_t)r.stats.files_copied, "files_fetched",
                       (json_int_t)r.stats.files_fetched, "bytes_fetched",
-                      (json_int_t)r.stats.bytes_fetched));
+                      (json_int_t)r.stats.bytes_fetched, "files_delta",
+                      (json_int_t)r.stats.files_delta, "bytes_delta",
+                      (json_int_t)r.stats.bytes_delta, "bytes_delta_saved",
+                      (json_int_t)r.stats.bytes_delta_saved, "delta_fallbacks",
+                      (json_int_t)r.stats.delta_fallbacks));
         json_object_set_new(j, "timings_ms",
                             json_pack("{s:I,s:I,s:I,s:I}", "check", (json_int_t)r.check_ms,
                                       "download", (json_int_t)r.download_ms, "verify",

@@ -138,6 +138,9 @@ static lp_status copy_config(lp_device *d, const lp_device_config *cfg, lp_error
     d->skip_ctx = cfg->skip_ctx;
     d->should_stop = cfg->should_stop;
     d->stop_ctx = cfg->stop_ctx;
+    d->no_deltas = cfg->no_deltas;
+    d->on_delta = cfg->on_delta;
+    d->delta_ctx = cfg->delta_ctx;
     if (oom)
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     if (!channel_ok(d->channel))
@@ -183,6 +186,7 @@ void lp_device_close(lp_device *d)
 {
     if (!d)
         return;
+    lp_device_deltas_clear(d);
     lp_tuf_client_free(d->tuf);
     lp_net_close(d->net);
     lp_events_close(d->events);

@@ -1,5 +1,6 @@
 /*
- * device.h — internals of the device client (src/agent/device.c, update.c).
+ * device.h — internals of the device client (src/agent/device.c, update.c,
+ * device_delta.c).
  *
  * An lp_device owns an lp_updater, the event queue, and — from the first
  * network call on — the lp_net and its TUF client.  The network settings are
@@ -9,7 +10,8 @@
  *
  * device.c holds opening, the channel, the events and the local calls
  * (mark healthy, launch, probation, rollback, reporting rollbacks from the
- * bad list); update.c holds the network steps and the whole cycle.
+ * bad list); update.c holds the network steps and the whole cycle;
+ * device_delta.c the use of deltas while downloading.
  */
 #ifndef LP_AGENT_DEVICE_H
 #define LP_AGENT_DEVICE_H
@@ -42,7 +44,22 @@ struct lp_device {
     /* the download in progress */
     bool stopped;         /* should_stop said so */
     int64_t fetch_ms;     /* time spent fetching blobs */
+    /* deltas (device_delta.c) */
+    bool no_deltas;       /* configured off: the index is never asked for */
+    lp_delta_note_fn on_delta;
+    void *delta_ctx;
+    lp_delta_index dindex;          /* of the download in progress (count 0: none) */
+    struct lp_device_base *bases;   /* the bases it names, sorted, with installed files */
+    size_t base_count;
+    char *stage_prefix;             /* "<root>/.livepush/staging/<id>/" */
+    uint64_t delta_from, delta_to;
+    bool delta_due;                 /* the index is to be fetched at the first file */
+    size_t delta_listed;            /* entries of the index read */
+    uint64_t files_delta, bytes_delta, bytes_delta_saved, delta_fallbacks;
+    char first_fallback[512];       /* "<path>: <reason>" of the first fallback */
 };
+
+typedef struct lp_device_base lp_device_base;
 
 /* Milliseconds of a monotonic clock. */
 int64_t lp_device_mono_ms(void);
@@ -62,5 +79,34 @@ void lp_device_report_activation(lp_device *d, int64_t activate_ms);
 /* The version label of installed release `id` into buf ("" when unknown
  * or id is 0). */
 const char *lp_device_version_of(lp_device *d, uint64_t id, char *buf, size_t cap);
+
+/* ---- deltas (device_delta.c) ---- */
+
+/* Prepares the download of release `to` (staged as `id`) over the current
+ * release `from` (0: none): clears what an earlier download left.  Unless
+ * deltas are off or there is no current release, the first
+ * lp_device_delta_try fetches the index of the deltas from -> to and finds
+ * the installed files of the bases it names.  Never fails: without an
+ * index no delta is tried (the note callback says why).  d->net must be
+ * open. */
+void lp_device_deltas_begin(lp_device *d, uint64_t from, uint64_t to, uint64_t id);
+
+/* Tries to make the file `sha256` of `size` bytes at `dest` from a delta.
+ * True when it is there, checked (size and SHA-256); false when no delta
+ * applies or it failed (then nothing is left at dest, the fallback is
+ * counted and noted): the caller fetches the full blob. */
+bool lp_device_delta_try(lp_device *d, const char *sha256, uint64_t size, const char *dest,
+                         bool sync);
+
+/* Copies the counters into the delta fields of *stats (may be NULL). */
+void lp_device_deltas_end(lp_device *d, lp_stage_stats *stats);
+
+/* "files_delta=N bytes_delta=N bytes_delta_saved=N delta_fallbacks=N[; first
+ * fallback: <path>: <reason>]" in buf, for the "downloaded" event; NULL when
+ * no delta was listed, used or failed. */
+const char *lp_device_deltas_summary(const lp_device *d, char *buf, size_t cap);
+
+/* Frees the index and bases and zeroes the counters. */
+void lp_device_deltas_clear(lp_device *d);
 
 #endif

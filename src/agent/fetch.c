@@ -17,18 +17,22 @@
  * Retry-After the server sent with 429/503.  Other answers (404, 403, ...)
  * end at once: trying again would not change them.
  *
- * Blob download (lp_net_fetch_blob): the bytes go to
- * <state>/downloads/<sha256>.part, opened without truncation.  A try first
- * hashes what the partial file already holds (through the fixed buffer of the
- * lp_net, so memory does not grow with the blob), then asks for the rest with
- * "Range: bytes=<have>-".  Before the first body byte is written the answer
+ * Resumable downloads (lp_net_download): one job is "a URL, an exact size,
+ * a partial file, and the content's SHA-256 when it is known in advance".
+ * Blobs (lp_net_fetch_blob) know their hash; deltas (delta.c) do not: their
+ * own header and the result's hash are checked when they are applied.  The
+ * bytes go to the partial file (<state>/downloads/<sha256>.part for a
+ * blob), opened without truncation.  A try first hashes what the partial
+ * file already holds (through the fixed buffer of the lp_net, so memory does
+ * not grow with the file; without a known hash it only takes its size), then
+ * asks for the rest with "Range: bytes=<have>-".  Before the first body byte is written the answer
  * is checked: a 206 must start exactly at <have> (Content-Range), a 200
  * means the server sends everything, so the file and the hash start over.
- * Each chunk is hashed and written as it arrives; no more than the blob's
+ * Each chunk is hashed and written as it arrives; no more than the stated
  * size is ever accepted.  When the size is reached the digest is compared:
- * a match is fsync'd and renamed to the destination (copied through a
- * temporary file there when the two are on different file systems); a
- * mismatch deletes the partial file.  A mismatch in content that was partly
+ * for a blob, a match is fsync'd and renamed to the destination (copied
+ * through a temporary file there when the two are on different file
+ * systems); a mismatch deletes the partial file.  A mismatch in content that was partly
  * resumed from an earlier run may come from that run (a crash can leave a
  * damaged tail), so the blob is then fetched once more from byte 0 before
  * the mismatch is reported.
@@ -598,20 +602,23 @@ lp_status lp_net_post_app_json(lp_net *n, const char *path, const char *body, si
     return st;
 }
 
-/* ---- blob download -------------------------------------------------------- */
+/* ---- resumable downloads (blobs and deltas) ------------------------------------- */
 
 typedef enum try_outcome { TRY_DONE, TRY_RETRY, TRY_FATAL } try_outcome;
 
 typedef enum sink_failure { SINK_OK = 0, SINK_BAD_RANGE, SINK_TOO_LONG, SINK_IO } sink_failure;
 
-typedef struct blob_job {
+/* One download: a URL, an exact size, a partial file, and the content's
+ * SHA-256 when it is known in advance (blobs; NULL for deltas). */
+typedef struct dl_job {
     lp_net *n;
-    const char *sha;
+    const lp_net_dl *d;
+    const char *what;      /* d->what: starts every message */
     uint64_t size;
     const char *part;
     int fd;
-    lp_hash_ctx *h;
-    uint64_t have;         /* bytes in the partial file, all hashed */
+    lp_hash_ctx *h;        /* NULL when no hash is known in advance */
+    uint64_t have;         /* bytes in the partial file (all hashed, when hashing) */
     uint64_t resumed;      /* of which came from before this try */
     bool restarted;        /* a fresh download was already forced after a mismatch */
     bool restart_now;      /* ... and is due now (not counted as an attempt) */
@@ -622,18 +629,17 @@ typedef struct blob_job {
     sink_failure failure;
     char cause[CAUSE_MAX];
     int64_t retry_after;
-    bool sync;             /* fsync the file and the destination's folder */
-} blob_job;
+} dl_job;
 
-static lp_status job_reset_hash(blob_job *j, lp_error *err)
+static lp_status job_reset_hash(dl_job *j, lp_error *err)
 {
     lp_hash_free(j->h);
     j->h = NULL;
-    return lp_hash_new(&j->h, LP_HASH_SHA256, err);
+    return j->d->sha256 ? lp_hash_new(&j->h, LP_HASH_SHA256, err) : LP_OK;
 }
 
 /* Empties the partial file and the hash. */
-static lp_status job_truncate(blob_job *j, lp_error *err)
+static lp_status job_truncate(dl_job *j, lp_error *err)
 {
     if (ftruncate(j->fd, 0) != 0 || lseek(j->fd, 0, SEEK_SET) != 0)
         return lp_error_set(err, LP_ERR_IO, "truncate %s: %s", j->part, strerror(errno));
@@ -642,9 +648,9 @@ static lp_status job_truncate(blob_job *j, lp_error *err)
     return job_reset_hash(j, err);
 }
 
-static lp_status blob_sink(void *ctx, const void *data, size_t len, lp_error *err)
+static lp_status job_sink(void *ctx, const void *data, size_t len, lp_error *err)
 {
-    blob_job *j = ctx;
+    dl_job *j = ctx;
     if (!j->decided) {
         j->decided = true;
         long code = j->resp->status;
@@ -655,13 +661,13 @@ static lp_status blob_sink(void *ctx, const void *data, size_t len, lp_error *er
                 (total != UINT64_MAX && total != j->size) || last >= j->size) {
                 j->failure = SINK_BAD_RANGE;
                 return lp_error_set(err, LP_ERR_NETWORK,
-                                    "blob %s: 206 answer with Content-Range '%s' does not "
+                                    "%s: 206 answer with Content-Range '%s' does not "
                                     "continue at byte %llu of %llu",
-                                    j->sha, j->resp->content_range, (unsigned long long)j->have,
-                                    (unsigned long long)j->size);
+                                    j->what, j->resp->content_range,
+                                    (unsigned long long)j->have, (unsigned long long)j->size);
             }
         } else if (j->have > 0) {
-            /* A 200: the server sends the whole blob, so start over. */
+            /* A 200: the server sends the whole file, so start over. */
             lp_status st = job_truncate(j, err);
             if (st) {
                 j->failure = SINK_IO;
@@ -672,11 +678,10 @@ static lp_status blob_sink(void *ctx, const void *data, size_t len, lp_error *er
     if (len > j->size - j->have) {
         j->failure = SINK_TOO_LONG;
         return lp_error_set(err, LP_ERR_LENGTH_MISMATCH,
-                            "blob %s: the server sends more than the %llu bytes the manifest "
-                            "lists",
-                            j->sha, (unsigned long long)j->size);
+                            "%s: the server sends more than the %llu bytes %s lists", j->what,
+                            (unsigned long long)j->size, j->d->size_from);
     }
-    lp_status st = lp_hash_update(j->h, data, len, err);
+    lp_status st = j->h ? lp_hash_update(j->h, data, len, err) : LP_OK;
     if (st) {
         j->failure = SINK_IO;
         return st;
@@ -697,12 +702,12 @@ static lp_status blob_sink(void *ctx, const void *data, size_t len, lp_error *er
     }
     j->have += len;
     if (j->n->progress)
-        j->n->progress(j->n->progress_ctx, j->sha, j->have, j->size);
+        j->n->progress(j->n->progress_ctx, j->d->progress_id, j->have, j->size);
     return LP_OK;
 }
 
-/* Opens the partial file and hashes what it holds. */
-static lp_status job_open(blob_job *j, lp_error *err)
+/* Opens the partial file and, when a hash is known, hashes what it holds. */
+static lp_status job_open(dl_job *j, lp_error *err)
 {
     j->fd = open(j->part, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (j->fd < 0)
@@ -720,6 +725,12 @@ static lp_status job_open(blob_job *j, lp_error *err)
     if ((uint64_t)sb.st_size > j->size)
         return job_truncate(j, err);
     uint64_t left = (uint64_t)sb.st_size;
+    if (!j->h) {
+        if (lseek(j->fd, 0, SEEK_END) < 0)
+            return lp_error_set(err, LP_ERR_IO, "seek %s: %s", j->part, strerror(errno));
+        j->have = j->resumed = left;
+        return LP_OK;
+    }
     while (left) {
         size_t want = left < IO_BUF_SIZE ? (size_t)left : IO_BUF_SIZE;
         ssize_t r = read(j->fd, j->n->buf, want);
@@ -737,7 +748,7 @@ static lp_status job_open(blob_job *j, lp_error *err)
     return LP_OK;
 }
 
-static void job_close(blob_job *j)
+static void job_close(dl_job *j)
 {
     if (j->fd >= 0)
         close(j->fd);
@@ -747,7 +758,7 @@ static void job_close(blob_job *j)
 }
 
 /* Removes the partial file (the content is wrong). */
-static void job_discard(blob_job *j)
+static void job_discard(dl_job *j)
 {
     job_close(j);
     if (unlink(j->part) == 0)
@@ -755,7 +766,7 @@ static void job_discard(blob_job *j)
 }
 
 /* Requests what is missing; classifies the answer. */
-static try_outcome job_request(blob_job *j, const char *url, lp_error *err)
+static try_outcome job_request(dl_job *j, lp_error *err)
 {
     lp_net *n = j->n;
     char *final_url = malloc(LP_HTTP_URL_MAX);
@@ -763,18 +774,18 @@ static try_outcome job_request(blob_job *j, const char *url, lp_error *err)
     if (!final_url || !resp) {
         free(final_url);
         free(resp);
-        lp_error_set(err, LP_ERR_NOMEM, "blob %s: out of memory", j->sha);
+        j->fatal = lp_error_set(err, LP_ERR_NOMEM, "%s: out of memory", j->what);
         return TRY_FATAL;
     }
     j->resp = resp;
     j->decided = false;
     j->failure = SINK_OK;
     j->asked_from = j->have;
-    lp_http_request req = {.range_from = j->have, .max_len = j->size, .sink = blob_sink,
+    lp_http_request req = {.range_from = j->have, .max_len = j->size, .sink = job_sink,
                            .sink_ctx = j};
     lp_error e;
     lp_error_clear(&e);
-    lp_status st = get_following(n, url, &req, resp, final_url, &e);
+    lp_status st = get_following(n, j->d->url, &req, resp, final_url, &e);
     try_outcome out = TRY_DONE;
     if (st && j->failure == SINK_BAD_RANGE) {
         snprintf(j->cause, sizeof j->cause, "%s", e.msg);
@@ -783,9 +794,9 @@ static try_outcome job_request(blob_job *j, const char *url, lp_error *err)
     } else if (st && (j->failure == SINK_TOO_LONG || st == LP_ERR_TOO_LARGE)) {
         job_discard(j);
         lp_error_set(&e, LP_ERR_LENGTH_MISMATCH,
-                     "blob %s: the server sends more than the %llu bytes the manifest lists; "
-                     "the partial download was deleted",
-                     j->sha, (unsigned long long)j->size);
+                     "%s: the server sends more than the %llu bytes %s lists; the partial "
+                     "download was deleted",
+                     j->what, (unsigned long long)j->size, j->d->size_from);
         out = TRY_FATAL;
     } else if (st == LP_ERR_NETWORK && j->failure == SINK_OK) {
         snprintf(j->cause, sizeof j->cause, "%s", e.msg);
@@ -806,8 +817,8 @@ static try_outcome job_request(blob_job *j, const char *url, lp_error *err)
                  (unsigned long long)j->have);
         out = job_truncate(j, &e) ? TRY_FATAL : TRY_RETRY;
     } else if (resp->status == 404 || resp->status == 410) {
-        lp_error_set(&e, LP_ERR_NOT_FOUND, "blob %s: not on the server (GET %s: HTTP %ld)",
-                     j->sha, final_url, resp->status);
+        lp_error_set(&e, LP_ERR_NOT_FOUND, "%s: not on the server (GET %s: HTTP %ld)", j->what,
+                     final_url, resp->status);
         out = TRY_FATAL;
     } else if (status_retryable(resp->status)) {
         describe_status(j->cause, sizeof j->cause, final_url, resp);
@@ -816,7 +827,7 @@ static try_outcome job_request(blob_job *j, const char *url, lp_error *err)
     } else {
         char cause[CAUSE_MAX];
         describe_status(cause, sizeof cause, final_url, resp);
-        lp_error_set(&e, LP_ERR_NETWORK, "blob %s: %s", j->sha, cause);
+        lp_error_set(&e, LP_ERR_NETWORK, "%s: %s", j->what, cause);
         out = TRY_FATAL;
     }
     if (out == TRY_FATAL) {
@@ -830,46 +841,95 @@ static try_outcome job_request(blob_job *j, const char *url, lp_error *err)
     return out;
 }
 
-/* Checks the complete partial file; TRY_DONE leaves it fsync'd when j->sync. */
-static try_outcome job_verify(blob_job *j, lp_error *err)
+/* Checks the complete partial file (size, and the hash when known);
+ * TRY_DONE leaves it fsync'd when d->sync. */
+static try_outcome job_verify(dl_job *j, lp_error *err)
 {
     if (j->have != j->size) {
         uint64_t got = j->have;
         job_discard(j);
         j->fatal = lp_error_set(err, LP_ERR_LENGTH_MISMATCH,
-                                "blob %s: the server sent %llu bytes, the manifest lists %llu; "
-                                "the partial download was deleted",
-                                j->sha, (unsigned long long)got, (unsigned long long)j->size);
-        return TRY_FATAL;
-    }
-    uint8_t md[LP_HASH_MAX_LEN];
-    char hex[2 * LP_SHA256_LEN + 1];
-    if ((j->fatal = lp_hash_final(j->h, md, err)))
-        return TRY_FATAL;
-    lp_hex_encode(md, LP_SHA256_LEN, hex);
-    if (strcmp(hex, j->sha) != 0) {
-        uint64_t resumed = j->resumed;
-        job_discard(j);
-        if (resumed > 0 && !j->restarted) {
-            j->restarted = true;
-            j->restart_now = true;
-            snprintf(j->cause, sizeof j->cause,
-                     "blob %s: content hash %s does not match after resuming at byte %llu; "
-                     "starting over",
-                     j->sha, hex, (unsigned long long)resumed);
-            return TRY_RETRY;
-        }
-        j->fatal = lp_error_set(err, LP_ERR_HASH_MISMATCH,
-                                "blob %s: the downloaded content has SHA-256 %s; the partial "
+                                "%s: the server sent %llu bytes, %s lists %llu; the partial "
                                 "download was deleted",
-                                j->sha, hex);
+                                j->what, (unsigned long long)got, j->d->size_from,
+                                (unsigned long long)j->size);
         return TRY_FATAL;
     }
-    if (j->sync && fsync(j->fd) != 0) {
+    if (j->h) {
+        uint8_t md[LP_HASH_MAX_LEN];
+        char hex[2 * LP_SHA256_LEN + 1];
+        if ((j->fatal = lp_hash_final(j->h, md, err)))
+            return TRY_FATAL;
+        lp_hex_encode(md, LP_SHA256_LEN, hex);
+        if (strcmp(hex, j->d->sha256) != 0) {
+            uint64_t resumed = j->resumed;
+            job_discard(j);
+            if (resumed > 0 && !j->restarted) {
+                j->restarted = true;
+                j->restart_now = true;
+                snprintf(j->cause, sizeof j->cause,
+                         "%s: content hash %s does not match after resuming at byte %llu; "
+                         "starting over",
+                         j->what, hex, (unsigned long long)resumed);
+                return TRY_RETRY;
+            }
+            j->fatal = lp_error_set(err, LP_ERR_HASH_MISMATCH,
+                                    "%s: the downloaded content has SHA-256 %s; the partial "
+                                    "download was deleted",
+                                    j->what, hex);
+            return TRY_FATAL;
+        }
+    }
+    if (j->d->sync && fsync(j->fd) != 0) {
         j->fatal = lp_error_set(err, LP_ERR_IO, "fsync %s: %s", j->part, strerror(errno));
         return TRY_FATAL;
     }
     return TRY_DONE;
+}
+
+lp_status lp_net_download(lp_net *n, const lp_net_dl *d, lp_error *err)
+{
+    if (!n || !d || !d->url || !d->what || !d->size_from || !d->part)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "download: missing argument");
+    lp_status st = lp_net_check_url(n, d->url, err);
+    if (!st)
+        st = lp_file_mkdirs(n->downloads_dir, 0700, err);
+    dl_job j = {.n = n, .d = d, .what = d->what, .size = d->size, .part = d->part, .fd = -1};
+    for (uint32_t attempt = 1; !st; attempt++) {
+        j.retry_after = -1;
+        try_outcome out = TRY_FATAL;
+        if ((st = job_open(&j, err)))
+            break;
+        out = j.have < j.size ? job_request(&j, err) : TRY_DONE;
+        if (out == TRY_DONE)
+            out = job_verify(&j, err);
+        job_close(&j);
+        if (out == TRY_DONE)
+            break;
+        if (out == TRY_FATAL) {
+            st = j.fatal ? j.fatal : LP_ERR_NETWORK;
+            break;
+        }
+        if (j.restart_now) { /* content resumed from an earlier run was wrong */
+            j.restart_now = false;
+            attempt--;
+            continue;
+        }
+        st = retry_wait(n, attempt, j.retry_after, d->what, j.cause, err);
+    }
+    job_close(&j);
+    return st;
+}
+
+const char *lp_net_downloads_dir(const lp_net *n)
+{
+    return n->downloads_dir;
+}
+
+char *lp_net_url(const lp_net *n, bool in_app, const char *path)
+{
+    return in_app ? str_printf("%s/v1/apps/%s/%s", n->server, n->app, path)
+                  : str_printf("%s/v1/%s", n->server, path);
 }
 
 /* Moves the verified partial file to dest (copying across file systems);
@@ -932,44 +992,19 @@ static lp_status fetch_blob(void *net, const char *sha256, uint64_t size, const 
                             sha256 ? sha256 : "");
     char *url = str_printf("%s/v1/blobs/%s", n->server, sha256);
     char *part = str_printf("%s/%s.part", n->downloads_dir, sha256);
+    char what[80];
+    snprintf(what, sizeof what, "blob %s", sha256);
     lp_status st = LP_OK;
     if (!url || !part)
         st = lp_error_set(err, LP_ERR_NOMEM, "fetch blob %s: out of memory", sha256);
-    if (!st)
-        st = lp_net_check_url(n, url, err);
-    if (!st)
-        st = lp_file_mkdirs(n->downloads_dir, 0700, err);
-    blob_job j = {.n = n, .sha = sha256, .size = size, .part = part, .fd = -1, .sync = sync};
-    for (uint32_t attempt = 1; !st; attempt++) {
-        j.retry_after = -1;
-        try_outcome out = TRY_FATAL;
-        if ((st = job_open(&j, err))) {
-            job_close(&j);
-            break;
-        }
-        out = j.have < size ? job_request(&j, url, err) : TRY_DONE;
-        if (out == TRY_DONE)
-            out = job_verify(&j, err);
-        if (out == TRY_DONE) {
-            job_close(&j);
-            st = move_into_place(n, part, dest_path, sync, err);
-            break;
-        }
-        job_close(&j);
-        if (out == TRY_FATAL) {
-            st = j.fatal ? j.fatal : LP_ERR_NETWORK;
-            break;
-        }
-        if (j.restart_now) { /* content resumed from an earlier run was wrong */
-            j.restart_now = false;
-            attempt--;
-            continue;
-        }
-        char what[96];
-        snprintf(what, sizeof what, "blob %s", sha256);
-        st = retry_wait(n, attempt, j.retry_after, what, j.cause, err);
+    if (!st) {
+        lp_net_dl d = {.url = url, .what = what, .size_from = "the manifest",
+                             .sha256 = sha256, .progress_id = sha256, .size = size,
+                             .part = part, .sync = sync};
+        st = lp_net_download(n, &d, err);
     }
-    job_close(&j);
+    if (!st)
+        st = move_into_place(n, part, dest_path, sync, err);
     free(url);
     free(part);
     return st;

@@ -1,10 +1,11 @@
 /*
  * net.h — internals of the updater's network side (src/agent/fetch.c,
- * check.c, events.c), shared by those files and their tests.
+ * check.c, events.c, delta.c), shared by those files and their tests.
  *
  * fetch.c owns the lp_net: the URL policy, the retry loop (full-jitter
- * back-off, Retry-After), the blob download with resume, the fetcher handed
- * to the TUF client, and the one POST the event queue needs.  The parsers of
+ * back-off, Retry-After), resumable downloads (blobs, and the deltas of
+ * delta.c), the fetcher handed to the TUF client, and the one POST the
+ * event queue needs.  The parsers of
  * the two response headers that drive resume and waiting are exposed here
  * so they can be tested on their own.
  */
@@ -47,5 +48,36 @@ lp_fetcher *lp_net_tuf_fetcher(lp_net *n);
 
 /* Checks that `s` is 64 lower-case hex digits. */
 bool lp_net_is_sha256_hex(const char *s);
+
+/* One resumable download (lp_net_download). */
+typedef struct lp_net_dl {
+    const char *url;         /* checked against the URL policy (and every redirect) */
+    const char *what;        /* starts every message: "blob <sha256>", "delta <b>-<r>" */
+    const char *size_from;   /* who stated the size, for messages: "the manifest" */
+    const char *sha256;      /* the content's SHA-256 (hex), or NULL: not known */
+    const char *progress_id; /* passed to the lp_net's progress callback */
+    uint64_t size;           /* exact size of the content: no byte more is accepted */
+    const char *part;        /* the partial file, kept between tries and runs */
+    bool sync;               /* fsync the complete partial file */
+} lp_net_dl;
+
+/* Downloads d->url into d->part: resumes from the partial file's size with
+ * a Range request (a 206 must continue exactly there, a 200 starts over),
+ * retries with back-off and Retry-After, refuses more than d->size bytes.
+ * LP_OK when d->part holds exactly d->size bytes (and, with d->sha256, that
+ * content: a mismatch after resuming an earlier run starts over once).
+ * The partial file stays for a later call when the tries ran out; it is
+ * deleted when the content is wrong.  Errors: LP_ERR_INVALID_ARG (URL
+ * policy), LP_ERR_NOT_FOUND (404/410), LP_ERR_LENGTH_MISMATCH,
+ * LP_ERR_HASH_MISMATCH, LP_ERR_NETWORK ("<what>: gave up after N attempts:
+ * <cause>", or another status), LP_ERR_IO, LP_ERR_NOMEM. */
+lp_status lp_net_download(lp_net *n, const lp_net_dl *d, lp_error *err);
+
+/* <state_dir>/downloads (borrowed; may not exist yet). */
+const char *lp_net_downloads_dir(const lp_net *n);
+
+/* A new malloc'd URL: <server>/v1/apps/<app>/<path> (in_app) or
+ * <server>/v1/<path>; NULL when out of memory. */
+char *lp_net_url(const lp_net *n, bool in_app, const char *path);
 
 #endif

@@ -15,7 +15,9 @@
  * is not called, so a release staged by a dry run is not pruned before it
  * is activated), check the probation window, prune what a crash left
  * beyond `keep`, check for a release, apply the
- * policy, download and stage (an installed release is not fetched again),
+ * policy, download and stage (an installed release is not fetched again;
+ * the blob source tries a delta from the installed release first and falls
+ * back to the full blob, device_delta.c),
  * verify the whole release, activate.  A stop request (should_stop) is
  * honoured between steps and before each blob: the step in progress
  * finishes, nothing half-done is kept except resumable partial downloads.
@@ -143,8 +145,11 @@ static lp_status fetch_blob(void *ctx, const char *sha256, uint64_t size, const 
     if (lp_device_stop_requested(d))
         return lp_error_set(err, LP_ERR_STATE, "stopped by request");
     int64_t t0 = lp_device_mono_ms();
-    /* Staging checks the size, sets the mode and fsyncs (fetch_checks). */
-    lp_status st = lp_net_fetch_blob_unsynced(d->net, sha256, size, dest, err);
+    /* Staging checks the size, sets the mode and fsyncs (fetch_checks).  A
+     * delta is tried first; when it fails nothing is left at dest. */
+    lp_status st = LP_OK;
+    if (!lp_device_delta_try(d, sha256, size, dest, false))
+        st = lp_net_fetch_blob_unsynced(d->net, sha256, size, dest, err);
     d->fetch_ms += lp_device_mono_ms() - t0;
     return st;
 }
@@ -174,8 +179,14 @@ lp_status lp_device_download(lp_device *d, const lp_update_offer *offer, lp_stag
                         .progress_ctx = d->progress_ctx,
                         .fetch_checks = true};
     if (!st)
+        lp_device_deltas_begin(d, from, offer->version_code, offer->version_code);
+    if (!st)
         st = lp_updater_stage(d->u, &offer->manifest, offer->version_code, &so, fetch_blob, d,
                               stats, err);
+    lp_device_deltas_end(d, stats);
+    char summary[LP_EVENT_MAX_REASON];
+    const char *deltas = lp_device_deltas_summary(d, summary, sizeof summary);
+    lp_device_deltas_clear(d);
     if (st == LP_ERR_EXISTS) {
         *already = true;
         return LP_OK;
@@ -186,7 +197,7 @@ lp_status lp_device_download(lp_device *d, const lp_update_offer *offer, lp_stag
             failed(d, err, offer->version, offer->version_code, from, t0);
         return st;
     }
-    lp_device_event(d, LP_EVENT_DOWNLOADED, offer->version, offer->version_code, from, NULL,
+    lp_device_event(d, LP_EVENT_DOWNLOADED, offer->version, offer->version_code, from, deltas,
                     d->fetch_ms);
     lp_device_event(d, LP_EVENT_STAGED, offer->version, offer->version_code, from, NULL,
                     lp_device_mono_ms() - t0);

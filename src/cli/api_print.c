@@ -186,6 +186,14 @@ void lp_print_release(const json_t *rel, FILE *f)
     snprintf(buf, sizeof buf, "%s (%lld bytes, sha256 %s)", str_or_dash(m, "target"),
              lp_client_int(m, "size", 0), str_or_dash(m, "sha256"));
     line(f, "manifest", buf);
+    const json_t *d = json_object_get(rel, "deltas");
+    if (json_is_object(d)) {
+        lp_client_format_bytes((uint64_t)lp_client_int(d, "bytes", 0), b);
+        snprintf(buf, sizeof buf, "%lld made (%s), %lld pending, %lld too large, %lld failed",
+                 lp_client_int(d, "made", 0), b, lp_client_int(d, "pending", 0),
+                 lp_client_int(d, "too_large", 0), lp_client_int(d, "failed", 0));
+        line(f, "deltas", buf);
+    }
 }
 
 void lp_print_release_table(const json_t *releases, FILE *f)

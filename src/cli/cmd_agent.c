@@ -32,8 +32,9 @@
  * control API.
  *
  * Logs are structured lines on stderr (server/log.h): "agent started",
- * "tick" (what the update did, with its timings), "rolled back", "events",
- * and warnings for failures.
+ * "tick" (what the update did, with its timings and delta figures), "rolled
+ * back", "events", "delta fell back" (a delta that failed, with the file,
+ * the blob and the reason), and warnings for failures.
  *
  * Exit codes: 0 stopped by a signal, or --once with a tick that succeeded;
  * 1 the install root cannot be opened, or --once with a tick that failed;
@@ -152,6 +153,48 @@ static void on_skip(void *ctx, const char *target, const char *reason)
                  json_pack("{s:s,s:s}", "target", target, "reason", reason));
 }
 
+/* Deltas: the index and each file made from one at debug level; a
+ * missing index at debug, an index that failed and each fallback as a
+ * warning ("delta fell back", with the file, the blob and the reason). */
+static void on_delta(void *ctx, const lp_delta_note *n)
+{
+    agent *a = ctx;
+    json_t *f = json_pack("{s:I,s:I}", "from", (json_int_t)n->from, "to", (json_int_t)n->to);
+    const char *msg = "delta";
+    lp_log_level level = LP_LOG_DEBUG;
+    switch (n->kind) {
+    case LP_DELTA_NOTE_INDEX:
+        msg = "delta index";
+        json_object_set_new(f, "listed", json_integer((json_int_t)n->listed));
+        json_object_set_new(f, "complete", json_boolean(n->complete));
+        break;
+    case LP_DELTA_NOTE_NO_INDEX:
+        msg = "no delta index";
+        break;
+    case LP_DELTA_NOTE_INDEX_FAILED:
+        msg = "delta index unusable";
+        level = LP_LOG_WARN;
+        break;
+    case LP_DELTA_NOTE_APPLIED:
+        msg = "delta applied";
+        break;
+    case LP_DELTA_NOTE_FALLBACK:
+        msg = "delta fell back";
+        level = LP_LOG_WARN;
+        break;
+    }
+    if (f && n->path) {
+        json_object_set_new(f, "file", json_string(n->path));
+        json_object_set_new(f, "blob", json_string(n->blob));
+        json_object_set_new(f, "base", json_string(n->base));
+        json_object_set_new(f, "delta_size", json_integer((json_int_t)n->delta_size));
+        json_object_set_new(f, "file_size", json_integer((json_int_t)n->file_size));
+    }
+    if (f && n->reason)
+        json_object_set_new(f, "reason", json_string(n->reason));
+    lp_log_event(&a->log, level, msg, f);
+}
+
 static void log_error(agent *a, lp_log_level level, const char *msg, const lp_error *err)
 {
     lp_log_event(&a->log, level, msg,
@@ -175,6 +218,12 @@ static void log_result(agent *a, const lp_update_result *r, const char *channel)
         json_object_set_new(f, "bytes_fetched", json_integer((json_int_t)r->stats.bytes_fetched));
         json_object_set_new(f, "files_linked", json_integer((json_int_t)r->stats.files_linked));
         json_object_set_new(f, "files_copied", json_integer((json_int_t)r->stats.files_copied));
+        json_object_set_new(f, "files_delta", json_integer((json_int_t)r->stats.files_delta));
+        json_object_set_new(f, "bytes_delta", json_integer((json_int_t)r->stats.bytes_delta));
+        json_object_set_new(f, "bytes_delta_saved",
+                            json_integer((json_int_t)r->stats.bytes_delta_saved));
+        json_object_set_new(f, "delta_fallbacks",
+                            json_integer((json_int_t)r->stats.delta_fallbacks));
         json_object_set_new(f, "download_ms", json_integer(r->download_ms));
         json_object_set_new(f, "verify_ms", json_integer(r->verify_ms));
         json_object_set_new(f, "activate_ms", json_integer(r->activate_ms));
@@ -322,6 +371,8 @@ int lp_cmd_agent(int argc, char **argv)
     dc.stop_ctx = a;
     dc.on_skip = on_skip;
     dc.skip_ctx = a;
+    dc.on_delta = on_delta;
+    dc.delta_ctx = a;
     if (lp_device_open(&dc, &a->dev, &err)) {
         rc = lp_cli_fail(&err, "agent");
         free(a);

@@ -218,6 +218,18 @@ int lp_device_cmd_check(int argc, char **argv)
 
 /* ---- apply ---------------------------------------------------------------------- */
 
+/* A delta that failed is said on stderr; the update goes on with the full
+ * file. */
+static void print_fallback(void *ctx, const lp_delta_note *n)
+{
+    (void)ctx;
+    if (n->kind == LP_DELTA_NOTE_FALLBACK)
+        fprintf(stderr, "livepush device apply: delta fell back for %s (blob %s): %s\n",
+                n->path, n->blob, n->reason);
+    else if (n->kind == LP_DELTA_NOTE_INDEX_FAILED)
+        fprintf(stderr, "livepush device apply: no deltas: %s\n", n->reason);
+}
+
 static void progress_bar(void *ctx, uint64_t done, uint64_t total)
 {
     (void)ctx;
@@ -249,7 +261,8 @@ int lp_device_cmd_apply(int argc, char **argv)
         return LP_EXIT_USAGE;
     }
     lp_device *d;
-    lp_device_config extra = {.progress = isatty(2) && !o.json ? progress_bar : NULL};
+    lp_device_config extra = {.progress = isatty(2) && !o.json ? progress_bar : NULL,
+                              .on_delta = print_fallback};
     if ((rc = lp_devcfg_open(&cfg, "device apply", &extra, &d)) >= 0)
         return rc;
     lp_error err;
@@ -264,7 +277,8 @@ int lp_device_cmd_apply(int argc, char **argv)
     if (st)
         return lp_cli_fail(&err, "device apply");
     if (o.json) {
-        json_t *j = json_pack("{s:s,s:I,s:I,s:s,s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+        json_t *j = json_pack("{s:s,s:I,s:I,s:s,s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
+                              "s:I,s:I}",
                               "outcome", lp_update_outcome_name(r.outcome), "from",
                               (json_int_t)r.from, "version_code", (json_int_t)r.version_code,
                               "version", r.version, "mandatory", r.mandatory,
@@ -272,7 +286,11 @@ int lp_device_cmd_apply(int argc, char **argv)
                               (json_int_t)r.stats.files_fetched, "bytes_fetched",
                               (json_int_t)r.stats.bytes_fetched, "files_linked",
                               (json_int_t)r.stats.files_linked, "files_copied",
-                              (json_int_t)r.stats.files_copied, "check_ms",
+                              (json_int_t)r.stats.files_copied, "files_delta",
+                              (json_int_t)r.stats.files_delta, "bytes_delta",
+                              (json_int_t)r.stats.bytes_delta, "bytes_delta_saved",
+                              (json_int_t)r.stats.bytes_delta_saved, "delta_fallbacks",
+                              (json_int_t)r.stats.delta_fallbacks, "check_ms",
                               (json_int_t)r.check_ms, "download_ms", (json_int_t)r.download_ms,
                               "verify_ms", (json_int_t)r.verify_ms, "activate_ms",
                               (json_int_t)r.activate_ms);
@@ -288,6 +306,15 @@ int lp_device_cmd_apply(int argc, char **argv)
                (unsigned long long)r.version_code, (unsigned long long)r.stats.files_fetched, size,
                (unsigned long long)r.stats.files_linked, (unsigned long long)r.stats.files_copied,
                r.already_installed ? " (installed before)" : "");
+        if (r.stats.files_delta || r.stats.delta_fallbacks) {
+            char got[16], saved[16];
+            lp_client_format_bytes(r.stats.bytes_delta, got);
+            lp_client_format_bytes(r.stats.bytes_delta_saved, saved);
+            printf("  of which %llu as deltas (%s downloaded, %s saved), %llu delta "
+                   "fallbacks\n",
+                   (unsigned long long)r.stats.files_delta, got, saved,
+                   (unsigned long long)r.stats.delta_fallbacks);
+        }
     }
     if (r.outcome == LP_UPDATE_DEFERRED) {
         fprintf(stderr, "livepush device apply: %s (code %llu) is available, but release %llu is "

@@ -10,7 +10,10 @@
  * under /v1/blobs/, each app's TUF repository (GET
  * /v1/apps/<app>/metadata/<file> and /v1/apps/<app>/targets/<path>), the
  * device API (POST /v1/apps/<app>/events, anonymous or with a `download`
- * token as --device-auth says) and GET /healthz.  Options come from flags,
+ * token as --device-auth says), the deltas between releases (GET
+ * /v1/apps/<app>/deltas/<from>/<to>.json and /v1/deltas/<base>/<result>,
+ * made in the background by the delta worker, server/delta_worker.h) and
+ * GET /healthz.  Options come from flags,
  * LIVEPUSH_* environment variables and a JSON config file (flags win; see
  * server/config.h); the --help text is generated from the same option
  * table.
@@ -35,6 +38,7 @@
 #include "cli/cli.h"
 #include "server/api.h"
 #include "server/config.h"
+#include "server/delta_worker.h"
 #include "server/http.h"
 #include "server/maintain.h"
 #include "server/log.h"
@@ -61,6 +65,7 @@ static void usage(FILE *f)
                "docs/api.md)\n"
                "  GET /v1/apps/<app>/metadata/<file>   GET /v1/apps/<app>/targets/<path>\n"
                "  GET /v1/blobs/<sha256>               GET /healthz\n"
+               "  GET /v1/apps/<app>/deltas/<from>/<to>.json   GET /v1/deltas/<base>/<result>\n"
                "  POST /v1/apps/<app>/events           device events (see --device-auth)\n"
                "On first start it writes an admin token to DIR/admin.token (0600) and\n"
                "creates the default app.  Prints \"listening on http://HOST:PORT\" once\n"
@@ -152,7 +157,10 @@ int lp_cmd_serve(int argc, char **argv)
                              .limits = &limits,
                              .db_connections = cfg.db_connections,
                              .log = &log,
-                             .device_token = cfg.device_auth_token};
+                             .device_token = cfg.device_auth_token,
+                             .deltas = {.releases = cfg.delta_releases,
+                                        .min_size = cfg.delta_min_size,
+                                        .max_ratio = cfg.delta_max_ratio}};
     lp_service *svc = NULL;
     bool made_token = false;
     st = lp_service_open(&svc, &so, &err);
@@ -186,9 +194,13 @@ int lp_cmd_serve(int argc, char **argv)
     if (!st)
         st = lp_http_server_start(srv, &err);
     lp_maintainer *upkeep = NULL;
+    lp_delta_worker *deltas = NULL;
     if (!st)
         st = lp_maintainer_start(svc, cfg.resign_interval_s, &upkeep, &err);
+    if (!st)
+        st = lp_delta_worker_start(svc, &deltas, &err);
     if (st) {
+        lp_maintainer_stop(upkeep);
         lp_http_server_free(srv);
         lp_service_close(svc);
         return lp_cli_fail(&err, "serve");
@@ -207,6 +219,7 @@ int lp_cmd_serve(int argc, char **argv)
                  json_pack("{s:s,s:i}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                            "in_flight", (int)lp_http_server_in_flight(srv)));
     st = lp_http_server_shutdown(srv, cfg.shutdown_timeout_s * 1000u, &err);
+    lp_delta_worker_stop(deltas);
     lp_maintainer_stop(upkeep);
     lp_http_server_free(srv);
     lp_service_close(svc);

@@ -79,6 +79,9 @@ static const row rows[] = {
      "other than loopback", K_BOOL, F(allow_http), 0, 0},
     {"report", "LIVEPUSH_REPORT", "true|false", "true", "send the device's events to the server "
      "(false for a static mirror: they stay queued, bounded)", K_BOOL, F(report), 0, 0},
+    {"deltas", "LIVEPUSH_DELTAS", "true|false", "true", "download changed files as deltas "
+     "against the installed release when the server lists them (falling back to the full "
+     "file)", K_BOOL, F(deltas), 0, 0},
     {"attempts", "LIVEPUSH_ATTEMPTS", "N", "5", "tries of one download", K_UINT, F(attempts), 1,
      100},
     {"connect-timeout", "LIVEPUSH_CONNECT_TIMEOUT", "SECONDS", "10", "limit of one connection "
@@ -435,6 +438,7 @@ lp_status lp_devcfg_device(lp_devcfg *cfg, lp_device_config *out, lp_error *err)
     out->runtime_version = cfg->runtime_version[0] ? cfg->runtime_version : NULL;
     out->trusted_root = cfg->trusted_root[0] ? cfg->trusted_root : NULL;
     out->max_events = cfg->max_events;
+    out->no_deltas = !cfg->deltas;
     return LP_OK;
 }
 
@@ -456,6 +460,8 @@ int lp_devcfg_open(lp_devcfg *cfg, const char *cmd, const lp_device_config *extr
         dc.skip_ctx = extra->skip_ctx;
         dc.should_stop = extra->should_stop;
         dc.stop_ctx = extra->stop_ctx;
+        dc.on_delta = extra->on_delta;
+        dc.delta_ctx = extra->delta_ctx;
     }
     if (lp_device_open(&dc, out, &err))
         return lp_cli_fail(&err, cmd);

@@ -55,6 +55,7 @@ typedef struct lp_devcfg {
     char device_token_file[LP_DEVCFG_PATH_MAX];
     bool allow_http;
     bool report;                               /* send events */
+    bool deltas;                               /* use deltas (lp_device_config.no_deltas) */
     unsigned attempts;
     unsigned connect_timeout_s;
     unsigned stall_timeout_s;

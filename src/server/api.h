@@ -10,6 +10,9 @@
  *     api_signing.c   apps whose publisher signs: the root, the pending
  *                     release, its signatures (docs/signing.md)
  *     api_blobs.c     GET /v1/blobs/<sha256> (public, immutable)
+ *     api_deltas.c    GET /v1/apps/<app>/deltas/<from>/<to>.json (the index of
+ *                     a pair of releases) and GET /v1/deltas/<base>/<result>
+ *                     (public, served like blobs)
  *     api_devices.c   POST /v1/apps/<app>/events (the device API) and the
  *                     devices and events lists
  * and shares the helpers below:
@@ -44,6 +47,15 @@ lp_status lp_api_add_token_routes(lp_http_server *s, lp_service *svc, lp_error *
 lp_status lp_api_add_signing_routes(lp_http_server *s, lp_service *svc, lp_error *err);
 lp_status lp_api_add_blob_routes(lp_http_server *s, lp_service *svc, lp_error *err);
 lp_status lp_api_add_device_routes(lp_http_server *s, lp_service *svc, lp_error *err);
+lp_status lp_api_add_delta_routes(lp_http_server *s, lp_service *svc, lp_error *err);
+
+/* Answers GET/HEAD with an immutable, content-addressed file (api_blobs.c;
+ * blobs and deltas): fd is taken (closed here), `tag` is the name that
+ * fixes its content (the strong ETag is "\"<tag>\""), cached for a year,
+ * application/octet-stream, with Range, If-None-Match and If-Range as
+ * lp_http_send_file; `what` names it in errors ("blob X").  A file that is
+ * not a regular file is 404. */
+void lp_api_send_immutable(lp_http_request *rq, int fd, const char *tag, const char *what);
 
 /* ---- request bodies (api_body.c) ------------------------------------------ */
 

@@ -1,5 +1,7 @@
 /*
- * api_blobs.c — GET /v1/blobs/<sha256>: the blob store over HTTP, public.
+ * api_blobs.c — GET /v1/blobs/<sha256>: the blob store over HTTP, public;
+ * and lp_api_send_immutable, the answer for every content-addressed file
+ * (blobs here, deltas in api_deltas.c).
  *
  * A blob's name is the SHA-256 of its bytes and it never changes, so the
  * name itself is the strong ETag ("\"<sha256>\"") and the answer may be
@@ -11,8 +13,41 @@
  */
 #include "server/api.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+void lp_api_send_immutable(lp_http_request *rq, int fd, const char *tag, const char *what)
+{
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        close(fd);
+        lp_error err;
+        lp_error_set(&err, LP_ERR_IO, "%s: fstat failed", what);
+        lp_api_respond_status(rq, LP_ERR_IO, &err);
+        return;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        lp_http_respond_error(rq, MHD_HTTP_NOT_FOUND, "not_found", "no %s", what);
+        return;
+    }
+    size_t n = strlen(tag);
+    char *etag = malloc(n + 3);
+    if (!etag) {
+        close(fd);
+        lp_http_respond(rq, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, 0);
+        return;
+    }
+    snprintf(etag, n + 3, "\"%s\"", tag);
+    lp_http_file_info info = {.etag = etag,
+                              .cache_control = "public, max-age=31536000, immutable",
+                              .content_type = "application/octet-stream"};
+    lp_http_send_file(rq, fd, &sb, &info);
+    free(etag);
+}
 
 static void get_blob(lp_http_request *rq, void *user)
 {
@@ -27,11 +62,6 @@ static void get_blob(lp_http_request *rq, void *user)
     lp_error err;
     lp_error_clear(&err);
     lp_status st = lp_blobstore_open_blob(lp_service_blobstore(svc), id, &fd, NULL, &err);
-    struct stat sb;
-    if (!st && fstat(fd, &sb) != 0) {
-        close(fd);
-        st = lp_error_set(&err, LP_ERR_IO, "blob %s: fstat failed", id);
-    }
     if (st == LP_ERR_NOT_FOUND) {
         lp_http_respond_error(rq, MHD_HTTP_NOT_FOUND, "not_found", "no blob %s", id);
         return;
@@ -40,16 +70,9 @@ static void get_blob(lp_http_request *rq, void *user)
         lp_api_respond_status(rq, st, &err);
         return;
     }
-    char etag[LP_BLOB_ID_HEX + 3];
-    etag[0] = '"';
-    for (int i = 0; i < LP_BLOB_ID_HEX; i++)
-        etag[i + 1] = id[i];
-    etag[LP_BLOB_ID_HEX + 1] = '"';
-    etag[LP_BLOB_ID_HEX + 2] = '\0';
-    lp_http_file_info info = {.etag = etag,
-                              .cache_control = "public, max-age=31536000, immutable",
-                              .content_type = "application/octet-stream"};
-    lp_http_send_file(rq, fd, &sb, &info);
+    char what[80];
+    snprintf(what, sizeof what, "blob %s", id);
+    lp_api_send_immutable(rq, fd, id, what);
 }
 
 lp_status lp_api_add_blob_routes(lp_http_server *s, lp_service *svc, lp_error *err)

@@ -35,7 +35,8 @@ enum kind {
     K_U64,
     K_FORMAT,
     K_LEVEL,
-    K_DEVICE_AUTH /* "none" or "token" */
+    K_DEVICE_AUTH, /* "none" or "token" */
+    K_RATIO        /* a decimal number > 0 and <= 1 ("0.6") */
 };
 
 typedef struct row {
@@ -105,6 +106,16 @@ static const row rows[] = {
       "device API (POST /v1/apps/<app>/events): none = anonymous devices, token = a "
       "download-scope token"},
      K_DEVICE_AUTH, OFF(device_auth_token), 0, 0},
+    {{"delta-releases", "LIVEPUSH_DELTA_RELEASES", "delta_releases", "K", "3",
+      "make deltas to a new release from the last K releases of each of its channels, in "
+      "the background; 0 disables deltas"},
+     K_UINT, OFF(delta_releases), 0, 64},
+    {{"delta-min-size", "LIVEPUSH_DELTA_MIN_SIZE", "delta_min_size", "BYTES", "1024",
+      "files smaller than this get no delta (the device fetches them whole)"},
+     K_U64, OFF(delta_min_size), 0, (uint64_t)1 << 30},
+    {{"delta-max-ratio", "LIVEPUSH_DELTA_MAX_RATIO", "delta_max_ratio", "RATIO", "0.6",
+      "a delta is kept only when its size is at most RATIO x the file's (0 < RATIO <= 1)"},
+     K_RATIO, OFF(delta_max_ratio), 0, 0},
     {{"log-format", "LIVEPUSH_LOG_FORMAT", "log_format", "json|text", "json",
       "log line format on stderr"},
      K_FORMAT, OFF(log_format), 0, 0},
@@ -175,6 +186,30 @@ static bool parse_number(const char *s, uint64_t min, uint64_t max, uint64_t *ou
         v = v * 10 + d;
     }
     if (v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* A decimal number: digits, optionally '.' and more digits (at most 24
+ * characters), greater than 0 and at most 1. */
+static bool parse_ratio(const char *s, double *out)
+{
+    size_t n = strlen(s), digits = 0, dots = 0;
+    if (n == 0 || n > 24)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '.')
+            dots++;
+        else if (s[i] >= '0' && s[i] <= '9')
+            digits++;
+        else
+            return false;
+    }
+    if (!digits || dots > 1 || s[0] == '.' || s[n - 1] == '.')
+        return false;
+    double v = strtod(s, NULL);
+    if (!(v > 0.0 && v <= 1.0))
         return false;
     *out = v;
     return true;
@@ -254,6 +289,13 @@ lp_status lp_server_config_set(lp_server_config *cfg, const char *name, const ch
                                 source, value);
         cfg->device_auth_token = !strcmp(value, "token");
         return LP_OK;
+    case K_RATIO:
+        if (!parse_ratio(value, &cfg->delta_max_ratio))
+            return lp_error_set(err, LP_ERR_INVALID_ARG,
+                                "%s: '%.32s' is not a number greater than 0 and at most 1 "
+                                "(e.g. 0.6)",
+                                source, value);
+        return LP_OK;
     }
     return lp_error_set(err, LP_ERR_INVALID_ARG, "%s: unsupported option", source);
 }
@@ -286,7 +328,14 @@ lp_status lp_server_config_apply_file(lp_server_config *cfg, const char *path, l
         }
         bool numeric = r->kind == K_UINT || r->kind == K_SIZE || r->kind == K_U64;
         const char *value;
-        if (numeric && json_is_integer(v) && json_integer_value(v) >= 0) {
+        if (r->kind == K_RATIO && json_is_number(v)) {
+            /* 17 significant digits give the JSON number back exactly */
+            snprintf(text, sizeof text, "%.17g", json_number_value(v));
+            value = text;
+        } else if (r->kind == K_RATIO) {
+            st = lp_error_set(err, LP_ERR_MALFORMED, "%s: expected a number", source);
+            break;
+        } else if (numeric && json_is_integer(v) && json_integer_value(v) >= 0) {
             snprintf(text, sizeof text, "%lld", (long long)json_integer_value(v));
             value = text;
         } else if (!numeric && json_is_string(v)) {

@@ -49,6 +49,9 @@ typedef struct lp_server_config {
     unsigned shutdown_timeout_s;        /* how long a shutdown waits for requests in flight */
     bool device_auth_token;             /* --device-auth token: the device API needs a
                                            `download` token; false ("none"): anonymous */
+    unsigned delta_releases;            /* deltas from the last N releases of a channel; 0: none */
+    uint64_t delta_min_size;            /* files smaller than this get no delta */
+    double delta_max_ratio;             /* a delta is kept when at most this x the file */
     lp_log_format log_format;
     lp_log_level log_level;
 } lp_server_config;

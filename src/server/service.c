@@ -53,7 +53,8 @@ static lp_status make_dirs(lp_service *s, lp_error *err)
         return lp_error_prefix(err, st, "data folder %s", s->data_dir);
     if (!(s->repos_dir = lp_service_path(s->data_dir, "repos", err)) ||
         !(s->keys_dir = lp_service_path(s->data_dir, "keys", err)) ||
-        !(s->uploads_dir = lp_service_path(s->data_dir, "uploads", err)))
+        !(s->uploads_dir = lp_service_path(s->data_dir, "uploads", err)) ||
+        !(s->deltas_dir = lp_service_path(s->data_dir, "deltas", err)))
         return LP_ERR_NOMEM;
     const char *dirs[] = {s->repos_dir, s->keys_dir, s->uploads_dir};
     for (size_t i = 0; i < 3; i++)
@@ -134,6 +135,12 @@ lp_status lp_service_open(lp_service **out, const lp_service_options *opt, lp_er
     pthread_cond_init(&s->cv, NULL);
     s->log = opt->log;
     s->device_token = opt->device_token;
+    s->deltas = opt->deltas;
+    if (s->deltas.max_ratio <= 0)
+        s->deltas.max_ratio = LP_SERVICE_DELTA_RATIO_DEFAULT;
+    if (s->deltas.releases > LP_DB_DELTA_RELEASES_MAX)
+        s->deltas.releases = LP_DB_DELTA_RELEASES_MAX;
+    pthread_mutex_init(&s->hook_mu, NULL);
     if (opt->limits)
         s->limits = *opt->limits;
     else
@@ -187,6 +194,8 @@ void lp_service_close(lp_service *s)
         close(s->lock_fd);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->hook_mu);
+    free(s->deltas_dir);
     free(s->data_dir);
     free(s->repos_dir);
     free(s->keys_dir);

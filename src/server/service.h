@@ -12,6 +12,8 @@
  *     <data>/repos/<app>.pending.json  what was prepared for a release
  *                                 waiting for the publisher's signatures
  *     <data>/uploads/             partial files of resumable uploads
+ *     <data>/deltas/<base>/<result>  binary deltas between files of releases
+ *                                 (service_deltas.c), by SHA-256 of both
  *     <data>/admin.token          the first admin token (0600), made on first start
  *
  * The HTTP routes (api_*.c) and the CLI are thin layers over these calls.
@@ -54,6 +56,17 @@
 
 typedef struct lp_service lp_service;
 
+/* Deltas between releases (docs/server.md, service_deltas.c). */
+typedef struct lp_service_delta_options {
+    unsigned releases;                /* K: a new release gets deltas from the last K
+                                         releases of each of its channels; 0: none */
+    uint64_t min_size;                /* files smaller than this get no delta */
+    double max_ratio;                 /* a delta is kept when its size is at most
+                                         max_ratio x the file's; 0: 0.6 */
+} lp_service_delta_options;
+
+#define LP_SERVICE_DELTA_RATIO_DEFAULT 0.6
+
 typedef struct lp_service_options {
     const char *data_dir;             /* created if missing (0700) */
     const char *db_url;               /* NULL: "sqlite:<data_dir>/livepush.db" */
@@ -63,6 +76,7 @@ typedef struct lp_service_options {
     bool device_token;                /* the device API needs a `download` token
                                          (serve --device-auth token); false: devices
                                          are anonymous */
+    lp_service_delta_options deltas;  /* all zero: no deltas are planned */
 } lp_service_options;
 
 /* Opens the data folder and database (applying migrations), then runs
@@ -88,6 +102,40 @@ void lp_service_db_release(lp_service *s, lp_db *db);
  * (server-held keys).  Idempotent. */
 lp_status lp_service_bootstrap(lp_service *s, const char *default_app, bool *created,
                                lp_error *err);
+
+/* ---- deltas between releases (service_deltas.c) ---------------------------
+ * Publishing a release plans "pairs" (earlier release -> this one) in the
+ * database, inside the publish transaction; the delta worker
+ * (delta_worker.h) works them off in the background, one at a time, so a
+ * publish never waits for a delta.  docs/server.md explains the choices. */
+
+const lp_service_delta_options *lp_service_deltas(const lp_service *s);
+/* <data>/deltas: holds <base sha256>/<result sha256>, one delta each. */
+const char *lp_service_deltas_dir(const lp_service *s);
+
+/* Sets the function called (from the publishing thread, no lock held)
+ * after a release was published and its pairs planned; fn NULL removes
+ * it.  One hook at a time (the delta worker's). */
+void lp_service_set_release_hook(lp_service *s, void (*fn)(void *ctx), void *ctx);
+
+/* Works on one planned pair until it is finished or should_stop(ctx)
+ * (checked before each file; may be NULL) says to stop: for each file of
+ * the `to` release that needs one, chooses a base in the `from` release,
+ * makes the delta into <data>/deltas/<base>/<result> (unless it is there
+ * or known to be too large), keeps it when small enough, and records the
+ * outcome; then marks the pair done.  *stopped tells that it stopped
+ * early (the pair stays pending, what was recorded stays).  Errors are
+ * those of the database (the caller retries later); a file whose delta
+ * fails is recorded as failed and logged, and a release whose manifest
+ * cannot be read finishes the pair with nothing made (logged). */
+lp_status lp_service_delta_run_pair(lp_service *s, const lp_db_delta_pair *pair,
+                                    bool (*should_stop)(void *ctx), void *ctx, bool *stopped,
+                                    lp_error *err);
+
+/* The "deltas" object of the release JSON: {"made","bytes","pending",
+ * "too_large","failed"} over the release's pairs (new reference). */
+lp_status lp_service_delta_summary_json(lp_db *db, int64_t release_id, json_t **out,
+                                        lp_error *err);
 
 /* ---- apps ---------------------------------------------------------------- */
 

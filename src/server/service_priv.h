@@ -6,6 +6,7 @@
  * service_release.c  publish, rollback, the release JSON object
  * service_sync.c     making an app's TUF repository match the database
  * service_signed.c   apps whose publisher signs: creation, two-step publish
+ * service_deltas.c   deltas between releases: planning, making, the summary
  */
 #ifndef LP_SERVER_SERVICE_PRIV_H
 #define LP_SERVER_SERVICE_PRIV_H
@@ -30,6 +31,12 @@ struct lp_service {
     bool device_token; /* lp_service_options.device_token */
     lp_blobstore *bs;
     int lock_fd;       /* flock on <data>/lock: one server per data folder */
+
+    lp_service_delta_options deltas;
+    char *deltas_dir;  /* <data>/deltas */
+    pthread_mutex_t hook_mu; /* guards the release hook */
+    void (*release_hook)(void *ctx);
+    void *release_hook_ctx;
 
     pthread_mutex_t mu; /* guards the pool */
     pthread_cond_t cv;
@@ -98,5 +105,14 @@ lp_status lp_service_rollback_with(lp_service *s, const char *app, const char *t
  * lists it, and logs what it cannot repair.  Call with the app locked. */
 lp_status lp_service_signed_recover_app(lp_service *s, lp_db *db, const lp_db_app *app,
                                         lp_error *err);
+
+/* Plans the delta pairs of the published release `release_id` of `app`
+ * (lp_db_delta_plan with the service's K), in db's transaction when one is
+ * open.  A failure is logged, never returned: deltas are an optimisation
+ * and must not fail a publish. */
+void lp_service_delta_plan(lp_service *s, lp_db *db, const char *app, int64_t release_id);
+
+/* Calls the release hook (lp_service_set_release_hook), if any. */
+void lp_service_notify_release(lp_service *s);
 
 #endif

@@ -52,6 +52,8 @@ static lp_status insert_and_sync(lp_service *s, const lp_db_app *app, lp_db_rele
     if (!st)
         st = lp_service_sync_app(s, db, app, NULL, err);
     if (!st)
+        lp_service_delta_plan(s, db, app->name, *id_out);
+    if (!st)
         st = lp_db_commit(db, err);
     if (st && db) {
         if (lp_db_in_transaction(db))
@@ -66,6 +68,8 @@ static lp_status insert_and_sync(lp_service *s, const lp_db_app *app, lp_db_rele
     }
     lp_service_db_release(s, db);
     lp_service_unlock(lock);
+    if (!st)
+        lp_service_notify_release(s);
     return st;
 }
 
@@ -307,6 +311,12 @@ lp_status lp_service_release_json(lp_service *s, lp_db *db, const char *app,
         "files", files, "bytes", bytes);
     if (!o)
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    json_t *deltas = NULL;
+    if ((st = lp_service_delta_summary_json(db, rel->id, &deltas, err))) {
+        json_decref(o);
+        return lp_error_prefix(err, st, "release %s", rel->version);
+    }
+    json_object_set_new(o, "deltas", deltas);
     *out = o;
     return LP_OK;
 }

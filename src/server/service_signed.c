@@ -806,6 +806,7 @@ static lp_status mark_published(lp_service *s, op *o, const char *how, lp_error 
                                "still says pending (repaired by the next sign, cancel or start)",
                                o->rel.version);
     pending_remove(s, o->app.name);
+    lp_service_delta_plan(s, o->db, o->app.name, o->rel.id);
     if (s->log)
         lp_log_event(s->log, LP_LOG_INFO, how,
                      json_pack("{s:s,s:s,s:I,s:s}", "app", o->app.name, "version",
@@ -958,6 +959,8 @@ done:
     lp_tuf_repo_free(r);
     pending_free(&p);
     op_end(s, &o);
+    if (!st)
+        lp_service_notify_release(s);
     return st;
 }
 
@@ -1106,6 +1109,7 @@ lp_status lp_service_signed_recover_app(lp_service *s, lp_db *db, const lp_db_ap
                 if (st)
                     break;
                 pending_remove(s, app->name);
+                lp_service_delta_plan(s, db, app->name, rel->id);
                 published = true;
                 if (s->log)
                     lp_log_event(s->log, LP_LOG_WARN,

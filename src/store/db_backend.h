@@ -95,6 +95,24 @@ typedef struct lp_db_ops {
                             lp_error *err);
     lp_status (*device_list)(lp_db *db, int64_t app_id, const char *after, size_t limit,
                              lp_db_device_list *out, lp_error *err);
+
+    /* Deltas between releases (db_deltas.c checks the input; the writes
+     * run inside its write transaction). */
+    lp_status (*delta_plan)(lp_db *db, int64_t release_id, unsigned k, int64_t created_at,
+                            size_t *added, lp_error *err);
+    lp_status (*delta_pair_next)(lp_db *db, lp_db_delta_pair *out, lp_error *err);
+    lp_status (*delta_pair_get)(lp_db *db, int64_t app_id, int64_t from_code, int64_t to_code,
+                                lp_db_delta_pair *out, lp_error *err);
+    lp_status (*delta_record)(lp_db *db, int64_t from_id, int64_t to_id, const lp_db_delta *d,
+                              lp_error *err);
+    lp_status (*delta_pair_finish)(lp_db *db, int64_t from_id, int64_t to_id, int64_t when,
+                                   lp_error *err);
+    lp_status (*delta_list)(lp_db *db, int64_t from_id, int64_t to_id, const char *state,
+                            lp_db_delta_list *out, lp_error *err);
+    lp_status (*delta_find)(lp_db *db, const char *base, const char *result, bool *found,
+                            lp_db_delta *out, lp_error *err);
+    lp_status (*delta_summary)(lp_db *db, int64_t to_id, lp_db_delta_summary *out,
+                               lp_error *err);
 } lp_db_ops;
 
 struct lp_db {

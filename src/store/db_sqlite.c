@@ -348,4 +348,12 @@ const lp_db_ops lp_db_sqlite_ops = {
     .event_list = sq_event_list,
     .device_get = sq_device_get,
     .device_list = sq_device_list,
+    .delta_plan = sq_delta_plan,
+    .delta_pair_next = sq_delta_pair_next,
+    .delta_pair_get = sq_delta_pair_get,
+    .delta_record = sq_delta_record,
+    .delta_pair_finish = sq_delta_pair_finish,
+    .delta_list = sq_delta_list,
+    .delta_find = sq_delta_find,
+    .delta_summary = sq_delta_summary,
 };

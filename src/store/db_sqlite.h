@@ -16,9 +16,11 @@
 
 /* Prepared statements are cached per connection, by slot number:
  * db_sqlite_ops.c uses the slots below SQ_SLOTS_DEVICES, db_sqlite_devices.c
- * those from it. */
-#define SQ_STMT_SLOTS 48
+ * those from it up to SQ_SLOTS_DELTAS, db_sqlite_deltas.c those from
+ * SQ_SLOTS_DELTAS. */
+#define SQ_STMT_SLOTS 64
 #define SQ_SLOTS_DEVICES 36
+#define SQ_SLOTS_DELTAS 48
 
 typedef struct sq_db {
     lp_db base;
@@ -119,5 +121,21 @@ lp_status sq_device_get(lp_db *db, int64_t app_id, const char *device_id, lp_db_
                         lp_error *err);
 lp_status sq_device_list(lp_db *db, int64_t app_id, const char *after, size_t limit,
                          lp_db_device_list *out, lp_error *err);
+
+/* Deltas between releases (db_sqlite_deltas.c). */
+lp_status sq_delta_plan(lp_db *db, int64_t release_id, unsigned k, int64_t created_at,
+                        size_t *added, lp_error *err);
+lp_status sq_delta_pair_next(lp_db *db, lp_db_delta_pair *out, lp_error *err);
+lp_status sq_delta_pair_get(lp_db *db, int64_t app_id, int64_t from_code, int64_t to_code,
+                            lp_db_delta_pair *out, lp_error *err);
+lp_status sq_delta_record(lp_db *db, int64_t from_id, int64_t to_id, const lp_db_delta *d,
+                          lp_error *err);
+lp_status sq_delta_pair_finish(lp_db *db, int64_t from_id, int64_t to_id, int64_t when,
+                               lp_error *err);
+lp_status sq_delta_list(lp_db *db, int64_t from_id, int64_t to_id, const char *state,
+                        lp_db_delta_list *out, lp_error *err);
+lp_status sq_delta_find(lp_db *db, const char *base, const char *result, bool *found,
+                        lp_db_delta *out, lp_error *err);
+lp_status sq_delta_summary(lp_db *db, int64_t to_id, lp_db_delta_summary *out, lp_error *err);
 
 #endif

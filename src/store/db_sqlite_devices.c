@@ -35,7 +35,7 @@ enum {
     S_DEVICES_END
 };
 
-_Static_assert(S_DEVICES_END <= SQ_STMT_SLOTS, "too many cached statements");
+_Static_assert(S_DEVICES_END <= SQ_SLOTS_DELTAS, "too many cached statements");
 
 #define EVENT_FIELDS                                                                     \
     "e.id, e.device_id, e.seq, e.type, e.at, e.version, e.version_code, "                \

@@ -113,4 +113,38 @@ const char *const sq_migrations[LP_DB_SCHEMA_VERSION] = {
     ");"
     "CREATE INDEX events_by_app ON events (app_id, id);"
     "CREATE INDEX events_by_type ON events (app_id, type, id);",
+
+    /* 2 -> 3: deltas between releases.  A pair (from, to) of releases of
+     * one app is planned when `to` is published and finished when every
+     * file of `to` that needed a delta was dealt with; delta_pairs_pending
+     * serves "the oldest pending pair".  deltas holds one row per pair and
+     * result file; deltas_by_content finds what any pair recorded for a
+     * (base, result), so a delta is made once whatever pairs need it. */
+    "CREATE TABLE delta_pairs ("
+    "  app_id INTEGER NOT NULL REFERENCES apps(id),"
+    "  from_release_id INTEGER NOT NULL REFERENCES releases(id),"
+    "  to_release_id INTEGER NOT NULL REFERENCES releases(id),"
+    "  state TEXT NOT NULL CHECK (state IN ('pending', 'done')),"
+    "  created_at INTEGER NOT NULL,"
+    "  finished_at INTEGER,"
+    "  CHECK (from_release_id <> to_release_id),"
+    "  PRIMARY KEY (from_release_id, to_release_id)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX delta_pairs_pending ON delta_pairs (state, created_at, to_release_id,"
+    "  from_release_id);"
+    "CREATE INDEX delta_pairs_by_to ON delta_pairs (to_release_id);"
+    "CREATE TABLE deltas ("
+    "  app_id INTEGER NOT NULL REFERENCES apps(id),"
+    "  from_release_id INTEGER NOT NULL,"
+    "  to_release_id INTEGER NOT NULL,"
+    "  result_sha256 TEXT NOT NULL CHECK (length(result_sha256) = 64),"
+    "  base_sha256 TEXT NOT NULL CHECK (length(base_sha256) = 64),"
+    "  size INTEGER NOT NULL CHECK (size >= 0),"
+    "  state TEXT NOT NULL CHECK (state IN ('made', 'too_large', 'failed')),"
+    "  PRIMARY KEY (from_release_id, to_release_id, result_sha256),"
+    "  FOREIGN KEY (from_release_id, to_release_id)"
+    "    REFERENCES delta_pairs (from_release_id, to_release_id)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX deltas_by_content ON deltas (base_sha256, result_sha256);"
+    "CREATE INDEX deltas_by_to ON deltas (to_release_id, state);",
 };

@@ -13,6 +13,7 @@
 
 #include "livepush/hash.h"
 #include "server/api.h"
+#include "server/delta_worker.h"
 #include "testutil.h"
 
 #include <curl/curl.h>
@@ -30,26 +31,15 @@ lp_apitest *lp_apitest_start(uint64_t max_body)
     return lp_apitest_start_with(&o);
 }
 
-lp_apitest *lp_apitest_start_with(const lp_apitest_opts *o)
+/* Opens the service on t->dir and starts the server with options `o`;
+ * the first start reads the admin token the bootstrap wrote. */
+static int open_server(lp_apitest *t, const lp_apitest_opts *o, bool first)
 {
-    lp_apitest_opts none = {0};
-    if (!o)
-        o = &none;
     uint64_t max_body = o->max_body;
-    lp_apitest *t = calloc(1, sizeof *t);
-    if (!t || !(t->dir = lp_test_tmpdir("api"))) {
-        free(t);
-        return NULL;
-    }
-    if (!(t->log_file = tmpfile())) {
-        lp_apitest_stop(t);
-        return NULL;
-    }
-    t->log = (lp_log){.out = t->log_file, .format = LP_LOG_JSON, .min_level = LP_LOG_DEBUG};
     lp_error err;
     lp_error_clear(&err);
     lp_service_options so = {.data_dir = t->dir, .db_connections = 4, .log = &t->log,
-                             .device_token = o->device_token};
+                             .device_token = o->device_token, .deltas = o->deltas};
     lp_http_server_options ho = {.listen = "127.0.0.1:0",
                                  .threads = 2,
                                  .connection_timeout_s = 10,
@@ -67,30 +57,76 @@ lp_apitest *lp_apitest_start_with(const lp_apitest_opts *o)
         st = lp_api_add_routes(t->srv, t->svc, &err);
     if (!st)
         st = lp_http_server_start(t->srv, &err);
+    if (!st && o->delta_worker)
+        st = lp_delta_worker_start(t->svc, &t->worker, &err);
+    if (st) {
+        fprintf(stderr, "apitest: start: %s\n", err.msg);
+        return -1;
+    }
+    snprintf(t->base, sizeof t->base, "%s", lp_http_server_url(t->srv));
+    if (!first)
+        return 0;
     char *path = lp_test_join(t->dir, "admin.token");
     uint8_t *text = path ? lp_test_read_file(path, NULL) : NULL;
     free(path);
-    if (st || !made || !text || strlen((char *)text) < LP_TOKEN_TEXT_LEN) {
-        fprintf(stderr, "apitest: start: %s\n", st ? err.msg : "no admin token written");
+    if (!made || !text || strlen((char *)text) < LP_TOKEN_TEXT_LEN) {
+        fprintf(stderr, "apitest: start: no admin token written\n");
         free(text);
-        lp_apitest_stop(t);
-        return NULL;
+        return -1;
     }
     memcpy(t->admin, text, LP_TOKEN_TEXT_LEN);
     t->admin[LP_TOKEN_TEXT_LEN] = '\0';
     free(text);
-    snprintf(t->base, sizeof t->base, "%s", lp_http_server_url(t->srv));
+    return 0;
+}
+
+/* Stops what open_server started, keeping the data folder. */
+static void close_server(lp_apitest *t)
+{
+    lp_delta_worker_stop(t->worker);
+    t->worker = NULL;
+    if (t->srv)
+        lp_http_server_shutdown(t->srv, 5000, NULL);
+    lp_http_server_free(t->srv);
+    t->srv = NULL;
+    lp_service_close(t->svc);
+    t->svc = NULL;
+}
+
+lp_apitest *lp_apitest_start_with(const lp_apitest_opts *o)
+{
+    lp_apitest_opts none = {0};
+    if (!o)
+        o = &none;
+    lp_apitest *t = calloc(1, sizeof *t);
+    if (!t || !(t->dir = lp_test_tmpdir("api"))) {
+        free(t);
+        return NULL;
+    }
+    if (!(t->log_file = tmpfile())) {
+        lp_apitest_stop(t);
+        return NULL;
+    }
+    t->log = (lp_log){.out = t->log_file, .format = LP_LOG_JSON, .min_level = LP_LOG_DEBUG};
+    if (open_server(t, o, true) != 0) {
+        lp_apitest_stop(t);
+        return NULL;
+    }
     return t;
+}
+
+int lp_apitest_restart(lp_apitest *t, const lp_apitest_opts *o)
+{
+    lp_apitest_opts none = {0};
+    close_server(t);
+    return open_server(t, o ? o : &none, false);
 }
 
 void lp_apitest_stop(lp_apitest *t)
 {
     if (!t)
         return;
-    if (t->srv)
-        lp_http_server_shutdown(t->srv, 5000, NULL);
-    lp_http_server_free(t->srv);
-    lp_service_close(t->svc);
+    close_server(t);
     if (t->log_file)
         fclose(t->log_file);
     if (t->dir)

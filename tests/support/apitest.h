@@ -22,10 +22,13 @@
 #include <stdint.h>
 #include <stdio.h>
 
+struct lp_delta_worker;
+
 typedef struct lp_apitest {
     char *dir;                        /* data folder */
     lp_service *svc;
     lp_http_server *srv;
+    struct lp_delta_worker *worker;   /* the delta worker, when the options start it */
     char base[128];                   /* http://127.0.0.1:PORT */
     char admin[LP_TOKEN_TEXT_SIZE];   /* the bootstrap admin token */
     FILE *log_file;                   /* the server's log (JSON lines, debug level) */
@@ -37,7 +40,7 @@ typedef struct lp_apiresp {
     char *body;        /* NUL-terminated */
     size_t len;
     json_t *json;      /* the body parsed, or NULL when it is not JSON */
-    char www_auth[128], etag[128], cache[128], content_range[128], ctype[64];
+    char www_auth[128], etag[160], cache[128], content_range[128], ctype[64];
 } lp_apiresp;
 
 /* Starts service and server; max_body is the server's body limit (0: 8 MiB
@@ -48,11 +51,19 @@ lp_apitest *lp_apitest_start(uint64_t max_body);
 typedef struct lp_apitest_opts {
     uint64_t max_body;  /* 0: as lp_apitest_start(0) */
     bool device_token;  /* serve --device-auth token (lp_service_options.device_token) */
+    lp_service_delta_options deltas; /* lp_service_options.deltas (all 0: none planned) */
+    bool delta_worker;  /* start the delta worker as serve does */
 } lp_apitest_opts;
 
 /* lp_apitest_start with more options (o may be NULL: the defaults). */
 lp_apitest *lp_apitest_start_with(const lp_apitest_opts *o);
 void lp_apitest_stop(lp_apitest *t);
+
+/* Stops the server (delta worker, HTTP, service) as a shutdown would and
+ * starts it again on the same data folder with options `o` (may be NULL:
+ * the defaults): a restart.  The admin token stays; the port changes
+ * (t->base is updated).  0, or -1 with a message on stderr. */
+int lp_apitest_restart(lp_apitest *t, const lp_apitest_opts *o);
 
 /* Everything the server logged so far (new malloc'd string). */
 char *lp_apitest_log_text(lp_apitest *t);

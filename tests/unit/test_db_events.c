@@ -446,7 +446,7 @@ static void test_migrate_v1(void **state)
     assert_ok(lp_db_open(url, &db, &err), err);
     int v = 0;
     assert_ok(lp_db_schema_version(db, &v, &err), err);
-    assert_int_equal(v, 2);
+    assert_int_equal(v, LP_DB_SCHEMA_VERSION);
     lp_db_app app;
     assert_ok(lp_db_app_get_by_name(db, "legacy", &app, &err), err);
     assert_int_equal(app.id, 7);
