@@ -69,7 +69,7 @@ extern "C" {
 #endif
 
 /* Schema version this code writes and understands. */
-#define LP_DB_SCHEMA_VERSION 3
+#define LP_DB_SCHEMA_VERSION 4
 
 /* Bounds on inputs (bytes, without the NUL). */
 #define LP_DB_NAME_MAX 64        /* app and channel names */
@@ -386,6 +386,13 @@ void lp_db_upload_list_free(lp_db_upload_list *list);
  *                      control characters but \t \n \r (why it failed)
  *   duration_ms        -1 (not given) or 0..LP_DB_DURATION_MS_MAX: how long
  *                      the step took
+ *   bytes, files_fetched, files_delta, bytes_delta_saved, delta_fallbacks
+ *                      -1 (not given) or 0..INT64_MAX: the figures of a
+ *                      download ("downloaded" events; any type may carry
+ *                      them): bytes received for the release (whole files
+ *                      and deltas), files fetched, of those made from a
+ *                      delta, file bytes the deltas spared, deltas that
+ *                      failed (the whole file was fetched instead)
  *   received_at        when the server stored it (server's clock)
  * A device's "version_code" is that of its newest (highest seq) event of
  * type activated, rolled_back or healthy that names one (0 before any). */
@@ -407,6 +414,11 @@ typedef struct lp_db_event_new {
     int64_t from_version_code;    /* 0: not given */
     const char *reason;           /* NULL: not given */
     int64_t duration_ms;          /* -1: not given */
+    int64_t bytes;                /* download figures (above): -1: not given */
+    int64_t files_fetched;
+    int64_t files_delta;
+    int64_t bytes_delta_saved;
+    int64_t delta_fallbacks;
 } lp_db_event_new;
 
 /* One batch from one device. */
@@ -432,6 +444,11 @@ typedef struct lp_db_event {
     int64_t from_version_code;    /* 0 when not given */
     char *reason;                 /* NULL when not given */
     int64_t duration_ms;          /* -1 when not given */
+    int64_t bytes;                /* download figures (above): -1 when not given */
+    int64_t files_fetched;
+    int64_t files_delta;
+    int64_t bytes_delta_saved;
+    int64_t delta_fallbacks;
     int64_t received_at;
 } lp_db_event;
 

@@ -718,12 +718,22 @@ const char *lp_event_type_name(lp_event_type t);
 #define LP_EVENTS_DEFAULT_MAX 1000u
 #define LP_EVENTS_DEFAULT_BATCH 100u
 
+/* The figures of a download, carried by a "downloaded" event. */
+typedef struct lp_event_figures {
+    uint64_t bytes;             /* bytes received for the release: the whole files
+                                   fetched plus the deltas applied */
+    uint64_t files_fetched;     /* files the release needed from the server */
+    uint64_t files_delta;       /* of those, made from a delta */
+    uint64_t bytes_delta_saved; /* file bytes the deltas spared */
+    uint64_t delta_fallbacks;   /* deltas that failed: the whole file was fetched */
+} lp_event_figures;
+
 /* An event.  Values are stored as the server accepts them, so that a
  * queued event can never make a batch unacceptable: a version that is not
  * 1..64 characters of [A-Za-z0-9._+~-] is recorded as null, a reason has its
  * control characters other than tab, newline and carriage return replaced
  * by spaces and is cut at LP_EVENT_MAX_REASON bytes (an empty one is null),
- * a duration is capped at 30 days. */
+ * a duration is capped at 30 days, a figure at INT64_MAX. */
 typedef struct lp_event {
     lp_event_type type;
     const char *version;        /* NULL: unknown */
@@ -732,6 +742,7 @@ typedef struct lp_event {
     const char *reason;         /* NULL: none */
     int64_t duration_ms;        /* < 0: not measured */
     int64_t at;                 /* seconds since the epoch; 0: now */
+    const lp_event_figures *figures; /* NULL: none (the event has no such fields) */
 } lp_event;
 
 /* An on-disk queue of events (one file per event, see docs/agent.md). */
@@ -758,6 +769,9 @@ lp_status lp_events_add(lp_events *q, const lp_event *e, lp_error *err);
  *     {"device_id":"<hex>","events":[{"seq":1,"type":"activated","at":...,
  *      "version":"v2","version_code":2,"from_version_code":1,"reason":null,
  *      "duration_ms":12}],"dropped":0}
+ * (an event with figures has "bytes", "files_fetched", "files_delta",
+ * "bytes_delta_saved" and "delta_fallbacks" too; one without has none of
+ * them, and so do events queued by earlier versions)
  * and deletes each batch only after a 2xx answer (the server accepts a
  * batch again without storing it twice).  `dropped` is the running total of
  * events this queue ever discarded; when there is no event to send but that
@@ -892,10 +906,11 @@ lp_status lp_device_check(lp_device *d, lp_update_offer *out, bool *available, l
  * an installed file and whose delta is smaller than the file, is made with
  * lp_net_fetch_delta, and when that fails the full blob is fetched instead
  * (counted in stats->delta_fallbacks and noted through cfg.on_delta).  The
- * delta figures go into *stats and, when the index listed deltas, into the
- * "downloaded" event's reason as "files_delta=N bytes_delta=N
- * bytes_delta_saved=N delta_fallbacks=N" (then "; first fallback: <path>:
- * <reason>" when there was one).  A release already installed is not
+ * delta figures go into *stats; the "downloaded" event carries the figures
+ * of the download (lp_event_figures: bytes = bytes_fetched -
+ * bytes_delta_saved, files_fetched, files_delta, bytes_delta_saved,
+ * delta_fallbacks) and, as its reason, the first fallback's "<path>:
+ * <reason>" (none without a fallback).  A release already installed is not
  * fetched again: LP_OK with *already true (already and stats may be NULL).
  * On failure the staging is removed, `current` is untouched, the error is
  * recorded as last_error and queued as "failed" (except a stop request).

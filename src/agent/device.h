@@ -101,10 +101,9 @@ bool lp_device_delta_try(lp_device *d, const char *sha256, uint64_t size, const 
 /* Copies the counters into the delta fields of *stats (may be NULL). */
 void lp_device_deltas_end(lp_device *d, lp_stage_stats *stats);
 
-/* "files_delta=N bytes_delta=N bytes_delta_saved=N delta_fallbacks=N[; first
- * fallback: <path>: <reason>]" in buf, for the "downloaded" event; NULL when
- * no delta was listed, used or failed. */
-const char *lp_device_deltas_summary(const lp_device *d, char *buf, size_t cap);
+/* "<path>: <reason>" of the first delta that fell back, for the reason of
+ * the "downloaded" event; NULL when none did. */
+const char *lp_device_deltas_first_fallback(const lp_device *d);
 
 /* Frees the index and bases and zeroes the counters. */
 void lp_device_deltas_clear(lp_device *d);

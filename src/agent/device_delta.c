@@ -23,9 +23,9 @@
  * the output are gone, the failure is counted and reported once ("delta
  * fell back", with the file, the blob and the reason) and the caller fetches
  * the full blob.  The counters go into lp_stage_stats at the end
- * (lp_device_deltas_end) and into the "downloaded" event's reason
- * (lp_device_deltas_summary), the one free-text field the server's event
- * schema has.
+ * (lp_device_deltas_end), and from there into the figures of the
+ * "downloaded" event (update.c); the first fallback's file and reason
+ * become that event's reason (lp_device_deltas_first_fallback).
  */
 #include "agent/device.h"
 
@@ -214,19 +214,9 @@ void lp_device_deltas_end(lp_device *d, lp_stage_stats *stats)
     }
 }
 
-const char *lp_device_deltas_summary(const lp_device *d, char *buf, size_t cap)
+const char *lp_device_deltas_first_fallback(const lp_device *d)
 {
-    if (!d->delta_listed && !d->files_delta && !d->delta_fallbacks)
-        return NULL;
-    int k = snprintf(buf, cap,
-                     "files_delta=%llu bytes_delta=%llu bytes_delta_saved=%llu "
-                     "delta_fallbacks=%llu",
-                     (unsigned long long)d->files_delta, (unsigned long long)d->bytes_delta,
-                     (unsigned long long)d->bytes_delta_saved,
-                     (unsigned long long)d->delta_fallbacks);
-    if (k > 0 && (size_t)k < cap && d->first_fallback[0])
-        snprintf(buf + k, cap - (size_t)k, "; first fallback: %s", d->first_fallback);
-    return buf;
+    return d->first_fallback[0] ? d->first_fallback : NULL;
 }
 
 void lp_device_deltas_clear(lp_device *d)

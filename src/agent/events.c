@@ -25,6 +25,14 @@
  * (damaged, or not what the server would accept) is deleted and counted as
  * dropped too.
  *
+ * An event file holds the eight members every event has; an event with
+ * the figures of a download (lp_event_figures) has five more ("bytes",
+ * "files_fetched", "files_delta", "bytes_delta_saved", "delta_fallbacks").
+ * Reading back accepts an event with or without them, so a queue written
+ * before the figures existed is sent as it is (the server reads a missing
+ * figure as null), and events without figures stay acceptable to servers
+ * that do not know them.
+ *
  * What the server accepts is decided when the event is added: a version
  * that is not a release version string becomes null, a reason loses its
  * control characters and is cut, a duration is capped.  A batch the server
@@ -364,8 +372,28 @@ static json_t *code_or_null(uint64_t code)
     return code ? json_integer((json_int_t)code) : json_null();
 }
 
+/* The optional members of an event, in the order they are written. */
+static const char *const figure_keys[] = {"bytes", "files_fetched", "files_delta",
+                                          "bytes_delta_saved", "delta_fallbacks"};
+#define FIGURE_COUNT (sizeof figure_keys / sizeof figure_keys[0])
+#define EVENT_MEMBERS 8u /* the members every event has */
+
+/* Adds the figures to o, each capped at INT64_MAX; false when out of memory. */
+static bool add_figures(json_t *o, const lp_event_figures *f)
+{
+    const uint64_t v[FIGURE_COUNT] = {f->bytes, f->files_fetched, f->files_delta,
+                                      f->bytes_delta_saved, f->delta_fallbacks};
+    for (size_t i = 0; i < FIGURE_COUNT; i++) {
+        json_int_t x = v[i] > (uint64_t)INT64_MAX ? INT64_MAX : (json_int_t)v[i];
+        if (json_object_set_new(o, figure_keys[i], json_integer(x)) != 0)
+            return false;
+    }
+    return true;
+}
+
 /* The event as sent: {"seq","type","at","version","version_code",
- * "from_version_code","reason","duration_ms"} in that order. */
+ * "from_version_code","reason","duration_ms"} in that order, then the
+ * figures when it has them. */
 static lp_status event_json(const lp_event *e, uint64_t seq, char **text, size_t *len,
                             lp_error *err)
 {
@@ -398,6 +426,8 @@ static lp_status event_json(const lp_event *e, uint64_t seq, char **text, size_t
             ok = false;
         }
     }
+    if (ok && e->figures)
+        ok = add_figures(o, e->figures);
     *text = ok ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(o);
     if (!*text)
@@ -488,7 +518,24 @@ static bool reason_or_null(const json_t *v)
     return true;
 }
 
-/* The event of file seq, checked against what the server accepts; NULL
+/* The number of figures o has, each null or 0..INT64_MAX; -1 when one is
+ * something else. */
+static int figures_present(const json_t *o)
+{
+    int n = 0;
+    for (size_t i = 0; i < FIGURE_COUNT; i++) {
+        const json_t *v = json_object_get(o, figure_keys[i]);
+        if (!v)
+            continue;
+        if (!int_or_null(v, 0, INT64_MAX))
+            return -1;
+        n++;
+    }
+    return n;
+}
+
+/* The event of file seq, checked against what the server accepts (the
+ * eight members every event has, any of the figures, nothing else); NULL
  * when it is damaged. */
 static json_t *event_load(const lp_events *q, uint64_t seq)
 {
@@ -503,7 +550,9 @@ static json_t *event_load(const lp_events *q, uint64_t seq)
     json_t *o = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, NULL);
     free(data);
     const json_t *t = json_object_get(o, "type"), *sq = json_object_get(o, "seq");
-    bool ok = json_is_object(o) && json_object_size(o) == 8 && json_is_integer(sq) &&
+    int figures = json_is_object(o) ? figures_present(o) : -1;
+    bool ok = figures >= 0 && json_object_size(o) == EVENT_MEMBERS + (size_t)figures &&
+              json_is_integer(sq) &&
               (uint64_t)json_integer_value(sq) == seq && json_is_string(t) &&
               type_known(json_string_value(t)) &&
               int_or_null(json_object_get(o, "at"), 1, TIME_MAX) &&

@@ -184,8 +184,9 @@ lp_status lp_device_download(lp_device *d, const lp_update_offer *offer, lp_stag
         st = lp_updater_stage(d->u, &offer->manifest, offer->version_code, &so, fetch_blob, d,
                               stats, err);
     lp_device_deltas_end(d, stats);
-    char summary[LP_EVENT_MAX_REASON];
-    const char *deltas = lp_device_deltas_summary(d, summary, sizeof summary);
+    char fallback[sizeof d->first_fallback];
+    const char *first = lp_device_deltas_first_fallback(d);
+    snprintf(fallback, sizeof fallback, "%s", first ? first : "");
     lp_device_deltas_clear(d);
     if (st == LP_ERR_EXISTS) {
         *already = true;
@@ -197,8 +198,25 @@ lp_status lp_device_download(lp_device *d, const lp_update_offer *offer, lp_stag
             failed(d, err, offer->version, offer->version_code, from, t0);
         return st;
     }
-    lp_device_event(d, LP_EVENT_DOWNLOADED, offer->version, offer->version_code, from, deltas,
-                    d->fetch_ms);
+    /* The figures as fields of the event; whole files and applied deltas
+     * are what was received (bytes_fetched counts a file made from a delta
+     * at its full size). */
+    lp_event_figures fig = {.bytes = stats->bytes_fetched > stats->bytes_delta_saved
+                                         ? stats->bytes_fetched - stats->bytes_delta_saved
+                                         : 0,
+                            .files_fetched = stats->files_fetched,
+                            .files_delta = stats->files_delta,
+                            .bytes_delta_saved = stats->bytes_delta_saved,
+                            .delta_fallbacks = stats->delta_fallbacks};
+    lp_event ev = {.type = LP_EVENT_DOWNLOADED,
+                   .version = offer->version && *offer->version ? offer->version : NULL,
+                   .version_code = offer->version_code,
+                   .from_version_code = from,
+                   .reason = fallback[0] ? fallback : NULL,
+                   .duration_ms = d->fetch_ms,
+                   .figures = &fig};
+    lp_error ignored;
+    lp_events_add(d->events, &ev, &ignored); /* a lost event does not fail the step */
     lp_device_event(d, LP_EVENT_STAGED, offer->version, offer->version_code, from, NULL,
                     lp_device_mono_ms() - t0);
     return LP_OK;

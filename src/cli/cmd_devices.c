@@ -8,7 +8,8 @@
  *       device ID, a page ending with the --after value of the next one
  *   livepush events [--device ID] [--type T] [--since TIME] [--before ID] [--limit N]
  *       GET /api/v1/apps/<app>/events: the events devices sent, newest
- *       first, a page ending with the --before value of the next one
+ *       first (a download's figures in the FETCHED column), a page ending
+ *       with the --before value of the next one
  *
  * The app is --app (or LIVEPUSH_APP, or "default"); a `read` token is
  * needed.  --json prints the server's answer.  Client options and exit
@@ -232,6 +233,29 @@ int lp_cmd_devices(int argc, char **argv)
     return finish(c, st, &err, "devices", ans);
 }
 
+/* The FETCHED cell of an event with download figures: "2.1 KB, 3 files"
+ * then " (2 by delta, 1 fell back)" as they apply; "-" without figures. */
+static void fetched_cell(const json_t *e, char *out, size_t cap)
+{
+    long long bytes = lp_client_int(e, "bytes", -1), files = lp_client_int(e, "files_fetched", -1);
+    long long delta = lp_client_int(e, "files_delta", -1);
+    long long fell = lp_client_int(e, "delta_fallbacks", -1);
+    if (bytes < 0 && files < 0) {
+        snprintf(out, cap, "-");
+        return;
+    }
+    char size[16] = "?";
+    if (bytes >= 0)
+        lp_client_format_bytes((uint64_t)bytes, size);
+    int k = snprintf(out, cap, "%s, %lld file%s", size, files < 0 ? 0 : files,
+                     files == 1 ? "" : "s");
+    if (k > 0 && (size_t)k < cap && fell > 0)
+        snprintf(out + k, cap - (size_t)k, " (%lld by delta, %lld fell back)",
+                 delta > 0 ? delta : 0, fell);
+    else if (k > 0 && (size_t)k < cap && delta > 0)
+        snprintf(out + k, cap - (size_t)k, " (%lld by delta)", delta);
+}
+
 int lp_cmd_events(int argc, char **argv)
 {
     dopts o = {0};
@@ -249,16 +273,17 @@ int lp_cmd_events(int argc, char **argv)
         lp_client_print_json(ans);
     } else if (!st) {
         const json_t *evs = json_object_get(ans, "events");
-        static const char *const titles[] = {"ID", "AT", "DEVICE", "SEQ", "TYPE",
-                                             "RELEASE", "FROM", "MS", "REASON"};
+        static const char *const titles[] = {"ID",   "AT",   "DEVICE", "SEQ",    "TYPE",
+                                             "RELEASE", "FROM", "MS",   "FETCHED", "REASON"};
         lp_table t = {0};
         if (json_array_size(evs))
-            lp_table_init(&t, 9, titles);
+            lp_table_init(&t, 10, titles);
         size_t i;
         const json_t *e;
         json_array_foreach(evs, i, e)
         {
-            char id[24], at[24], seq[24], rel[96], from[24] = "-", ms[24] = "-", why[128];
+            char id[24], at[24], seq[24], rel[96], from[24] = "-", ms[24] = "-", why[128],
+                got[96];
             snprintf(id, sizeof id, "%lld", lp_client_int(e, "id", 0));
             lp_client_format_time(lp_client_int(e, "at", 0), at);
             snprintf(seq, sizeof seq, "%lld", lp_client_int(e, "seq", 0));
@@ -270,8 +295,9 @@ int lp_cmd_events(int argc, char **argv)
             if (d >= 0)
                 snprintf(ms, sizeof ms, "%lld", d);
             one_line(lp_client_str(e, "reason"), why, sizeof why);
+            fetched_cell(e, got, sizeof got);
             const char *cells[] = {id, at, lp_client_str(e, "device_id"), seq,
-                                   lp_client_str(e, "type"), rel, from, ms, why};
+                                   lp_client_str(e, "type"), rel, from, ms, got, why};
             lp_table_add(&t, cells);
         }
         if (json_array_size(evs) == 0)

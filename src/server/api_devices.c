@@ -50,16 +50,35 @@ static json_t *str_or_null(const char *s)
     return s ? json_string(s) : json_null();
 }
 
+/* The download figures of an event (docs/api.md), in this order. */
+static const char *const figure_names[] = {"bytes", "files_fetched", "files_delta",
+                                           "bytes_delta_saved", "delta_fallbacks"};
+#define FIGURES (sizeof figure_names / sizeof figure_names[0])
+
+static int64_t *figure_new(lp_db_event_new *e, size_t k)
+{
+    int64_t *const v[FIGURES] = {&e->bytes, &e->files_fetched, &e->files_delta,
+                                 &e->bytes_delta_saved, &e->delta_fallbacks};
+    return v[k];
+}
+
 static json_t *event_json(const lp_db_event *e)
 {
-    return json_pack("{s:I,s:s,s:I,s:s,s:I,s:o,s:o,s:o,s:o,s:o,s:I}", "id", (json_int_t)e->id,
-                     "device_id", e->device_id, "seq", (json_int_t)e->seq, "type", e->type, "at",
-                     (json_int_t)e->at, "version", str_or_null(e->version), "version_code",
-                     int_or_null(e->version_code, e->version_code > 0), "from_version_code",
-                     int_or_null(e->from_version_code, e->from_version_code > 0), "reason",
-                     str_or_null(e->reason), "duration_ms",
-                     int_or_null(e->duration_ms, e->duration_ms >= 0), "received_at",
-                     (json_int_t)e->received_at);
+    json_t *o = json_pack("{s:I,s:s,s:I,s:s,s:I,s:o,s:o,s:o,s:o,s:o}", "id", (json_int_t)e->id,
+                          "device_id", e->device_id, "seq", (json_int_t)e->seq, "type", e->type,
+                          "at", (json_int_t)e->at, "version", str_or_null(e->version),
+                          "version_code", int_or_null(e->version_code, e->version_code > 0),
+                          "from_version_code",
+                          int_or_null(e->from_version_code, e->from_version_code > 0), "reason",
+                          str_or_null(e->reason), "duration_ms",
+                          int_or_null(e->duration_ms, e->duration_ms >= 0));
+    const int64_t figures[FIGURES] = {e->bytes, e->files_fetched, e->files_delta,
+                                      e->bytes_delta_saved, e->delta_fallbacks};
+    for (size_t k = 0; o && k < FIGURES; k++)
+        json_object_set_new(o, figure_names[k], int_or_null(figures[k], figures[k] >= 0));
+    if (o)
+        json_object_set_new(o, "received_at", json_integer((json_int_t)e->received_at));
+    return o;
 }
 
 static json_t *device_json(const lp_db_device *d)
@@ -82,6 +101,11 @@ static const lp_api_field event_fields[] = {
     {"from_version_code", LP_API_INT, .nullable = true},
     {"reason", LP_API_STRING, .nullable = true, .max_len = LP_DB_REASON_MAX},
     {"duration_ms", LP_API_INT, .nullable = true},
+    {"bytes", LP_API_INT, .nullable = true},
+    {"files_fetched", LP_API_INT, .nullable = true},
+    {"files_delta", LP_API_INT, .nullable = true},
+    {"bytes_delta_saved", LP_API_INT, .nullable = true},
+    {"delta_fallbacks", LP_API_INT, .nullable = true},
 };
 
 static const lp_api_field batch_fields[] = {
@@ -100,7 +124,8 @@ static int64_t member_int(const json_t *obj, const char *name, bool *given)
 }
 
 /* Fills e[0..n) from the parsed events; false with the 400 answered for a
- * value that would read as "not given" (0 for a code, a negative duration). */
+ * value that would read as "not given" (0 for a code, a negative duration
+ * or figure). */
 static bool events_from_json(lp_http_request *rq, const json_t *arr, lp_db_event_new *e)
 {
     size_t i;
@@ -130,6 +155,16 @@ static bool events_from_json(lp_http_request *rq, const json_t *arr, lp_db_event
             return false;
         }
         e[i].duration_ms = g ? ms : -1;
+        for (size_t k = 0; k < FIGURES; k++) {
+            int64_t v = member_int(o, figure_names[k], &g);
+            if (g && v < 0) {
+                lp_http_respond_error(rq, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                      "field 'events[%zu].%s': must be 0 or more", i,
+                                      figure_names[k]);
+                return false;
+            }
+            *figure_new(&e[i], k) = g ? v : -1;
+        }
     }
     return true;
 }

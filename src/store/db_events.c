@@ -78,6 +78,20 @@ static lp_status check_event(size_t i, const lp_db_event_new *e, lp_error *err)
         TRY(lp_db_check_text(FIELD("reason"), e->reason, LP_DB_REASON_MAX, err));
     if (e->duration_ms != -1)
         TRY(check_range(FIELD("duration_ms"), e->duration_ms, 0, LP_DB_DURATION_MS_MAX, err));
+    /* The download figures: -1 (not given) or not negative. */
+    const struct {
+        const char *name;
+        int64_t v;
+    } figures[] = {{"bytes", e->bytes},
+                   {"files_fetched", e->files_fetched},
+                   {"files_delta", e->files_delta},
+                   {"bytes_delta_saved", e->bytes_delta_saved},
+                   {"delta_fallbacks", e->delta_fallbacks}};
+    for (size_t k = 0; k < sizeof figures / sizeof figures[0]; k++) {
+        snprintf(f, sizeof f, "events[%zu].%s", i, figures[k].name);
+        if (figures[k].v != -1)
+            TRY(check_range(f, figures[k].v, 0, INT64_MAX, err));
+    }
 #undef FIELD
     return LP_OK;
 }

@@ -39,7 +39,8 @@ _Static_assert(S_DEVICES_END <= SQ_SLOTS_DELTAS, "too many cached statements");
 
 #define EVENT_FIELDS                                                                     \
     "e.id, e.device_id, e.seq, e.type, e.at, e.version, e.version_code, "                \
-    "e.from_version_code, e.reason, e.duration_ms, e.received_at "
+    "e.from_version_code, e.reason, e.duration_ms, e.received_at, e.bytes, "              \
+    "e.files_fetched, e.files_delta, e.bytes_delta_saved, e.delta_fallbacks "
 
 #define EVENT_COLS "SELECT " EVENT_FIELDS "FROM events e "
 
@@ -82,6 +83,11 @@ static lp_status col_fixed(sqlite3_stmt *s, int i, char *out, size_t cap, const 
 }
 
 /* Reads the event whose columns start at column c (EVENT_FIELDS). */
+static int64_t col_opt_int(sqlite3_stmt *s, int i)
+{
+    return sqlite3_column_type(s, i) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, i);
+}
+
 static lp_status read_event(sqlite3_stmt *s, int c, lp_db_event *out, lp_error *err)
 {
     out->id = sqlite3_column_int64(s, c);
@@ -89,10 +95,13 @@ static lp_status read_event(sqlite3_stmt *s, int c, lp_db_event *out, lp_error *
     out->at = sqlite3_column_int64(s, c + 4);
     out->version_code = sqlite3_column_int64(s, c + 6);          /* NULL reads as 0 */
     out->from_version_code = sqlite3_column_int64(s, c + 7);
-    out->duration_ms = sqlite3_column_type(s, c + 9) == SQLITE_NULL
-                           ? -1
-                           : sqlite3_column_int64(s, c + 9);
+    out->duration_ms = col_opt_int(s, c + 9);
     out->received_at = sqlite3_column_int64(s, c + 10);
+    out->bytes = col_opt_int(s, c + 11);
+    out->files_fetched = col_opt_int(s, c + 12);
+    out->files_delta = col_opt_int(s, c + 13);
+    out->bytes_delta_saved = col_opt_int(s, c + 14);
+    out->delta_fallbacks = col_opt_int(s, c + 15);
     lp_status st = col_fixed(s, c + 1, out->device_id, sizeof out->device_id, "device_id", err);
     if (!st)
         st = col_fixed(s, c + 3, out->type, sizeof out->type, "event type", err);
@@ -138,8 +147,10 @@ lp_status sq_event_insert(lp_db *db, int64_t app_id, const char *device_id,
     *added = false;
     lp_status st = sq_stmt(d, S_EVENT_INSERT,
                            "INSERT INTO events (app_id, device_id, seq, type, at, version, "
-                           "version_code, from_version_code, reason, duration_ms, received_at) "
-                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
+                           "version_code, from_version_code, reason, duration_ms, received_at, "
+                           "bytes, files_fetched, files_delta, bytes_delta_saved, "
+                           "delta_fallbacks) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+                           "?11, ?12, ?13, ?14, ?15, ?16) "
                            "ON CONFLICT (app_id, device_id, seq) DO NOTHING",
                            &s, err);
     if (st)
@@ -155,6 +166,10 @@ lp_status sq_event_insert(lp_db *db, int64_t app_id, const char *device_id,
     sq_bind_opt_text(s, 9, ev->reason);
     bind_opt_int(s, 10, ev->duration_ms, ev->duration_ms >= 0);
     sqlite3_bind_int64(s, 11, received_at);
+    const int64_t figures[] = {ev->bytes, ev->files_fetched, ev->files_delta,
+                               ev->bytes_delta_saved, ev->delta_fallbacks};
+    for (int k = 0; k < 5; k++)
+        bind_opt_int(s, 12 + k, figures[k], figures[k] >= 0);
     char ctx[160];
     snprintf(ctx, sizeof ctx, "event %lld of device '%s'", (long long)ev->seq, device_id);
     st = sq_step_done(d, s, err, ctx);

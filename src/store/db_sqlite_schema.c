@@ -147,4 +147,16 @@ const char *const sq_migrations[LP_DB_SCHEMA_VERSION] = {
     ") WITHOUT ROWID;"
     "CREATE INDEX deltas_by_content ON deltas (base_sha256, result_sha256);"
     "CREATE INDEX deltas_by_to ON deltas (to_release_id, state);",
+
+    /* 3 -> 4: the figures of a download as columns of an event (NULL when
+     * the device did not send them, as for every event stored before). */
+    "ALTER TABLE events ADD COLUMN bytes INTEGER CHECK (bytes IS NULL OR bytes >= 0);"
+    "ALTER TABLE events ADD COLUMN files_fetched INTEGER"
+    "  CHECK (files_fetched IS NULL OR files_fetched >= 0);"
+    "ALTER TABLE events ADD COLUMN files_delta INTEGER"
+    "  CHECK (files_delta IS NULL OR files_delta >= 0);"
+    "ALTER TABLE events ADD COLUMN bytes_delta_saved INTEGER"
+    "  CHECK (bytes_delta_saved IS NULL OR bytes_delta_saved >= 0);"
+    "ALTER TABLE events ADD COLUMN delta_fallbacks INTEGER"
+    "  CHECK (delta_fallbacks IS NULL OR delta_fallbacks >= 0);",
 };

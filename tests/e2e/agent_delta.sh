@@ -6,14 +6,18 @@
 #      bytes inserted, a few changed) and a few lines of the text.  Once the
 #      server's index for 1 -> 2 is complete, a device on v1 updates to v2 by
 #      deltas: its tick line counts two files made from deltas and no
-#      fallback, its tree is exactly v2, and the server's request log shows
+#      fallback, its tree is exactly v2, the server's request log shows
 #      the bytes sent for v2's blobs and deltas far below the changed files'
-#      sizes (no request for their blobs at all);
+#      sizes (no request for their blobs at all), and the "downloaded" event
+#      the server stores has the figures as fields (files_delta 2,
+#      delta_fallbacks 0, bytes far below the changed files' sizes, no
+#      reason), shown by `livepush events` too;
 #   2. the delta of the text file is corrupted in DATA/deltas/ (one byte
 #      flipped); a second device, a copy of the first one on v1, falls back
 #      to the full blob by itself: it installs v2 exactly, logs "delta fell
 #      back" naming the file, counts the fallback in its tick line and
-#      reports it in the "downloaded" event the server stores;
+#      reports it in the "downloaded" event the server stores
+#      (delta_fallbacks 1, the reason naming the file);
 #   3. with --deltas false a third device never asks for the index.
 set -euo pipefail
 
@@ -131,6 +135,32 @@ assert sent * 5 < changed, (sent, changed)
 PYEOF
     die "bytes served for v2"
 ok "v1 -> v2 by deltas: the changed files' blobs never requested, the bytes sent far below their sizes"
+server_events >"$WORK/events-a.json"
+python3 - "$WORK/events-a.json" "$WORK/tool2" "$WORK/text2" <<'PYEOF' ||
+import json, os, sys
+d = json.load(open(sys.argv[1]))
+changed = os.path.getsize(sys.argv[2]) + os.path.getsize(sys.argv[3])
+e = [e for e in d["events"] if e["type"] == "downloaded" and e["version"] == "v2"][0]
+print("   stored downloaded event: bytes=%s files_fetched=%s files_delta=%s "
+      "bytes_delta_saved=%s delta_fallbacks=%s reason=%s" %
+      (e["bytes"], e["files_fetched"], e["files_delta"], e["bytes_delta_saved"],
+       e["delta_fallbacks"], e["reason"]))
+assert e["files_delta"] == 2 and e["delta_fallbacks"] == 0, e
+# the two changed files by delta, bin/app and notes.txt (a few bytes each) whole
+assert e["files_fetched"] == 4, e
+assert e["reason"] is None, e
+assert 0 < e["bytes"] and e["bytes"] * 5 < changed, (e, changed)
+assert changed < e["bytes"] + e["bytes_delta_saved"] < changed + 1024, (e, changed)
+others = [x for x in d["events"] if x["type"] != "downloaded"]
+assert others and all(x["bytes"] is None and x["files_delta"] is None for x in others), others
+PYEOF
+    die "the server's downloaded event of the first device: $(cat "$WORK/events-a.json")"
+DEV_A=$(status_py 'd["device_id"]')
+lp events --device "$DEV_A" --type downloaded >"$WORK/events-a.txt" ||
+    die "livepush events: exit $?"
+grep -q "FETCHED" "$WORK/events-a.txt" && grep -q ", 4 files (2 by delta)" "$WORK/events-a.txt" ||
+    die "livepush events shows no download figures: $(cat "$WORK/events-a.txt")"
+ok "the server stores the download's figures as fields of the downloaded event (files_delta 2, no fallback, bytes far below the changed files' sizes)"
 
 # ---- 2. a corrupted delta: the second device falls back -------------------------------------
 DFILE=$(find "$DATA/deltas" -type f -path "*/$TEXT_SHA" | head -1)
@@ -158,10 +188,12 @@ server_events >"$WORK/events.json"
 python3 - "$WORK/events.json" <<'PYEOF' || die "the server's events of the second device: $(cat "$WORK/events.json")"
 import json, sys
 d = json.load(open(sys.argv[1]))
-r = [e.get("reason") or "" for e in d["events"] if e["type"] == "downloaded"]
-hit = [x for x in r if "delta_fallbacks=1" in x and "share/text.txt" in x]
+r = [e for e in d["events"] if e["type"] == "downloaded"]
+hit = [e for e in r if e["delta_fallbacks"] == 1 and e["files_delta"] == 1 and
+       (e["reason"] or "").startswith("share/text.txt: ")]
 assert hit, r
-print("   downloaded event: %s" % hit[0][:200])
+print("   downloaded event: delta_fallbacks=%s files_delta=%s bytes=%s reason=%s" %
+      (hit[0]["delta_fallbacks"], hit[0]["files_delta"], hit[0]["bytes"], hit[0]["reason"][:160]))
 PYEOF
 ok "a corrupted delta: the second device fell back to the full blob, installed v2 exactly, logged and reported the fallback"
 

@@ -12,9 +12,9 @@
  *
  * Shown: v1 -> v2 takes the deltas (the changed files' blobs are never
  * asked for; the bytes served for v2 are about the deltas' sizes; the
- * counters, the notes and the "downloaded" event say so; the installed tree
- * is exactly v2); a delta with a bit flipped, a truncated one (with the
- * index telling its new size, and without), a missing one (404), and one
+ * counters, the notes and the "downloaded" event's figures say so; the
+ * installed tree is exactly v2); a delta with a bit flipped, a truncated
+ * one (with the index telling its new size, and without), a missing one (404), and one
  * made from another base each fall back to the full blob on their own with
  * the reason counted and noted, and v2 is installed correctly; an index
  * that is missing, malformed or answered 503 for a while never fails the
@@ -281,16 +281,16 @@ static char *fresh_root(fixture *f)
     return root;
 }
 
-/* The reason of the newest "downloaded" event queued in root (new string,
- * "" when null; NULL when there is no such event). */
-static char *downloaded_reason(const char *root)
+/* The newest "downloaded" event queued in root (new reference; NULL when
+ * there is none). */
+static json_t *downloaded_event(const char *root)
 {
     char *dir = lp_test_join(root, ".livepush/events");
     DIR *dh = opendir(dir);
     assert_non_null(dh);
     char best[64] = "";
     struct dirent *de;
-    char *reason = NULL;
+    json_t *found = NULL;
     while ((de = readdir(dh))) {
         size_t n = strlen(de->d_name);
         if (n != 25 || strcmp(de->d_name + 20, ".json") != 0 || strcmp(de->d_name, best) < 0)
@@ -304,15 +304,22 @@ static char *downloaded_reason(const char *root)
         if (j && json_is_string(json_object_get(j, "type")) &&
             strcmp(json_string_value(json_object_get(j, "type")), "downloaded") == 0) {
             snprintf(best, sizeof best, "%s", de->d_name);
-            free(reason);
-            const char *r = json_string_value(json_object_get(j, "reason"));
-            reason = strdup(r ? r : "");
+            json_decref(found);
+            found = j;
+        } else {
+            json_decref(j);
         }
-        json_decref(j);
     }
     closedir(dh);
     free(dir);
-    return reason;
+    return found;
+}
+
+/* Integer member `key` of an event; -1 when it is missing or not one. */
+static long long event_int(const json_t *ev, const char *key)
+{
+    const json_t *v = json_object_get(ev, key);
+    return json_is_integer(v) ? (long long)json_integer_value(v) : -1;
 }
 
 /* Number of entries in <root>/.livepush/downloads. */
@@ -498,15 +505,16 @@ static void test_update_by_deltas(void **state)
     assert_int_equal(f->n.fallback, 0);
     assert_non_null(strstr(f->n.text, "applied bin/tool"));
     assert_non_null(strstr(f->n.text, "applied share/notes.txt"));
-    char *reason = downloaded_reason(f->root1);
-    char want[256];
-    snprintf(want, sizeof want,
-             "files_delta=2 bytes_delta=%llu bytes_delta_saved=%llu delta_fallbacks=0",
-             (unsigned long long)r.stats.bytes_delta,
-             (unsigned long long)r.stats.bytes_delta_saved);
-    assert_non_null(reason);
-    assert_string_equal(reason, want);
-    free(reason);
+    /* the event carries the figures as fields, and no reason */
+    json_t *ev = downloaded_event(f->root1);
+    assert_non_null(ev);
+    assert_true(json_is_null(json_object_get(ev, "reason")));
+    assert_int_equal(event_int(ev, "bytes"), f->dsize[0] + f->dsize[1] + f->v2[3].len);
+    assert_int_equal(event_int(ev, "files_fetched"), 3);
+    assert_int_equal(event_int(ev, "files_delta"), 2);
+    assert_int_equal(event_int(ev, "bytes_delta_saved"), r.stats.bytes_delta_saved);
+    assert_int_equal(event_int(ev, "delta_fallbacks"), 0);
+    json_decref(ev);
 }
 
 /* Runs v1 -> v2 on a fresh root; expects `fallbacks` fallbacks (one per
@@ -543,13 +551,29 @@ static void expect_fallbacks(fixture *f, unsigned deltas, unsigned fallbacks,
         if (!strstr(buf, why[i]))
             fail_msg("fallback of %s: expected '%s' in '%s'", failing[i], why[i], buf);
     }
-    char *reason = downloaded_reason(root);
-    assert_non_null(reason);
-    char want[96];
-    snprintf(want, sizeof want, "delta_fallbacks=%u; first fallback: ", fallbacks);
-    if (!strstr(reason, want))
-        fail_msg("event reason '%s' lacks '%s'", reason, want);
-    free(reason);
+    /* the figures as fields; the reason names the first fallback's file */
+    json_t *ev = downloaded_event(root);
+    assert_non_null(ev);
+    assert_int_equal(event_int(ev, "files_fetched"), 3);
+    assert_int_equal(event_int(ev, "files_delta"), deltas);
+    assert_int_equal(event_int(ev, "delta_fallbacks"), fallbacks);
+    assert_int_equal(event_int(ev, "bytes_delta_saved"), r.stats.bytes_delta_saved);
+    assert_int_equal(event_int(ev, "bytes"), r.stats.bytes_fetched - r.stats.bytes_delta_saved);
+    const char *reason = json_string_value(json_object_get(ev, "reason"));
+    if (fallbacks) { /* whichever file staging fetched first */
+        bool named = false;
+        for (unsigned i = 0; i < fallbacks && !named; i++) {
+            char want[128];
+            snprintf(want, sizeof want, "%s: ", failing[i]);
+            named = reason && strncmp(reason, want, strlen(want)) == 0 && strstr(reason, why[i]);
+        }
+        if (!named)
+            fail_msg("event reason '%s' names no failing file with its reason",
+                     reason ? reason : "(null)");
+    } else {
+        assert_null(reason);
+    }
+    json_decref(ev);
     lp_test_rmtree(root);
     free(root);
 }
@@ -654,10 +678,16 @@ static lp_update_result full_update(fixture *f, bool no_deltas)
     assert_int_equal(r.stats.files_delta, 0);
     assert_int_equal(r.stats.delta_fallbacks, 0);
     assert_int_equal(f->n.applied + f->n.fallback, 0);
-    char *reason = downloaded_reason(root);
-    assert_non_null(reason);
-    assert_string_equal(reason, "");
-    free(reason);
+    /* the figures of a download of whole files, no reason */
+    json_t *ev = downloaded_event(root);
+    assert_non_null(ev);
+    assert_true(json_is_null(json_object_get(ev, "reason")));
+    assert_int_equal(event_int(ev, "files_fetched"), 3);
+    assert_int_equal(event_int(ev, "bytes"), r.stats.bytes_fetched);
+    assert_int_equal(event_int(ev, "files_delta"), 0);
+    assert_int_equal(event_int(ev, "bytes_delta_saved"), 0);
+    assert_int_equal(event_int(ev, "delta_fallbacks"), 0);
+    json_decref(ev);
     lp_test_rmtree(root);
     free(root);
     return r;

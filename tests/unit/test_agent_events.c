@@ -9,12 +9,14 @@
  * after a crash between taking a number and writing the event), a full
  * queue drops the oldest and reports the running total (also in a batch
  * without events), values are normalised to what the server accepts, a
- * damaged event file is dropped and counted, a batch the server refuses for
+ * damaged event file is dropped and counted, the figures of a download are
+ * sent as fields while an event file written before they existed is read
+ * and sent unchanged, a batch the server refuses for
  * its content is dropped instead of blocking the queue, and the device
  * token is sent.
  *
  * Against the real server (tests/support/apitest.h): the batch is stored,
- * read back through the management API field by field, and a batch sent
+ * read back through the management API field by field (figures too), and a batch sent
  * again is counted as duplicates.
  */
 #include "agent/net.h"
@@ -497,6 +499,69 @@ static void test_device_token(void **state)
     free(st);
 }
 
+/* The figures of a download are written as five more members; an event
+ * file written before they existed (eight members) is still read and sent
+ * as it is; a figure of the wrong type makes the file damaged. */
+static void test_figures_and_old_queue(void **state)
+{
+    world *w = *state;
+    lp_events *q = open_queue(w, 0);
+    lp_event_figures fig = {.bytes = 5311, .files_fetched = 3, .files_delta = 2,
+                            .bytes_delta_saved = UINT64_MAX, .delta_fallbacks = 1};
+    lp_event e = {.type = LP_EVENT_DOWNLOADED, .version = "v2", .version_code = 2,
+                  .from_version_code = 1, .reason = "bin/tool: delta x: corrupted",
+                  .duration_ms = 40, .at = 1700000300, .figures = &fig};
+    lp_error err;
+    assert_int_equal(lp_events_add(q, &e, &err), LP_OK);
+    add(q, LP_EVENT_CHECKED, NULL, 0, NULL); /* seq 2: replaced below */
+    add(q, LP_EVENT_CHECKED, NULL, 0, NULL); /* seq 3: damaged below */
+    /* seq 2 as the previous version wrote it: eight members, figures in the
+     * reason */
+    const char *old_text = "{\"seq\":2,\"type\":\"downloaded\",\"at\":1700000000,"
+                           "\"version\":\"v1\",\"version_code\":1,\"from_version_code\":null,"
+                           "\"reason\":\"files_delta=0 bytes_delta=0 bytes_delta_saved=0 "
+                           "delta_fallbacks=0\",\"duration_ms\":7}\n";
+    char *p2 = lp_test_join(w->events, "00000000000000000002.json");
+    assert_int_equal(lp_test_write_str(p2, old_text), 0);
+    free(p2);
+    char *p3 = lp_test_join(w->events, "00000000000000000003.json");
+    assert_int_equal(lp_test_write_str(p3, "{\"seq\":3,\"type\":\"checked\",\"at\":1,"
+                                           "\"version\":null,\"version_code\":null,"
+                                           "\"from_version_code\":null,\"reason\":null,"
+                                           "\"duration_ms\":null,\"bytes\":\"12\"}"),
+                     0);
+    free(p3);
+    lp_events_close(q);
+
+    q = open_queue(w, 0);
+    lp_net *n = open_net(w);
+    size_t sent = 0;
+    if (lp_events_send(q, n, DEVICE, 0, &sent, &err))
+        fail_msg("send: %s", err.msg);
+    assert_int_equal(sent, 2);
+    json_t *b = next_post(w);
+    json_t *evs = json_object_get(b, "events");
+    assert_int_equal(json_array_size(evs), 2);
+    char *text = json_dumps(json_array_get(evs, 0), JSON_COMPACT | JSON_PRESERVE_ORDER);
+    assert_string_equal(text, "{\"seq\":1,\"type\":\"downloaded\",\"at\":1700000300,"
+                              "\"version\":\"v2\",\"version_code\":2,\"from_version_code\":1,"
+                              "\"reason\":\"bin/tool: delta x: corrupted\",\"duration_ms\":40,"
+                              "\"bytes\":5311,\"files_fetched\":3,\"files_delta\":2,"
+                              "\"bytes_delta_saved\":9223372036854775807,"
+                              "\"delta_fallbacks\":1}");
+    free(text);
+    /* the old event, exactly as it was: no figures */
+    text = json_dumps(json_array_get(evs, 1), JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *want = strndup(old_text, strlen(old_text) - 1);
+    assert_string_equal(text, want);
+    free(want);
+    free(text);
+    assert_int_equal(json_integer_value(json_object_get(b, "dropped")), 1); /* seq 3 */
+    json_decref(b);
+    lp_net_close(n);
+    lp_events_close(q);
+}
+
 /* ---- the real server ------------------------------------------------------------- */
 
 static void test_real_server(void **state)
@@ -516,8 +581,13 @@ static void test_real_server(void **state)
     assert_int_equal(lp_events_add(q, &e, &err), LP_OK);
     lp_event f = {.type = LP_EVENT_FAILED, .version = "v3", .version_code = 3,
                   .reason = "hash\nmismatch", .duration_ms = -1, .at = 1700000200};
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 2; i++)
         assert_int_equal(lp_events_add(q, &f, &err), LP_OK); /* one dropped */
+    lp_event_figures fig = {.bytes = 5311, .files_fetched = 3, .files_delta = 2,
+                            .bytes_delta_saved = 256467, .delta_fallbacks = 0};
+    lp_event g = f;
+    g.figures = &fig; /* any type may carry them */
+    assert_int_equal(lp_events_add(q, &g, &err), LP_OK);
     lp_net *n = open_net_at(w, t->base, NULL);
     size_t sent = 0;
     if (lp_events_send(q, n, DEVICE, 2, &sent, &err))
@@ -534,6 +604,14 @@ static void test_real_server(void **state)
     assert_string_equal(json_string_value(json_object_get(last, "reason")), "hash\nmismatch");
     assert_int_equal(json_integer_value(json_object_get(last, "version_code")), 3);
     assert_true(json_is_null(json_object_get(last, "duration_ms")));
+    assert_int_equal(json_integer_value(json_object_get(last, "bytes")), 5311);
+    assert_int_equal(json_integer_value(json_object_get(last, "files_fetched")), 3);
+    assert_int_equal(json_integer_value(json_object_get(last, "files_delta")), 2);
+    assert_int_equal(json_integer_value(json_object_get(last, "bytes_delta_saved")), 256467);
+    assert_int_equal(json_integer_value(json_object_get(last, "delta_fallbacks")), 0);
+    json_t *before = json_array_get(list, 1); /* no figures: null */
+    assert_true(json_is_null(json_object_get(before, "bytes")));
+    assert_true(json_is_null(json_object_get(before, "delta_fallbacks")));
     json_decref(j);
     j = lp_apitest_json(t, "GET", "/api/v1/apps/demo/devices", t->admin, NULL, 200);
     assert_non_null(j);
@@ -561,6 +639,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_body_order_ack, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_figures_and_old_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failures_keep_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batches_and_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dropped_only_batch, setup, teardown),

@@ -104,7 +104,9 @@ static const char BATCH[] =
     "{\"device_id\":\"" DEV "\",\"dropped\":2,\"events\":["
     "{\"seq\":1,\"type\":\"checked\",\"at\":1700000001},"
     "{\"seq\":2,\"type\":\"downloaded\",\"at\":1700000002,\"version\":\"v2\",\"version_code\":2,"
-    "\"duration_ms\":340},"
+    "\"duration_ms\":340,\"bytes\":5311,\"files_fetched\":3,\"files_delta\":2,"
+    "\"bytes_delta_saved\":0,\"delta_fallbacks\":null,"
+    "\"reason\":\"share/notes.txt: delta corrupted\"},"
     "{\"seq\":3,\"type\":\"activated\",\"at\":1700000003,\"version\":\"v2\",\"version_code\":2,"
     "\"from_version_code\":1,\"reason\":null,\"duration_ms\":12}]}";
 
@@ -166,6 +168,21 @@ static void test_accept_and_read_back(void **state)
     assert_int_equal(json_integer_value(json_object_get(e, "at")), 1700000003);
     assert_true(json_integer_value(json_object_get(e, "received_at")) > 1700000000);
     assert_true(json_is_null(json_object_get(e, "reason")));
+    assert_true(json_is_null(json_object_get(e, "bytes"))); /* no figures given */
+    assert_true(json_is_null(json_object_get(e, "files_fetched")));
+    assert_true(json_is_null(json_object_get(e, "files_delta")));
+    assert_true(json_is_null(json_object_get(e, "bytes_delta_saved")));
+    assert_true(json_is_null(json_object_get(e, "delta_fallbacks")));
+    e = json_array_get(evs, 2); /* the download's figures, as sent */
+    assert_string_equal(json_string_value(json_object_get(e, "type")), "downloaded");
+    assert_int_equal(json_integer_value(json_object_get(e, "bytes")), 5311);
+    assert_int_equal(json_integer_value(json_object_get(e, "files_fetched")), 3);
+    assert_int_equal(json_integer_value(json_object_get(e, "files_delta")), 2);
+    assert_true(json_is_integer(json_object_get(e, "bytes_delta_saved")));
+    assert_int_equal(json_integer_value(json_object_get(e, "bytes_delta_saved")), 0);
+    assert_true(json_is_null(json_object_get(e, "delta_fallbacks")));
+    assert_string_equal(json_string_value(json_object_get(e, "reason")),
+                        "share/notes.txt: delta corrupted");
     json_decref(j);
     j = get(w, "/api/v1/apps/default/events?type=activated&device=" DEV);
     assert_int_equal(json_array_size(json_object_get(j, "events")), 1);
@@ -213,6 +230,22 @@ static void test_refusals(void **state)
     BAD("{\"seq\":1,\"type\":\"checked\",\"at\":1,\"duration_ms\":-1}", "events[0].duration_ms");
     BAD("{\"seq\":1,\"type\":\"checked\",\"at\":1,\"version\":\"v 1\"}", "events[0].version");
     BAD("{\"seq\":1,\"type\":\"checked\",\"at\":1,\"reason\":\"a\\u0007b\"}", "events[0].reason");
+    static const char *const figures[] = {"bytes", "files_fetched", "files_delta",
+                                          "bytes_delta_saved", "delta_fallbacks"};
+    for (size_t k = 0; k < 5; k++) {
+        char ev[256], needle[96];
+        snprintf(ev, sizeof ev, "{\"seq\":1,\"type\":\"downloaded\",\"at\":1,\"%s\":-1}",
+                 figures[k]);
+        snprintf(needle, sizeof needle, "field 'events[0].%s': must be 0 or more", figures[k]);
+        BAD(ev, needle);
+        snprintf(ev, sizeof ev, "{\"seq\":1,\"type\":\"downloaded\",\"at\":1,\"%s\":\"12\"}",
+                 figures[k]);
+        snprintf(needle, sizeof needle, "field 'events[0].%s': expected", figures[k]);
+        BAD(ev, needle);
+        snprintf(ev, sizeof ev, "{\"seq\":1,\"type\":\"downloaded\",\"at\":1,\"%s\":1.5}",
+                 figures[k]);
+        BAD(ev, needle);
+    }
     BAD("[]", "field 'events': expected an array of objects");
 #undef BAD
     send_bad(w, EVENTS, "{\"device_id\":\"" DEV "\",\"events\":[],\"colour\":1}", 400,

@@ -1,6 +1,7 @@
 /*
  * test_db_events.c — devices and their events in the metadata database
- * (schema version 2), on real SQLite files in a scratch folder.
+ * (schema version 2, the download figures version 4), on real SQLite files
+ * in a scratch folder.
  *
  * Covers: a batch is stored once (re-sent and overlapping batches count
  * duplicates; two connections racing with the same batch store it once),
@@ -12,7 +13,11 @@
  * back, and the migration of a version 1 database in place: the file is
  * made with SQLite directly from the version 1 script (the first entry of
  * the migration list, which is never edited), holds an app, a token and a
- * release, and keeps them after lp_db_open brings it to version 2.
+ * release, and keeps them after lp_db_open brings it to version 2; and of a
+ * version 3 database with an event, which gains the figures' columns
+ * (the old event reads them as not given, a new one stores them).  The
+ * figures round-trip, absent ones read back as not given, negative ones
+ * are refused naming the field.
  */
 #include "livepush/db.h"
 #include "store/db_sqlite.h"
@@ -84,7 +89,9 @@ static int teardown(void **state)
 static lp_db_event_new ev(int64_t seq, const char *type, int64_t code)
 {
     return (lp_db_event_new){.seq = seq, .type = type, .at = 1700000000 + seq,
-                             .version_code = code, .duration_ms = -1};
+                             .version_code = code, .duration_ms = -1, .bytes = -1,
+                             .files_fetched = -1, .files_delta = -1, .bytes_delta_saved = -1,
+                             .delta_fallbacks = -1};
 }
 
 /* Inserts events into app/device and returns how many were new. */
@@ -118,6 +125,11 @@ static void test_batch_once(void **state)
     e[3].version = "v2";
     e[3].duration_ms = 12;
     e[2].reason = "took long\n(second line)";
+    e[1].bytes = 5311; /* the download's figures */
+    e[1].files_fetched = 3;
+    e[1].files_delta = 2;
+    e[1].bytes_delta_saved = INT64_MAX;
+    e[1].delta_fallbacks = 0;
     assert_int_equal(put(f->db, f->app, DEV_A, e, 3, 0, 5000), 3);
     assert_int_equal(put(f->db, f->app, DEV_A, e, 3, 0, 5001), 0);  /* re-sent */
     assert_int_equal(put(f->db, f->app, DEV_A, e + 2, 2, 4, 5002), 1); /* overlapping */
@@ -152,6 +164,20 @@ static void test_batch_once(void **state)
     assert_null(l.items[0].version);
     assert_int_equal(l.items[0].duration_ms, -1);
     assert_int_equal(l.items[0].from_version_code, 0);
+    assert_int_equal(l.items[0].bytes, -1);
+    assert_int_equal(l.items[0].files_fetched, -1);
+    assert_int_equal(l.items[0].files_delta, -1);
+    assert_int_equal(l.items[0].bytes_delta_saved, -1);
+    assert_int_equal(l.items[0].delta_fallbacks, -1);
+    lp_db_event_list_free(&l);
+    q.type = "downloaded";
+    assert_ok(lp_db_event_list_by_app(f->db, f->app, &q, &l, &err), err);
+    assert_int_equal(l.count, 1);
+    assert_int_equal(l.items[0].bytes, 5311);
+    assert_int_equal(l.items[0].files_fetched, 3);
+    assert_int_equal(l.items[0].files_delta, 2);
+    assert_int_equal(l.items[0].bytes_delta_saved, INT64_MAX);
+    assert_int_equal(l.items[0].delta_fallbacks, 0);
     lp_db_event_list_free(&l);
 
     /* a device that only checked in has a row and no event */
@@ -294,6 +320,16 @@ static void test_validation(void **state)
         {{.seq = 3, .type = "failed", .at = 1, .duration_ms = -2}, "events[2].duration_ms"},
         {{.seq = 3, .type = "failed", .at = 1, .duration_ms = LP_DB_DURATION_MS_MAX + 1},
          "events[2].duration_ms"},
+        {{.seq = 3, .type = "downloaded", .at = 1, .duration_ms = -1, .bytes = -2},
+         "events[2].bytes: -2"},
+        {{.seq = 3, .type = "downloaded", .at = 1, .duration_ms = -1, .files_fetched = -5},
+         "events[2].files_fetched"},
+        {{.seq = 3, .type = "downloaded", .at = 1, .duration_ms = -1, .files_delta = INT64_MIN},
+         "events[2].files_delta"},
+        {{.seq = 3, .type = "downloaded", .at = 1, .duration_ms = -1, .bytes_delta_saved = -2},
+         "events[2].bytes_delta_saved"},
+        {{.seq = 3, .type = "downloaded", .at = 1, .duration_ms = -1, .delta_fallbacks = -3},
+         "events[2].delta_fallbacks"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         lp_db_event_new e[3] = {ev(1, "checked", 0), ev(2, "checked", 0), bad[i].e};
@@ -472,6 +508,67 @@ static void test_migrate_v1(void **state)
     free(file);
 }
 
+/* A version 3 database (made from the first three scripts, never edited)
+ * with an event gains the figures' columns: the old event reads them as
+ * not given, a new one stores them. */
+static void test_migrate_v3(void **state)
+{
+    fixture *f = *state;
+    char *file = lp_test_join(f->dir, "v3.db");
+    char url[512];
+    snprintf(url, sizeof url, "sqlite:%s", file);
+    sqlite3 *h;
+    assert_int_equal(sqlite3_open(file, &h), SQLITE_OK);
+    raw_exec(h, "PRAGMA journal_mode = WAL");
+    raw_exec(h, "BEGIN");
+    raw_exec(h, "CREATE TABLE schema_version (version INTEGER NOT NULL)");
+    for (int i = 0; i < 3; i++)
+        raw_exec(h, sq_migrations[i]);
+    raw_exec(h, "INSERT INTO schema_version (version) VALUES (3)");
+    raw_exec(h, "INSERT INTO apps (id, name, created_at) VALUES (7, 'legacy', 10)");
+    raw_exec(h, "INSERT INTO devices (app_id, device_id, first_seen, last_seen, last_event_seq) "
+                "VALUES (7, '" DEV_A "', 5, 5, 1)");
+    raw_exec(h, "INSERT INTO events (app_id, device_id, seq, type, at, version_code, reason, "
+                "received_at) VALUES (7, '" DEV_A "', 1, 'downloaded', 4, 2, "
+                "'files_delta=2 bytes_delta=10 bytes_delta_saved=90 delta_fallbacks=0', 5)");
+    raw_exec(h, "COMMIT");
+    sqlite3_close(h);
+
+    lp_db *db = NULL;
+    lp_error err;
+    assert_ok(lp_db_open(url, &db, &err), err);
+    int v = 0;
+    assert_ok(lp_db_schema_version(db, &v, &err), err);
+    assert_int_equal(v, LP_DB_SCHEMA_VERSION);
+    lp_db_event_new e = ev(2, "downloaded", 3);
+    e.bytes = 100;
+    e.files_fetched = 1;
+    e.files_delta = 0;
+    e.bytes_delta_saved = 0;
+    e.delta_fallbacks = 1;
+    assert_int_equal(put(db, 7, DEV_A, &e, 1, 0, 0), 1);
+    lp_db_event_list l;
+    assert_ok(lp_db_event_list_by_app(db, 7, NULL, &l, &err), err);
+    assert_int_equal(l.count, 2);
+    assert_int_equal(l.items[0].seq, 2);
+    assert_int_equal(l.items[0].bytes, 100);
+    assert_int_equal(l.items[0].delta_fallbacks, 1);
+    assert_int_equal(l.items[0].files_delta, 0);
+    assert_int_equal(l.items[1].seq, 1);
+    assert_int_equal(l.items[1].bytes, -1);
+    assert_int_equal(l.items[1].files_fetched, -1);
+    assert_int_equal(l.items[1].delta_fallbacks, -1);
+    assert_non_null(strstr(l.items[1].reason, "files_delta=2"));
+    lp_db_event_list_free(&l);
+    lp_db_close(db);
+    /* the columns refuse negative figures by themselves too */
+    assert_int_equal(sqlite3_open(file, &h), SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(h, "UPDATE events SET bytes = -1", NULL, NULL, NULL),
+                         SQLITE_OK);
+    sqlite3_close(h);
+    free(file);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -482,6 +579,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_in_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_v3, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
