@@ -18,6 +18,10 @@
  *   x86-64 machine code (ELF, PE or Mach-O for x86-64) the relative targets
  *   of call and jump instructions are first rewritten as absolute ones, so that
  *   code which merely moved diffs to nothing; the transform is undone on apply.
+ *   For files that are not executables, the whole result compressed with
+ *   the base as zstd dictionary (a single copy from the extra stream) is
+ *   also tried, and the smaller delta is kept.  The stats (lp_delta_stats)
+ *   describe the matching whichever coding was kept.
  *   Memory: about 5 x old + 3 x new bytes, plus the compressor's; inputs
  *   larger than LP_DELTA_MAX_SIZE are refused.
  *

@@ -9,10 +9,15 @@
  *
  * The result is built in one LP_DELTA_BLOCK buffer aligned on block
  * boundaries of the result: when full it is un-transformed (x86 deltas),
- * hashed and handed to the writer.  Base bytes of an x86 delta are read
- * through a direct-mapped cache of 64 transformed base blocks, so that a
- * block is transformed again only when matches jump far.  Memory: the block buffers, three
- * stream decoders (stream.c) and nothing proportional to the files.
+ * hashed and handed to the writer.  Base bytes of an x86 delta are the
+ * mapped bytes with the rewritten operands patched in: the list of those
+ * operands is built for a base block when it is first read (one scan of the
+ * block) and kept, up to LPD_INDEX_MAX bytes of lists (then all are dropped
+ * and rebuilt as needed), so that matches may jump anywhere in the base at
+ * the cost of a copy of the bytes they read.  Added bytes are produced run by run of the diff stream: a zero run
+ * is a copy of the base, a literal run is added to the base eight bytes at a
+ * time.  Memory: the block buffers, three stream decoders (stream.c) and
+ * nothing proportional to the files.
  */
 #include "delta/stream.h"
 #include "livepush/hash.h"
@@ -20,15 +25,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Direct-mapped cache of transformed base blocks (4 MiB). */
-#define NCACHE 64
+/* Operand list of one base block (see lpd_x86_operands); ops NULL: not built. */
+typedef struct {
+    uint16_t *ops;
+    uint32_t n;
+} blk_ops;
 
 typedef struct {
     const uint8_t *old;
     size_t old_len;
     int x86;
-    uint8_t *cache[NCACHE];
-    uint64_t cache_blk[NCACHE];
+    blk_ops *idx;        /* one per base block (x86 only) */
+    size_t nblk, idx_bytes;
+    uint16_t *ops_tmp;   /* room for one block's list while it is built */
+    uint8_t *scratch;    /* transformed base bytes handed out by base_at */
     uint8_t *out;
     size_t out_n;
     uint64_t out_base, new_pos, old_pos;
@@ -40,7 +50,17 @@ typedef struct {
     lpd_stream s[3];
 } app;
 
-/* Transformed base bytes at pos, at most n of them within one block. */
+static void idx_drop(app *a)
+{
+    for (size_t i = 0; a->idx && i < a->nblk; i++) {
+        free(a->idx[i].ops);
+        a->idx[i].ops = NULL;
+    }
+    a->idx_bytes = 0;
+}
+
+/* Transformed base bytes at pos, at most n of them within one block; NULL
+ * when out of memory. */
 static const uint8_t *base_at(app *a, uint64_t pos, size_t *n)
 {
     if (!a->x86)
@@ -49,15 +69,23 @@ static const uint8_t *base_at(app *a, uint64_t pos, size_t *n)
     size_t in_blk = (size_t)(pos - start), left = LP_DELTA_BLOCK - in_blk;
     if (*n > left)
         *n = left;
-    unsigned i = (unsigned)(blk % NCACHE);
-    if (a->cache_blk[i] == blk)
-        return a->cache[i] + in_blk;
     size_t len = a->old_len - start < LP_DELTA_BLOCK ? (size_t)(a->old_len - start)
                                                      : LP_DELTA_BLOCK;
-    memcpy(a->cache[i], a->old + start, len);
-    lpd_x86_encode(a->cache[i], len, start);
-    a->cache_blk[i] = blk;
-    return a->cache[i] + in_blk;
+    blk_ops *b = &a->idx[blk];
+    if (!b->ops) {
+        size_t k = lpd_x86_operands(a->old + start, len, a->ops_tmp);
+        size_t bytes = (k + 1) * sizeof *b->ops;
+        if (a->idx_bytes + bytes > LPD_INDEX_MAX)
+            idx_drop(a);
+        if (!(b->ops = malloc(bytes)))
+            return NULL;
+        memcpy(b->ops, a->ops_tmp, k * sizeof *b->ops);
+        b->n = (uint32_t)k;
+        a->idx_bytes += bytes;
+    }
+    memcpy(a->scratch, a->old + pos, *n);
+    lpd_x86_patch(a->old + start, start, b->ops, b->n, in_blk, a->scratch, *n);
+    return a->scratch;
 }
 
 static lp_status flush(app *a, lp_error *err)
@@ -74,35 +102,75 @@ static lp_status flush(app *a, lp_error *err)
     return st;
 }
 
-/* n diff bytes from the run-length records of the diff stream. */
-static lp_status diff_read(app *a, uint8_t *dst, size_t n, lp_error *err)
+/* Adds b[0..n) to o[0..n) byte by byte (mod 256), eight bytes at a time. */
+static void add_bytes(uint8_t *restrict o, const uint8_t *restrict b, size_t n)
+{
+    const uint64_t hi = 0x8080808080808080ull;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, y;
+        memcpy(&x, o + i, 8);
+        memcpy(&y, b + i, 8);
+        x = ((x & ~hi) + (y & ~hi)) ^ ((x ^ y) & hi);
+        memcpy(o + i, &x, 8);
+    }
+    for (; i < n; i++)
+        o[i] = (uint8_t)(o[i] + b[i]);
+}
+
+/* dst[0..n) = base bytes from a->old_pos (plus dst's own bytes when add). */
+static lp_status from_base(app *a, uint8_t *dst, size_t n, int add, lp_error *err)
+{
+    for (size_t done = 0; done < n;) {
+        size_t m = n - done;
+        const uint8_t *b = base_at(a, a->old_pos, &m);
+        if (!b)
+            return lp_error_set(err, LP_ERR_NOMEM, "out of memory for a base block");
+        if (add)
+            add_bytes(dst + done, b, m);
+        else
+            memcpy(dst + done, b, m);
+        done += m;
+        a->old_pos += m;
+    }
+    return LP_OK;
+}
+
+/* Starts the next run-length record of the diff stream. */
+static lp_status diff_record(app *a, lp_error *err)
 {
     lpd_stream *s = &a->s[1];
+    lp_status st = lpd_stream_varint(s, &a->zeros, err);
+    if (!st)
+        st = lpd_stream_varint(s, &a->lits, err);
+    if (!st && a->zeros == 0 && a->lits == 0)
+        st = lp_error_set(err, LP_ERR_MALFORMED, "diff stream: empty run record");
+    if (!st && (a->zeros > a->h.new_size || a->lits > a->h.new_size))
+        st = lp_error_set(err, LP_ERR_MALFORMED, "diff stream: run longer than the result");
+    return st;
+}
+
+/* n added bytes into dst: base + diff, run by run. */
+static lp_status add_run(app *a, uint8_t *dst, size_t n, lp_error *err)
+{
     while (n > 0) {
         lp_status st = LP_OK;
-        if (a->zeros == 0 && a->lits == 0) {
-            st = lpd_stream_varint(s, &a->zeros, err);
-            if (!st)
-                st = lpd_stream_varint(s, &a->lits, err);
-            if (!st && a->zeros == 0 && a->lits == 0)
-                st = lp_error_set(err, LP_ERR_MALFORMED, "diff stream: empty run record");
-            if (!st && (a->zeros > a->h.new_size || a->lits > a->h.new_size))
-                st = lp_error_set(err, LP_ERR_MALFORMED, "diff stream: run longer than the "
-                                  "result");
-            if (st)
-                return st;
-        }
+        if (a->zeros == 0 && a->lits == 0 && (st = diff_record(a, err)))
+            return st;
         size_t k = n;
         if (a->zeros) {
             k = a->zeros < k ? (size_t)a->zeros : k;
-            memset(dst, 0, k);
+            st = from_base(a, dst, k, 0, err);
             a->zeros -= k;
         } else {
             k = a->lits < k ? (size_t)a->lits : k;
-            if ((st = lpd_stream_read(s, dst, k, err)))
-                return st;
+            st = lpd_stream_read(&a->s[1], dst, k, err);
+            if (!st)
+                st = from_base(a, dst, k, 1, err);
             a->lits -= k;
         }
+        if (st)
+            return st;
         dst += k;
         n -= k;
     }
@@ -115,17 +183,8 @@ static lp_status do_add(app *a, uint64_t len, lp_error *err)
         size_t k = LP_DELTA_BLOCK - a->out_n;
         if (k > len)
             k = (size_t)len;
-        lp_status st = diff_read(a, a->out + a->out_n, k, err);
-        for (size_t done = 0; !st && done < k;) {
-            size_t m = k - done;
-            const uint8_t *b = base_at(a, a->old_pos + done, &m);
-            uint8_t *o = a->out + a->out_n + done;
-            for (size_t i = 0; i < m; i++)
-                o[i] = (uint8_t)(o[i] + b[i]);
-            done += m;
-        }
+        lp_status st = add_run(a, a->out + a->out_n, k, err);
         a->out_n += k;
-        a->old_pos += k;
         len -= k;
         if (!st && a->out_n == LP_DELTA_BLOCK)
             st = flush(a, err);
@@ -214,10 +273,12 @@ static lp_status setup(app *a, lpd_read_fn read, void *rctx, lp_error *err)
 {
     a->x86 = (a->h.flags & LP_DELTA_FLAG_X86) != 0;
     a->out = malloc(LP_DELTA_BLOCK);
-    for (unsigned i = 0; a->x86 && i < NCACHE; i++) {
-        a->cache[i] = malloc(LP_DELTA_BLOCK);
-        a->cache_blk[i] = UINT64_MAX;
-        if (!a->cache[i])
+    if (a->x86) {
+        a->nblk = a->old_len / LP_DELTA_BLOCK + 1;
+        a->idx = calloc(a->nblk, sizeof *a->idx);
+        a->ops_tmp = malloc((LP_DELTA_BLOCK / 5 + 1) * sizeof *a->ops_tmp);
+        a->scratch = malloc(LP_DELTA_BLOCK);
+        if (!a->idx || !a->ops_tmp || !a->scratch)
             return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     }
     if (!a->out)
@@ -281,8 +342,10 @@ lp_status lpd_apply(const uint8_t *old, size_t old_len, lpd_read_fn read, void *
         st = run(&a, err);
     for (int i = 0; i < 3; i++)
         lpd_stream_close(&a.s[i]);
-    for (unsigned i = 0; i < NCACHE; i++)
-        free(a.cache[i]);
+    idx_drop(&a);
+    free(a.idx);
+    free(a.ops_tmp);
+    free(a.scratch);
     free(a.out);
     lp_hash_free(a.hash);
     return st;

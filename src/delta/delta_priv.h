@@ -22,6 +22,11 @@
 #define LPD_WINDOW_LOG 23
 #define LPD_PREFIX_EXTRA_MAX ((uint64_t)16 << 20)
 #define LPD_PREFIX_WINDOW_LOG_MAX 31
+/* Bytes of operand lists of base blocks that apply keeps for an x86 delta
+ * (12 MiB; beyond, they are dropped and rebuilt as needed): with the stream
+ * decoders (8 + 8 + 16 MiB at most) the whole stays under
+ * LP_DELTA_APPLY_MEM_MAX. */
+#define LPD_INDEX_MAX ((size_t)12 << 20)
 
 /* Serialises h into out[0..LP_DELTA_HEADER_SIZE), check value included. */
 void lpd_header_encode(const lp_delta_header *h, uint8_t *out);
@@ -31,6 +36,15 @@ void lpd_header_encode(const lp_delta_header *h, uint8_t *out);
  * the file is transformed on its own, so any block can be (un)done alone. */
 void lpd_x86_encode(uint8_t *buf, size_t len, uint64_t base);
 void lpd_x86_decode(uint8_t *buf, size_t len, uint64_t base);
+/* The operands that lpd_x86_encode rewrites in one block b[0..n) (n at most
+ * LP_DELTA_BLOCK, the block's own untransformed bytes): their offsets in the
+ * block, ascending, into out (room for n / 5 + 1); returns the count. */
+size_t lpd_x86_operands(const uint8_t *b, size_t n, uint16_t *out);
+/* dst[0..n) = the transformed bytes [from, from + n) of the block whose
+ * untransformed bytes are block_bytes (at file offset block_pos), given that
+ * dst already holds the untransformed ones and ops its lpd_x86_operands. */
+void lpd_x86_patch(const uint8_t *block_bytes, uint64_t block_pos, const uint16_t *ops,
+                   size_t nops, size_t from, uint8_t *dst, size_t n);
 /* 1 if the bytes start like an x86-64 ELF, PE or Mach-O file. */
 int lpd_x86_detect(const uint8_t *p, size_t len);
 

@@ -8,12 +8,20 @@
  *            smaller once compressed, and faster to compress and decode
  *   extra    the bytes copied verbatim into the result
  * Each stream is one zstd frame at the chosen level with its window capped
- * at 2^LPD_WINDOW_LOG so that decoding memory stays bounded.  The extra
- * stream is also compressed with the (untransformed) base as a dictionary,
- * which finds text that moved far or was rearranged in pieces too short for
- * the matcher; when that is smaller, and the stream is at most
- * LPD_PREFIX_EXTRA_MAX bytes (its decoding buffer), it is kept and the
- * header says so with LP_DELTA_FLAG_EXTRA_PREFIX.
+ * at 2^LPD_WINDOW_LOG so that decoding memory stays bounded.
+ *
+ * Two codings compete (compress_all), within format version 1:
+ *   - for an executable (x86 transform on), the extra stream is also tried
+ *     with the (untransformed) base as a dictionary when the base is at most
+ *     1 MiB (beyond, zstd's indexing of the dictionary costs seconds for a
+ *     few hundred bytes saved);
+ *   - for other files, the whole result as a single copy from the extra
+ *     stream compressed with the base as dictionary (zstd's own patching:
+ *     LZ77 over base + result with repeat offsets, which beats
+ *     control/diff/extra on text with small scattered edits).
+ * The smaller is kept; LP_DELTA_FLAG_EXTRA_PREFIX says the extra stream has
+ * the dictionary (its decoded size at most LPD_PREFIX_EXTRA_MAX bytes, the
+ * decoder's buffer).
  */
 #include "delta/delta_priv.h"
 #include "livepush/hash.h"
@@ -142,15 +150,77 @@ static lp_status build_streams(const uint8_t *old, const uint8_t *nw, const lpd_
     return LP_OK;
 }
 
-/* Compresses the three streams; picks the better coding of the extra one. */
-static lp_status compress_all(const blob raw[3], const uint8_t *old, size_t old_len, int level,
-                              blob z[3], uint32_t *flags, lp_error *err)
+static size_t total(const blob z[3])
+{
+    return z[0].n + z[1].n + z[2].n;
+}
+
+static void blobs_free(blob z[3])
+{
+    for (int i = 0; i < 3; i++) {
+        free(z[i].p);
+        z[i] = (blob){0};
+    }
+}
+
+/* The whole result as one copy from the extra stream, compressed with the
+ * base as dictionary: zstd's own patching, which wins on text with small
+ * scattered edits.  raw[] receives the streams (for the header). */
+static lp_status whole(const uint8_t *old, size_t old_len, const uint8_t *nw, size_t new_len,
+                       int level, blob raw[3], blob z[3], lp_error *err)
+{
+    uint8_t ctl[32];
+    size_t n = lpd_put_varint(ctl, 0);
+    n += lpd_put_varint(ctl + n, new_len);
+    n += lpd_put_varint(ctl + n, 0);
+    raw[0] = (blob){NULL, n};
+    raw[1] = (blob){NULL, 0};
+    raw[2] = (blob){NULL, new_len};
+    lp_status st = compress(ctl, n, level, NULL, 0, &z[0], err);
+    if (!st)
+        st = compress(NULL, 0, level, NULL, 0, &z[1], err);
+    if (!st)
+        st = compress(nw, new_len, level, old, old_len, &z[2], err);
+    return st;
+}
+
+/* Compresses the three streams.  The extra stream is also tried with the
+ * base as dictionary when that is cheap (a base of at most
+ * PREFIX_TRY_MAX bytes: zstd indexes the whole dictionary at this level, a
+ * cost out of proportion to the small extra stream of an executable).  For
+ * files that are not executables, the whole result compressed with the base
+ * as dictionary is tried too (see whole()); the smaller coding is kept and
+ * *raw / *flags describe it. */
+#define PREFIX_TRY_MAX ((size_t)1 << 20)
+static lp_status compress_all(blob raw[3], const uint8_t *old, size_t old_len,
+                              const uint8_t *nw, size_t new_len, int level, blob z[3],
+                              uint32_t *flags, lp_error *err)
 {
     lp_status st = LP_OK;
     for (int i = 0; i < 3 && !st; i++)
         st = compress(raw[i].p, raw[i].n, level, NULL, 0, &z[i], err);
-    if (st || old_len == 0 || raw[2].n == 0 || raw[2].n > LPD_PREFIX_EXTRA_MAX)
+    if (st || old_len == 0)
         return st;
+    if (!(*flags & LP_DELTA_FLAG_X86)) {
+        if (new_len > LPD_PREFIX_EXTRA_MAX)
+            return LP_OK;
+        blob wraw[3], wz[3] = {{0}};
+        st = whole(old, old_len, nw, new_len, level, wraw, wz, err);
+        if (!st && total(wz) < total(z)) {
+            blobs_free(z);
+            blobs_free(raw);
+            for (int i = 0; i < 3; i++) {
+                z[i] = wz[i];
+                raw[i].n = wraw[i].n;
+            }
+            *flags |= LP_DELTA_FLAG_EXTRA_PREFIX;
+        } else {
+            blobs_free(wz);
+        }
+        return st;
+    }
+    if (raw[2].n == 0 || raw[2].n > LPD_PREFIX_EXTRA_MAX || old_len > PREFIX_TRY_MAX)
+        return LP_OK;
     blob alt = {0};
     st = compress(raw[2].p, raw[2].n, level, old, old_len, &alt, err);
     if (st)
@@ -262,7 +332,8 @@ static lp_status make(work *w, size_t old_len, size_t new_len, const lp_delta_op
     t = lpd_now();
     h->flags = s->x86 ? LP_DELTA_FLAG_X86 : 0;
     if (!st)
-        st = compress_all(w->raw, w->old, old_len, level, w->z, &h->flags, err);
+        st = compress_all(w->raw, w->old, old_len, w->nw, new_len, level, w->z, &h->flags,
+                          err);
     s->t_compress = lpd_now() - t;
     h->control_raw = w->raw[0].n;
     h->diff_raw = w->raw[1].n;

@@ -104,22 +104,79 @@ static size_t branch(const uint8_t *b, size_t left)
     return riprel(b, left);
 }
 
+/* Bytes that can end the recognition window of an instruction: E8/E9 (its
+ * first byte) or a ModRM byte with mod=00 rm=101 (its second to fifth byte). */
+static int hot(uint8_t x)
+{
+    return (x & 0xC7) == 0x05 || (x & 0xFE) == 0xE8;
+}
+
+/* Start of the next recognised instruction at or after i (n if none), its
+ * length in *len.  An instruction starting at s is recognised only if
+ * b[s..s+4] holds a hot byte, so the scan jumps from hot byte to hot byte
+ * and tries, in order, the few starts whose window reaches it: the same
+ * instructions as trying every position, found without looking at most
+ * bytes. */
+static size_t next_op(const uint8_t *b, size_t n, size_t i, size_t *len)
+{
+    while (i < n) {
+        size_t k = i;
+        while (k < n && !hot(b[k]))
+            k++;
+        if (k == n)
+            return n;
+        for (size_t s = k >= i + 4 ? k - 4 : i; s <= k; s++)
+            if ((*len = branch(b + s, n - s)))
+                return s;
+        i = k + 1;
+    }
+    return n;
+}
+
 static void block(uint8_t *b, size_t n, uint64_t pos, int enc)
 {
-    size_t i = 0;
-    while (i < n) {
-        size_t len = branch(b + i, n - i);
-        if (len == 0) {
-            i++;
-            continue;
-        }
-        uint8_t *op = b + i + len - 4;
+    size_t len = 0;
+    for (size_t s = next_op(b, n, 0, &len); s < n; s = next_op(b, n, s + len, &len)) {
+        uint8_t *op = b + s + len - 4;
         uint32_t v = rd32(op);
         if (near(v)) {
-            uint32_t next = (uint32_t)(pos + i + len);
+            uint32_t next = (uint32_t)(pos + s + len);
             wr32(op, wrap25(enc ? v + next : v - next));
         }
-        i += len; /* converted or not, the operand is never looked at again */
+        /* converted or not, the operand is never looked at again */
+    }
+}
+
+size_t lpd_x86_operands(const uint8_t *b, size_t n, uint16_t *out)
+{
+    size_t len = 0, k = 0;
+    for (size_t s = next_op(b, n, 0, &len); s < n; s = next_op(b, n, s + len, &len))
+        if (near(rd32(b + s + len - 4)))
+            out[k++] = (uint16_t)(s + len - 4);
+    return k;
+}
+
+void lpd_x86_patch(const uint8_t *block_bytes, uint64_t block_pos, const uint16_t *ops,
+                   size_t nops, size_t from, uint8_t *dst, size_t n)
+{
+    /* first operand whose bytes reach `from`: ops are ascending */
+    size_t lo = 0, hi = nops;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((size_t)ops[mid] + 4 <= from)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t i = lo; i < nops && ops[i] < from + n; i++) {
+        uint8_t t[4];
+        uint32_t next = (uint32_t)(block_pos + ops[i] + 4);
+        wr32(t, wrap25(rd32(block_bytes + ops[i]) + next));
+        for (size_t j = 0; j < 4; j++) {
+            size_t q = (size_t)ops[i] + j;
+            if (q >= from && q < from + n)
+                dst[q - from] = t[j];
+        }
     }
 }
 
