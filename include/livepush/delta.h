@@ -48,6 +48,7 @@
 #ifndef LIVEPUSH_DELTA_H
 #define LIVEPUSH_DELTA_H
 
+#include "livepush/bundle.h"
 #include "livepush/error.h"
 
 #include <stddef.h>
@@ -200,6 +201,74 @@ lp_status lp_delta_apply_file(const char *old_path, const char *delta_path, cons
 lp_status lp_delta_apply_buf(const uint8_t *old, size_t old_len, const uint8_t *delta,
                              size_t delta_len, size_t max_out, uint8_t **out, size_t *out_len,
                              lp_error *err);
+
+/* ---- trees: which base each file of a new release is sent against ----- */
+
+/*
+ * How a file of the new tree reaches a device that has the old tree.
+ *   SAME   its content (SHA-256) is somewhere in the old tree (a renamed or
+ *          moved file too): it costs nothing; `base` is the first old file
+ *          by path with that content.
+ *   DELTA  it is sent as a delta against `base`, chosen by the first rule
+ *          that finds one (`rule`):
+ *            1. the old file at the same path (its content differs);
+ *            2. else an old file with the same base name (last path
+ *               component) elsewhere, the closest in size;
+ *            3. else an old file with the same extension (a name without one
+ *               counts as extension "") and the closest size, within a
+ *               factor of 2.
+ *          Only bases of 1..LP_DELTA_MAX_SIZE bytes are chosen; ties in size
+ *          go to the first path, so the same trees give the same plan.
+ *   NEW    no base (or the file is empty or over LP_DELTA_MAX_SIZE): it is
+ *          sent whole.
+ * The server (deltas between releases) and `livepush delta tree` both plan
+ * with this.
+ */
+typedef enum lp_delta_tree_kind {
+    LP_DELTA_TREE_SAME = 0,
+    LP_DELTA_TREE_DELTA = 1,
+    LP_DELTA_TREE_NEW = 2,
+} lp_delta_tree_kind;
+
+/* The plan of one file of the new tree.  Pointers are into the manifests
+ * given to lp_delta_tree_plan, which must outlive the plan. */
+typedef struct lp_delta_tree_item {
+    const lp_manifest_entry *file; /* the file of the new tree */
+    lp_delta_tree_kind kind;
+    const lp_manifest_entry *base; /* old file (SAME, DELTA); NULL for NEW */
+    int rule;                      /* DELTA: 1, 2 or 3 as above; else 0 */
+} lp_delta_tree_item;
+
+typedef struct lp_delta_tree_plan {
+    lp_delta_tree_item *items; /* one per file entry of the new manifest, in its order */
+    size_t count;
+} lp_delta_tree_plan;
+
+/*
+ * Plans every file entry of new_ (symlinks and folders cost no file bytes
+ * and are left out) against the file entries of old.  Both manifests must
+ * be finished (lp_manifest_finish) and stay alive as long as *plan.  On
+ * success *plan is filled and the caller frees it with
+ * lp_delta_tree_plan_free; on failure it is empty.  Errors: LP_ERR_NOMEM.
+ */
+lp_status lp_delta_tree_plan_make(const lp_manifest *old, const lp_manifest *new_,
+                                  lp_delta_tree_plan *plan, lp_error *err);
+
+/* Frees what lp_delta_tree_plan_make allocated (not the manifests); the
+ * plan is left empty.  NULL or an empty plan is fine. */
+void lp_delta_tree_plan_free(lp_delta_tree_plan *plan);
+
+/*
+ * Describes the folder `dir` as a finished manifest (*m, initialised here;
+ * empty on failure), hashing every regular file and storing nothing: the
+ * rules of a folder bundle (include/livepush/bundle.h): symbolic links are
+ * recorded, never followed, and must stay inside the tree; devices, fifos
+ * and sockets are refused; nesting is bounded by LP_INGEST_MAX_DEPTH and the
+ * entries by LP_MANIFEST_MAX_ENTRIES.  Errors: LP_ERR_NOT_FOUND, LP_ERR_IO,
+ * LP_ERR_MALFORMED, LP_ERR_TOO_LARGE, LP_ERR_NOMEM, LP_ERR_CRYPTO; messages
+ * name the entry.
+ */
+lp_status lp_delta_tree_scan(const char *dir, lp_manifest *m, lp_error *err);
 
 #ifdef __cplusplus
 }

@@ -50,6 +50,8 @@ int lp_cmd_device(int argc, char **argv);
 int lp_cmd_control(int argc, char **argv);
 /* `livepush delta make|apply|info` (cmd_delta.c). */
 int lp_cmd_delta(int argc, char **argv);
+/* `livepush delta tree ...` (cmd_delta_tree.c); argv starts at "tree". */
+int lp_cmd_delta_tree(int argc, char **argv);
 /* `livepush status|mark-healthy|launch`: shorthands for `livepush device ...`. */
 int lp_cmd_device_alias(int argc, char **argv);
 

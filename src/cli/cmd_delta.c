@@ -4,6 +4,7 @@
  *   livepush delta make OLD NEW DELTA [--level N] [--x86 auto|on|off] [--json]
  *   livepush delta apply OLD DELTA OUT
  *   livepush delta info DELTA [--json]
+ *   livepush delta tree make|apply ...   (cmd_delta_tree.c: whole folders)
  *
  * A thin front to include/livepush/delta.h: make prints what the engine
  * reports (sizes, matched bytes, time per phase), apply writes OUT only when
@@ -22,6 +23,8 @@ static const char usage_text[] =
     "usage: livepush delta make OLD NEW DELTA [--level N] [--x86 auto|on|off] [--json]\n"
     "       livepush delta apply OLD DELTA OUT\n"
     "       livepush delta info DELTA [--json]\n"
+    "       livepush delta tree make OLD_DIR NEW_DIR OUT_DIR [--level N] [--json]\n"
+    "       livepush delta tree apply OLD_DIR IN_DIR OUT_DIR\n"
     "\n"
     "make   writes DELTA (atomically), which turns OLD into NEW, and prints its\n"
     "       statistics.  --level is the zstd level of its streams (1..22, default\n"
@@ -30,6 +33,8 @@ static const char usage_text[] =
     "apply  writes OUT from OLD and DELTA; OUT is replaced only when the result's\n"
     "       SHA-256 matches the one DELTA names.\n"
     "info   prints DELTA's header: version, flags, sizes, digests, stream sizes.\n"
+    "tree   the same for whole folders, in one process (`livepush delta tree\n"
+    "       --help`).\n"
     "\n"
     "Exit codes: 0 success, 1 failure (reason on stderr), 2 usage error.\n";
 
@@ -186,7 +191,7 @@ static int cmd_info(int argc, char **argv)
 int lp_cmd_delta(int argc, char **argv)
 {
     if (argc < 2)
-        return usage_error("missing subcommand (make, apply or info)");
+        return usage_error("missing subcommand (make, apply, info or tree)");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(usage_text, stdout);
         return LP_EXIT_OK;
@@ -197,5 +202,7 @@ int lp_cmd_delta(int argc, char **argv)
         return cmd_apply(argc - 1, argv + 1);
     if (strcmp(argv[1], "info") == 0)
         return cmd_info(argc - 1, argv + 1);
-    return usage_error("unknown subcommand (make, apply or info)");
+    if (strcmp(argv[1], "tree") == 0)
+        return lp_cmd_delta_tree(argc - 1, argv + 1);
+    return usage_error("unknown subcommand (make, apply, info or tree)");
 }

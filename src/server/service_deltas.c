@@ -11,7 +11,9 @@
  * publish: the delta worker (delta_worker.c) does the work afterwards.
  *
  * One pair.  For each file f of R whose content P does not have anywhere
- * (content P has costs a device nothing), a base in P is chosen:
+ * (content P has costs a device nothing), a base in P is chosen by the
+ * library's tree plan (lp_delta_tree_plan_make, include/livepush/delta.h),
+ * which `livepush delta tree` shares:
  *   1. the file at the same path in P (its content differs, or f would have
  *      been skipped);
  *   2. else a file of P with the same base name (last path component)
@@ -110,7 +112,7 @@ lp_status lp_service_delta_summary_json(lp_db *db, int64_t release_id, json_t **
     return *out ? LP_OK : lp_error_set(err, LP_ERR_NOMEM, "out of memory");
 }
 
-/* ---- manifests and base choice ------------------------------------------- */
+/* ---- manifests ------------------------------------------- */
 
 static lp_status load_manifest(lp_service *s, const char *id, lp_manifest *m, lp_error *err)
 {
@@ -125,149 +127,6 @@ static lp_status load_manifest(lp_service *s, const char *id, lp_manifest *m, lp
     free(data);
     free(path);
     return st ? lp_error_prefix(err, st, "tree manifest %s", id) : LP_OK;
-}
-
-/* A file entry of a manifest under some key (its path, base name,
- * extension or content digest), for sorting and binary search. */
-typedef struct keyed {
-    const char *key;
-    const lp_manifest_entry *e;
-} keyed;
-
-static int keyed_cmp(const void *a, const void *b)
-{
-    const keyed *x = a, *y = b;
-    int c = strcmp(x->key, y->key);
-    if (c)
-        return c;
-    return strcmp(x->e->path, y->e->path); /* a total order: same input, same choice */
-}
-
-static const char *base_name(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
-
-/* The extension of a path's base name without the dot; "" when there is
- * none (no dot, or only a leading one). */
-static const char *extension(const char *path)
-{
-    const char *b = base_name(path);
-    const char *dot = strrchr(b, '.');
-    return dot && dot != b ? dot + 1 : b + strlen(b);
-}
-
-/* The file entries of P indexed four ways. */
-typedef struct pindex {
-    keyed *by_path, *by_name, *by_ext, *by_sha;
-    size_t n;
-} pindex;
-
-static void pindex_free(pindex *x)
-{
-    free(x->by_path);
-    free(x->by_name);
-    free(x->by_ext);
-    free(x->by_sha);
-    memset(x, 0, sizeof *x);
-}
-
-static lp_status pindex_build(const lp_manifest *m, pindex *x, lp_error *err)
-{
-    memset(x, 0, sizeof *x);
-    size_t n = 0;
-    for (size_t i = 0; i < m->count; i++)
-        n += m->entries[i].type == LP_ENTRY_FILE;
-    size_t alloc = n ? n : 1;
-    x->by_path = calloc(alloc, sizeof *x->by_path);
-    x->by_name = calloc(alloc, sizeof *x->by_name);
-    x->by_ext = calloc(alloc, sizeof *x->by_ext);
-    x->by_sha = calloc(alloc, sizeof *x->by_sha);
-    if (!x->by_path || !x->by_name || !x->by_ext || !x->by_sha) {
-        pindex_free(x);
-        return lp_error_set(err, LP_ERR_NOMEM, "out of memory indexing a release");
-    }
-    for (size_t i = 0; i < m->count; i++) {
-        const lp_manifest_entry *e = &m->entries[i];
-        if (e->type != LP_ENTRY_FILE)
-            continue;
-        x->by_path[x->n] = (keyed){e->path, e};
-        x->by_name[x->n] = (keyed){base_name(e->path), e};
-        x->by_ext[x->n] = (keyed){extension(e->path), e};
-        x->by_sha[x->n] = (keyed){e->sha256, e};
-        x->n++;
-    }
-    qsort(x->by_path, x->n, sizeof *x->by_path, keyed_cmp);
-    qsort(x->by_name, x->n, sizeof *x->by_name, keyed_cmp);
-    qsort(x->by_ext, x->n, sizeof *x->by_ext, keyed_cmp);
-    qsort(x->by_sha, x->n, sizeof *x->by_sha, keyed_cmp);
-    return LP_OK;
-}
-
-/* Index of the first element of a[0..n) whose key is `key`, or n. */
-static size_t lower_bound(const keyed *a, size_t n, const char *key)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (strcmp(a[mid].key, key) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < n && !strcmp(a[lo].key, key) ? lo : n;
-}
-
-static bool has_content(const pindex *x, const char *sha)
-{
-    return lower_bound(x->by_sha, x->n, sha) < x->n;
-}
-
-static uint64_t size_distance(uint64_t a, uint64_t b) { return a > b ? a - b : b - a; }
-
-static bool usable_base(const lp_manifest_entry *e)
-{
-    return e->size > 0 && e->size <= LP_DELTA_MAX_SIZE;
-}
-
-/* Among the entries of a[] with key `key`, the usable one closest in size
- * to `size` (within a factor of 2 when `factor2`), or NULL. */
-static const lp_manifest_entry *closest(const keyed *a, size_t n, const char *key, uint64_t size,
-                                        bool factor2)
-{
-    const lp_manifest_entry *best = NULL;
-    for (size_t i = lower_bound(a, n, key); i < n && !strcmp(a[i].key, key); i++) {
-        const lp_manifest_entry *e = a[i].e;
-        if (!usable_base(e))
-            continue;
-        if (factor2 && (e->size > 2 * size || size > 2 * e->size))
-            continue;
-        if (!best || size_distance(e->size, size) < size_distance(best->size, size))
-            best = e;
-    }
-    return best;
-}
-
-/* The base of P for the file f of R (see the top of this file); *rank is 1,
- * 2 or 3 for the rule that found it (lower is better). */
-static const lp_manifest_entry *choose_base(const pindex *p, const lp_manifest_entry *f,
-                                            int *rank)
-{
-    size_t i = lower_bound(p->by_path, p->n, f->path);
-    if (i < p->n && usable_base(p->by_path[i].e) && strcmp(p->by_path[i].e->sha256, f->sha256)) {
-        *rank = 1;
-        return p->by_path[i].e;
-    }
-    const lp_manifest_entry *b = closest(p->by_name, p->n, base_name(f->path), f->size, false);
-    if (b) {
-        *rank = 2;
-        return b;
-    }
-    b = closest(p->by_ext, p->n, extension(f->path), f->size, true);
-    if (b)
-        *rank = 3;
-    return b;
 }
 
 /* ---- one pair ------------------------------------------------------------ */
@@ -385,8 +244,8 @@ static lp_status make_one(lp_service *s, const char *app, const char *base, cons
 
 static int sha_cmp(const void *a, const void *b)
 {
-    const lp_manifest_entry *x = *(const lp_manifest_entry *const *)a;
-    const lp_manifest_entry *y = *(const lp_manifest_entry *const *)b;
+    const lp_manifest_entry *x = (*(const lp_delta_tree_item *const *)a)->file;
+    const lp_manifest_entry *y = (*(const lp_delta_tree_item *const *)b)->file;
     int c = strcmp(x->sha256, y->sha256);
     return c ? c : strcmp(x->path, y->path);
 }
@@ -444,8 +303,8 @@ lp_status lp_service_delta_run_pair(lp_service *s, const lp_db_delta_pair *pair,
     }
 
     lp_manifest pm = {0}, rm = {0};
-    pindex px = {0};
-    const lp_manifest_entry **files = NULL;
+    lp_delta_tree_plan plan = {0};
+    const lp_delta_tree_item **files = NULL;
     size_t nfiles = 0;
     pair_counts n = {0};
     lp_error e2;
@@ -454,8 +313,8 @@ lp_status lp_service_delta_run_pair(lp_service *s, const lp_db_delta_pair *pair,
     if (!mst)
         mst = load_manifest(s, to.manifest_sha256, &rm, &e2);
     if (!mst)
-        mst = pindex_build(&pm, &px, &e2);
-    if (!mst && !(files = calloc(rm.count ? rm.count : 1, sizeof *files)))
+        mst = lp_delta_tree_plan_make(&pm, &rm, &plan, &e2);
+    if (!mst && !(files = calloc(plan.count ? plan.count : 1, sizeof *files)))
         mst = lp_error_set(&e2, LP_ERR_NOMEM, "out of memory");
     if (mst) {
         /* Nothing can be made for this pair: finish it (logged) rather
@@ -468,29 +327,26 @@ lp_status lp_service_delta_run_pair(lp_service *s, const lp_db_delta_pair *pair,
         st = finish(s, pair, err);
         goto out;
     }
-    for (size_t i = 0; i < rm.count; i++)
-        if (rm.entries[i].type == LP_ENTRY_FILE)
-            files[nfiles++] = &rm.entries[i];
+    for (size_t i = 0; i < plan.count; i++)
+        files[nfiles++] = &plan.items[i];
     qsort(files, nfiles, sizeof *files, sha_cmp);
 
     double t0 = mono_seconds();
     for (size_t i = 0; !st && i < nfiles;) {
         /* One content: files[i..j) share it. */
         size_t j = i + 1;
-        while (j < nfiles && !strcmp(files[j]->sha256, files[i]->sha256))
+        while (j < nfiles && !strcmp(files[j]->file->sha256, files[i]->file->sha256))
             j++;
-        const lp_manifest_entry *f = files[i];
+        const lp_manifest_entry *f = files[i]->file;
         const lp_manifest_entry *base = NULL;
         int best = 4;
-        bool wanted = !has_content(&px, f->sha256) && !recorded(&done, f->sha256) &&
+        bool wanted = files[i]->kind != LP_DELTA_TREE_SAME && !recorded(&done, f->sha256) &&
                       f->size >= s->deltas.min_size && f->size > 0 &&
                       f->size <= LP_DELTA_MAX_SIZE;
         for (size_t k = i; wanted && k < j; k++) {
-            int rank = 4;
-            const lp_manifest_entry *b = choose_base(&px, files[k], &rank);
-            if (b && rank < best) {
-                best = rank;
-                base = b;
+            if (files[k]->kind == LP_DELTA_TREE_DELTA && files[k]->rule < best) {
+                best = files[k]->rule;
+                base = files[k]->base;
             }
         }
         i = j;
@@ -533,7 +389,7 @@ lp_status lp_service_delta_run_pair(lp_service *s, const lp_db_delta_pair *pair,
                                "seconds", mono_seconds() - t0));
 out:
     free(files);
-    pindex_free(&px);
+    lp_delta_tree_plan_free(&plan);
     lp_manifest_free(&pm);
     lp_manifest_free(&rm);
     lp_db_delta_list_free(&done);
