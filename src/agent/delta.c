@@ -233,18 +233,10 @@ static lp_status write_out(void *ctx, const uint8_t *data, size_t len, lp_error 
         return lp_error_set(err, LP_ERR_LENGTH_MISMATCH,
                             "the delta makes more than the %llu bytes the manifest lists",
                             (unsigned long long)o->limit);
-    while (len) {
-        ssize_t w = write(o->fd, data, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return lp_error_set(err, LP_ERR_IO, "write %s: %s", o->path,
-                                w < 0 ? strerror(errno) : "nothing written");
-        data += w;
-        len -= (size_t)w;
-        o->written += (uint64_t)w;
-    }
-    return LP_OK;
+    lp_status st = lp_file_write_all(o->fd, data, len, o->path, err);
+    if (!st)
+        o->written += len;
+    return st;
 }
 
 /* Applies the complete delta `part` to the base file into a new file

@@ -956,15 +956,7 @@ static lp_status move_into_place(lp_net *n, const char *part, const char *dest, 
             st = lp_error_set(err, LP_ERR_IO, "read %s: %s", part, strerror(errno));
         if (r <= 0)
             break;
-        for (ssize_t off = 0; !st && off < r;) {
-            ssize_t w = write(out, n->buf + off, (size_t)(r - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0)
-                st = lp_error_set(err, LP_ERR_IO, "write %s: %s", tmp, strerror(errno));
-            else
-                off += w;
-        }
+        st = lp_file_write_all(out, n->buf, (size_t)r, tmp, err);
     }
     if (in >= 0)
         close(in);

@@ -165,20 +165,11 @@ lp_status lp_agent_write_file(lp_updater *u, const char *path, const void *data,
         free(tmp);
         return st;
     }
-    const uint8_t *p = data;
-    while (len) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            free(tmp);
-            return lp_error_set(err, LP_ERR_IO, "write %s: %s", path, strerror(e));
-        }
-        p += w;
-        len -= (size_t)w;
+    if ((st = lp_file_write_all(fd, data, len, path, err))) {
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        return st;
     }
     lp_agent_crash_point(u, point);
     st = lp_file_commit_tmp(fd, tmp, path, err);

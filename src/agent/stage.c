@@ -464,16 +464,9 @@ static lp_status copy_item(stager *g, const lp_manifest_entry *e, const char *fr
         }
         if ((st = lp_hash_update(h, g->buf, (size_t)r, err)))
             goto done;
-        for (ssize_t off = 0; off < r;) {
-            ssize_t w = write(out, g->buf + off, (size_t)(r - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0) {
-                *source_bad = false;
-                st = lp_error_set(err, LP_ERR_IO, "write: %s", strerror(errno));
-                goto done;
-            }
-            off += w;
+        if ((st = lp_file_write_all(out, g->buf, (size_t)r, e->path, err))) {
+            *source_bad = false;
+            goto done;
         }
     }
     uint8_t d[LP_HASH_MAX_LEN];

@@ -121,17 +121,9 @@ static lp_status compress_file(const char *src, const char *dst, const char *sha
                 st = lp_error_set(err, LP_ERR_IO, "compress %s: %s", src, ZSTD_getErrorName(left));
                 break;
             }
-            for (size_t off = 0; off < ob.pos;) {
-                ssize_t w = write(out, obuf + off, ob.pos - off);
-                if (w < 0 && errno == EINTR)
-                    continue;
-                if (w < 0) {
-                    st = lp_error_set(err, LP_ERR_IO, "write %s: %s", tmp, strerror(errno));
-                    break;
-                }
-                off += (size_t)w;
-                *out_size += (uint64_t)w;
-            }
+            st = lp_file_write_all(out, obuf, ob.pos, tmp, err);
+            if (!st)
+                *out_size += ob.pos;
         } while (!st && (last ? left != 0 : ib.pos < ib.size));
     }
     uint8_t d[LP_HASH_MAX_LEN];
@@ -443,15 +435,8 @@ static lp_status produce(const char *src, const char *dst, const lp_manifest_ent
             }
             if (!st)
                 st = lp_hash_update(h, obuf, got, err);
-            for (size_t off = 0; !st && off < got;) {
-                ssize_t w = write(out, obuf + off, got - off);
-                if (w < 0 && errno == EINTR)
-                    continue;
-                if (w < 0)
-                    st = lp_error_set(err, LP_ERR_IO, "write %s: %s", dst, strerror(errno));
-                else
-                    off += (size_t)w;
-            }
+            if (!st)
+                st = lp_file_write_all(out, obuf, got, dst, err);
         }
         if (st)
             break;

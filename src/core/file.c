@@ -146,6 +146,22 @@ lp_status lp_file_commit_tmp(int fd, const char *tmp_path, const char *final_pat
     return lp_file_sync_parent(final_path, err);
 }
 
+lp_status lp_file_write_all(int fd, const void *data, size_t len, const char *what,
+                            lp_error *err)
+{
+    const uint8_t *p = data;
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return lp_error_set(err, LP_ERR_IO, "write %s: %s", what, strerror(errno));
+        p += w;
+        len -= (size_t)w;
+    }
+    return LP_OK;
+}
+
 lp_status lp_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
                                lp_error *err)
 {
@@ -159,21 +175,11 @@ lp_status lp_file_write_atomic(const char *path, const void *data, size_t len, m
         free(tmp);
         return st;
     }
-    const uint8_t *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            free(tmp);
-            return lp_error_set(err, LP_ERR_IO, "write %s: %s", path, strerror(e));
-        }
-        p += w;
-        left -= (size_t)w;
+    if ((st = lp_file_write_all(fd, data, len, path, err))) {
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        return st;
     }
     st = lp_file_commit_tmp(fd, tmp, path, err);
     free(tmp);

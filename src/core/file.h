@@ -20,6 +20,11 @@
  * not exist, LP_ERR_TOO_LARGE past max, LP_ERR_IO otherwise. */
 lp_status lp_file_read(const char *path, size_t max, uint8_t **data, size_t *len, lp_error *err);
 
+/* Writes all `len` bytes to fd (short writes and EINTR retried).  `what`
+ * names the file in the message.  LP_ERR_IO. */
+lp_status lp_file_write_all(int fd, const void *data, size_t len, const char *what,
+                            lp_error *err);
+
 /* Atomically replaces `path` with `len` bytes at `data`, created with `mode`
  * (e.g. 0644, 0600).  The folder must exist. */
 lp_status lp_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode,

@@ -162,17 +162,7 @@ lp_status lp_delta_read_header_file(const char *path, lp_delta_header *h, lp_err
 
 static lp_status fd_write(void *ctx, const uint8_t *data, size_t len, lp_error *err)
 {
-    int fd = *(const int *)ctx;
-    while (len > 0) {
-        ssize_t w = write(fd, data, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return lp_error_set(err, LP_ERR_IO, "writing the result: %s", strerror(errno));
-        data += w;
-        len -= (size_t)w;
-    }
-    return LP_OK;
+    return lp_file_write_all(*(const int *)ctx, data, len, "the result", err);
 }
 
 lp_status lp_delta_apply_file(const char *old_path, const char *delta_path, const char *out_path,
