@@ -29,6 +29,7 @@
 typedef struct {
     uint16_t *ops;
     uint32_t n;
+    uint32_t cur; /* where the last patch of this block stopped (a hint) */
 } blk_ops;
 
 typedef struct {
@@ -38,7 +39,7 @@ typedef struct {
     blk_ops *idx;        /* one per base block (x86 only) */
     size_t nblk, idx_bytes;
     uint16_t *ops_tmp;   /* room for one block's list while it is built */
-    uint8_t *scratch;    /* transformed base bytes handed out by base_at */
+    uint8_t *scratch;    /* transformed base bytes of an add */
     uint8_t *out;
     size_t out_n;
     uint64_t out_base, new_pos, old_pos;
@@ -59,33 +60,27 @@ static void idx_drop(app *a)
     a->idx_bytes = 0;
 }
 
-/* Transformed base bytes at pos, at most n of them within one block; NULL
- * when out of memory. */
-static const uint8_t *base_at(app *a, uint64_t pos, size_t *n)
+/* Operand list of the base block blk, built on first use; NULL when out of
+ * memory. */
+static blk_ops *block_ops(app *a, uint64_t blk)
 {
-    if (!a->x86)
-        return a->old + pos;
-    uint64_t blk = pos / LP_DELTA_BLOCK, start = blk * LP_DELTA_BLOCK;
-    size_t in_blk = (size_t)(pos - start), left = LP_DELTA_BLOCK - in_blk;
-    if (*n > left)
-        *n = left;
+    blk_ops *b = &a->idx[blk];
+    if (b->ops)
+        return b;
+    uint64_t start = blk * LP_DELTA_BLOCK;
     size_t len = a->old_len - start < LP_DELTA_BLOCK ? (size_t)(a->old_len - start)
                                                      : LP_DELTA_BLOCK;
-    blk_ops *b = &a->idx[blk];
-    if (!b->ops) {
-        size_t k = lpd_x86_operands(a->old + start, len, a->ops_tmp);
-        size_t bytes = (k + 1) * sizeof *b->ops;
-        if (a->idx_bytes + bytes > LPD_INDEX_MAX)
-            idx_drop(a);
-        if (!(b->ops = malloc(bytes)))
-            return NULL;
-        memcpy(b->ops, a->ops_tmp, k * sizeof *b->ops);
-        b->n = (uint32_t)k;
-        a->idx_bytes += bytes;
-    }
-    memcpy(a->scratch, a->old + pos, *n);
-    lpd_x86_patch(a->old + start, start, b->ops, b->n, in_blk, a->scratch, *n);
-    return a->scratch;
+    size_t k = lpd_x86_operands(a->old + start, len, a->ops_tmp);
+    size_t bytes = (k + 1) * sizeof *b->ops;
+    if (a->idx_bytes + bytes > LPD_INDEX_MAX)
+        idx_drop(a);
+    if (!(b->ops = malloc(bytes)))
+        return NULL;
+    memcpy(b->ops, a->ops_tmp, k * sizeof *b->ops);
+    b->n = (uint32_t)k;
+    b->cur = 0;
+    a->idx_bytes += bytes;
+    return b;
 }
 
 static lp_status flush(app *a, lp_error *err)
@@ -118,18 +113,33 @@ static void add_bytes(uint8_t *restrict o, const uint8_t *restrict b, size_t n)
         o[i] = (uint8_t)(o[i] + b[i]);
 }
 
-/* dst[0..n) = base bytes from a->old_pos (plus dst's own bytes when add). */
+/* dst[0..n) = base bytes from a->old_pos (plus dst's own bytes when add).
+ * Base bytes of an x86 delta are the mapped bytes with the block's rewritten
+ * operands patched in: straight into dst for a copy, through the scratch
+ * block for an add. */
 static lp_status from_base(app *a, uint8_t *dst, size_t n, int add, lp_error *err)
 {
+    if (!a->x86) {
+        if (add)
+            add_bytes(dst, a->old + a->old_pos, n);
+        else
+            memcpy(dst, a->old + a->old_pos, n);
+        a->old_pos += n;
+        return LP_OK;
+    }
     for (size_t done = 0; done < n;) {
-        size_t m = n - done;
-        const uint8_t *b = base_at(a, a->old_pos, &m);
+        uint64_t pos = a->old_pos, blk = pos / LP_DELTA_BLOCK, start = blk * LP_DELTA_BLOCK;
+        size_t in_blk = (size_t)(pos - start), m = n - done;
+        if (m > LP_DELTA_BLOCK - in_blk)
+            m = LP_DELTA_BLOCK - in_blk;
+        blk_ops *b = block_ops(a, blk);
         if (!b)
             return lp_error_set(err, LP_ERR_NOMEM, "out of memory for a base block");
+        uint8_t *t = add ? a->scratch : dst + done;
+        memcpy(t, a->old + pos, m);
+        lpd_x86_patch(a->old + start, start, b->ops, b->n, &b->cur, in_blk, t, m);
         if (add)
-            add_bytes(dst + done, b, m);
-        else
-            memcpy(dst + done, b, m);
+            add_bytes(dst + done, t, m);
         done += m;
         a->old_pos += m;
     }

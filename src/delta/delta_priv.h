@@ -42,9 +42,11 @@ void lpd_x86_decode(uint8_t *buf, size_t len, uint64_t base);
 size_t lpd_x86_operands(const uint8_t *b, size_t n, uint16_t *out);
 /* dst[0..n) = the transformed bytes [from, from + n) of the block whose
  * untransformed bytes are block_bytes (at file offset block_pos), given that
- * dst already holds the untransformed ones and ops its lpd_x86_operands. */
+ * dst already holds the untransformed ones and ops its lpd_x86_operands.
+ * *cursor is a hint kept between calls on the same block (start it at 0):
+ * any value gives the same bytes, a good one saves the search. */
 void lpd_x86_patch(const uint8_t *block_bytes, uint64_t block_pos, const uint16_t *ops,
-                   size_t nops, size_t from, uint8_t *dst, size_t n);
+                   size_t nops, uint32_t *cursor, size_t from, uint8_t *dst, size_t n);
 /* 1 if the bytes start like an x86-64 ELF, PE or Mach-O file. */
 int lpd_x86_detect(const uint8_t *p, size_t len);
 

@@ -126,6 +126,22 @@ lp_status lpd_stream_read(lpd_stream *s, void *dst, size_t n, lp_error *err)
 
 lp_status lpd_stream_varint(lpd_stream *s, uint64_t *v, lp_error *err)
 {
+    /* Fast path: the whole number (at most 10 bytes) is in the buffer. */
+    if (s->out_len - s->out_pos >= 10) {
+        const uint8_t *p = s->out + s->out_pos;
+        uint64_t x = 0;
+        for (int i = 0; i < 10; i++) {
+            if (i == 9 && p[i] > 1)
+                return bad(s, err, "number does not fit in 64 bits");
+            x |= (uint64_t)(p[i] & 0x7F) << (7 * i);
+            if (!(p[i] & 0x80)) {
+                s->out_pos += (size_t)i + 1;
+                *v = x;
+                return LP_OK;
+            }
+        }
+        return bad(s, err, "number does not fit in 64 bits");
+    }
     *v = 0;
     for (int shift = 0; shift < 64; shift += 7) {
         uint8_t b;

@@ -25,6 +25,8 @@
  */
 #include "delta/delta_priv.h"
 
+#include <string.h>
+
 static int near(uint32_t v)
 {
     uint32_t top = v >> 24;
@@ -157,27 +159,43 @@ size_t lpd_x86_operands(const uint8_t *b, size_t n, uint16_t *out)
 }
 
 void lpd_x86_patch(const uint8_t *block_bytes, uint64_t block_pos, const uint16_t *ops,
-                   size_t nops, size_t from, uint8_t *dst, size_t n)
+                   size_t nops, uint32_t *cursor, size_t from, uint8_t *dst, size_t n)
 {
-    /* first operand whose bytes reach `from`: ops are ascending */
-    size_t lo = 0, hi = nops;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if ((size_t)ops[mid] + 4 <= from)
-            lo = mid + 1;
-        else
-            hi = mid;
+    /* First operand whose bytes reach `from` (ops are ascending).  Reads
+     * mostly move forward through a block, so start at the cursor and step;
+     * search when the cursor is behind by more than a few operands or ahead. */
+    size_t lo = *cursor <= nops ? *cursor : nops;
+    int search = lo > 0 && (size_t)ops[lo - 1] + 4 > from;
+    for (int steps = 0; !search && lo < nops && (size_t)ops[lo] + 4 <= from; steps++, lo++)
+        search = steps == 8;
+    if (search) {
+        size_t l = 0, hi = nops;
+        while (l < hi) {
+            size_t mid = l + (hi - l) / 2;
+            if ((size_t)ops[mid] + 4 <= from)
+                l = mid + 1;
+            else
+                hi = mid;
+        }
+        lo = l;
     }
-    for (size_t i = lo; i < nops && ops[i] < from + n; i++) {
+    size_t i = lo;
+    for (; i < nops && ops[i] < from + n; i++) {
         uint8_t t[4];
         uint32_t next = (uint32_t)(block_pos + ops[i] + 4);
         wr32(t, wrap25(rd32(block_bytes + ops[i]) + next));
+        if ((size_t)ops[i] >= from && (size_t)ops[i] + 4 <= from + n) {
+            memcpy(dst + (ops[i] - from), t, 4);
+            continue;
+        }
         for (size_t j = 0; j < 4; j++) {
             size_t q = (size_t)ops[i] + j;
             if (q >= from && q < from + n)
                 dst[q - from] = t[j];
         }
     }
+    /* the last operand may reach past this read: the next one starts there */
+    *cursor = (uint32_t)(i > lo && (size_t)ops[i - 1] + 4 > from + n ? i - 1 : i);
 }
 
 static void run(uint8_t *buf, size_t len, uint64_t base, int enc)

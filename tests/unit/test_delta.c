@@ -220,6 +220,51 @@ static void test_transform_bijective(void **state)
     free(bin);
 }
 
+/* lpd_x86_patch with its cursor gives, for any sequence of reads of a block
+ * (forward, backward, overlapping operands, single bytes), the bytes of the
+ * whole-block transform: checked on the real executable's blocks. */
+static void test_transform_patch_reads(void **state)
+{
+    (void)state;
+    size_t n;
+    uint8_t *bin = lp_test_read_file(lp_test_getenv_or_skip("LP_BIN"), &n);
+    assert_non_null(bin);
+    uint8_t *enc = malloc(n), *dst = malloc(LP_DELTA_BLOCK);
+    uint16_t *ops = malloc((LP_DELTA_BLOCK / 5 + 1) * sizeof *ops);
+    assert_true(enc && dst && ops);
+    memcpy(enc, bin, n);
+    lpd_x86_encode(enc, n, 0);
+    uint32_t x = 7;
+    size_t checked = 0;
+    for (size_t start = 0; start < n; start += LP_DELTA_BLOCK) {
+        size_t len = n - start < LP_DELTA_BLOCK ? n - start : LP_DELTA_BLOCK;
+        size_t nops = lpd_x86_operands(bin + start, len, ops);
+        uint32_t cursor = 0;
+        size_t from = 0;
+        for (int r = 0; r < 400; r++) {
+            x = x * 1103515245u + 12345u;
+            unsigned kind = (x >> 16) % 4;
+            if (kind == 0) /* jump anywhere */
+                from = (x >> 8) % len;
+            else if (kind == 1 && from > 0) /* step back a little */
+                from -= 1 + (x >> 8) % (from < 64 ? from : 64);
+            size_t m = 1 + (x >> 4) % (kind == 2 ? 3 : 700);
+            if (m > len - from)
+                m = len - from;
+            memcpy(dst, bin + start + from, m);
+            lpd_x86_patch(bin + start, start, ops, nops, &cursor, from, dst, m);
+            assert_memory_equal(dst, enc + start + from, m);
+            checked += m;
+            from = (from + m) % len;
+        }
+    }
+    assert_true(checked > n / 4);
+    free(ops);
+    free(dst);
+    free(enc);
+    free(bin);
+}
+
 /* A small real delta for the refusal tests. */
 static void small_pair(uint8_t **old, size_t *on, uint8_t **nw, size_t *nn, uint8_t **d,
                        size_t *dn)
@@ -561,6 +606,7 @@ int main(void)
         cmocka_unit_test(test_shared_libraries),
         cmocka_unit_test(test_edge_sizes),
         cmocka_unit_test(test_transform_bijective),
+        cmocka_unit_test(test_transform_patch_reads),
         cmocka_unit_test(test_truncated_every_length),
         cmocka_unit_test(test_bit_flips),
         cmocka_unit_test(test_wrong_base_and_result),
