@@ -17,7 +17,9 @@
  * parsed strictly, so paths and link targets are checked, and every file of
  * the manifest must have exactly one plan line naming its digest) and
  * rebuilds the new tree in a fresh folder next to OUT_DIR: unchanged files
- * copied from OLD_DIR, deltas applied with lp_delta_apply_file (base and
+ * hard-linked to OLD_DIR's (copied when a link cannot be made or the mode
+ * differs; so OLD_DIR's files must not be changed in place afterwards, as
+ * with the device's releases), deltas applied with lp_delta_apply_file (base and
  * result digests checked), new files decompressed; every file's SHA-256 is
  * checked against the manifest.  Files and folders are fsync'd and the
  * folder renamed to OUT_DIR only when everything verified; on any failure it
@@ -57,7 +59,8 @@ static const char tree_usage[] =
     "       --level is the zstd level of the deltas' streams (default 19).\n"
     "apply  rebuilds NEW_DIR as OUT_DIR (which must not exist) from OLD_DIR and\n"
     "       IN_DIR (what make wrote); every file is checked against its SHA-256\n"
-    "       and OUT_DIR appears only when all of them verified.\n";
+    "       and OUT_DIR appears only when all of them verified.  Unchanged files\n"
+    "       are hard links to OLD_DIR's (copies across file systems).\n";
 
 static int tree_usage_error(const char *why)
 {
@@ -467,6 +470,38 @@ done:
     return st;
 }
 
+/* An unchanged file: a hard link to the old tree's file when that file is a
+ * regular file with the entry's mode and its content checks against the
+ * entry (read, not written: nothing to sync), as the device's install links
+ * unchanged files; a copy when the link cannot be made (another file system,
+ * a link limit) or the mode differs. */
+static lp_status link_or_copy(const char *src, const char *dst, const lp_manifest_entry *f,
+                              lp_error *err)
+{
+    struct stat sb;
+    if (lstat(src, &sb) != 0 || !S_ISREG(sb.st_mode) || (sb.st_mode & 07777) != f->mode)
+        return produce(src, dst, f, 0, err);
+    uint8_t d[LP_HASH_MAX_LEN];
+    char hex[65];
+    lp_status st = lp_hash_file(LP_HASH_SHA256, src, d, NULL, err);
+    if (st)
+        return st;
+    lp_hex_encode(d, 32, hex);
+    if ((uint64_t)sb.st_size != f->size || strcmp(hex, f->sha256))
+        return lp_error_set(err, LP_ERR_HASH_MISMATCH,
+                            "%s: content of %s differs from the plan's SHA-256", src, f->path);
+    struct stat lb;
+    if (link(src, dst) == 0) {
+        /* the link must be the file that was checked, not one put there since */
+        if (lstat(dst, &lb) == 0 && lb.st_ino == sb.st_ino && lb.st_dev == sb.st_dev)
+            return LP_OK;
+        return lp_error_set(err, LP_ERR_IO, "%s was replaced while it was checked", src);
+    }
+    if (errno == EXDEV || errno == EMLINK || errno == EPERM)
+        return produce(src, dst, f, 0, err);
+    return lp_error_set(err, LP_ERR_IO, "link %s to %s: %s", dst, src, strerror(errno));
+}
+
 static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
@@ -583,7 +618,7 @@ static lp_status build_tree(const char *old_dir, const char *in_dir, const char 
             const char *base = json_string_value(json_object_get(plan_of[i], "base"));
             if (!strcmp(kind, "same")) {
                 src = join3(old_dir, base, "");
-                st = src ? produce(src, dst, e, 0, err)
+                st = src ? link_or_copy(src, dst, e, err)
                          : lp_error_set(err, LP_ERR_NOMEM, "out of memory");
             } else if (!strcmp(kind, "new")) {
                 src = join3(in_dir, e->sha256, ".zst");

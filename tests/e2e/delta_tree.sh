@@ -8,7 +8,8 @@
 #      keeps one, and adds a new file.  make reports 2 unchanged files,
 #      3 deltas (the config file's against the old one of the same name,
 #      rule 2) and 1 new file, far fewer bytes than the changed files; apply
-#      rebuilds a tree equal to NEW (diff -r, the symlink, the executable bit);
+#      rebuilds a tree equal to NEW (diff -r, the symlink, the executable bit)
+#      whose unchanged and renamed files are hard links to the old ones;
 #   2. apply refuses an OUT_DIR that exists;
 #   3. a delta corrupted in IN_DIR (one byte flipped), a corrupted .zst, a
 #      plan naming another digest, a wrong old tree: each makes apply fail
@@ -89,6 +90,12 @@ diff -r "$N" "$WORK/out1" >"$WORK/diff" 2>&1 || die "rebuilt tree differs: $(hea
 [ -x "$WORK/out1/bin/tool" ] && [ ! -x "$WORK/out1/same.txt" ] || die "modes not rebuilt"
 [ -d "$WORK/out1/extra" ] || die "folder missing"
 ok "apply: rebuilt tree equals NEW (diff -r), symlink and modes kept"
+[ "$(stat -c %i "$WORK/out1/same.txt")" = "$(stat -c %i "$O/same.txt")" ] &&
+    [ "$(stat -c %i "$WORK/out1/lib2/renamed.js")" = "$(stat -c %i "$O/lib/moved.js")" ] ||
+    die "unchanged files were not linked to the old tree's"
+[ "$(stat -c %i "$WORK/out1/etc/app.ini")" != "$(stat -c %i "$O/conf/app.ini")" ] ||
+    die "a changed file shares the old file's inode"
+ok "apply: unchanged and renamed files are hard links to the old tree's"
 
 # ---- 2. OUT_DIR must be new ----------------------------------------------------
 expect_rc 1 lp delta tree apply "$O" "$WORK/d" "$WORK/out1"
