@@ -230,7 +230,7 @@ def report(results, corpus):
     print("**Targets** (on the whole corpus):")
     print()
     if not have_lp:
-        print("- livepush was not measured (`livepush delta` is not in this build): no target "
+        print("- livepush was not measured (no livepush-delta in this build): no target "
               "can be checked. The peers' totals above stand alone.")
         return
     if not all(complete[c] for c in ["livepush"] + peers):

@@ -14,7 +14,9 @@
 #   3. a delta corrupted in IN_DIR (one byte flipped), a corrupted .zst, a
 #      plan naming another digest, a wrong old tree: each makes apply fail
 #      with a message naming what is wrong, and no OUT_DIR (nor any temporary
-#      folder) is left behind.
+#      folder) is left behind;
+#   4. livepush-delta, the engine's own command, does the same without
+#      loading the server's libraries.
 set -euo pipefail
 
 . "$LP_SOURCE_DIR/tests/support/e2e.sh"
@@ -157,5 +159,21 @@ expect_rc 1 lp delta tree apply "$WORK/old2" "$WORK/d" "$WORK/out5"
 grep -q "same.txt" "$WORK/err" || die "wrong old tree: $(cat "$WORK/err")"
 no_out out5
 ok "wrong old tree refused: $(head -n 1 "$WORK/err")"
+
+# ---- 4. livepush-delta: the same commands, without the server's libraries ------------
+[ -n "${LP_DELTA_BIN:-}" ] || die "LP_DELTA_BIN is not set (the build makes livepush-delta)"
+deps=$(ldd "$LP_DELTA_BIN") || die "ldd $LP_DELTA_BIN"
+for lib in libcurl libarchive libsqlite3 libmicrohttpd libxml2; do
+    ! grep -q "$lib" <<<"$deps" || die "livepush-delta loads $lib: $deps"
+done
+expect_rc 0 "$LP_DELTA_BIN" tree apply "$O" "$WORK/d" "$WORK/out6"
+diff -r "$N" "$WORK/out6" >"$WORK/diff" 2>&1 || die "livepush-delta tree apply: $(head -n 5 "$WORK/diff")"
+expect_rc 0 "$LP_DELTA_BIN" make "$O/bin/tool" "$N/bin/tool" "$WORK/tool.delta"
+expect_rc 0 lp delta make "$O/bin/tool" "$N/bin/tool" "$WORK/tool2.delta"
+cmp -s "$WORK/tool.delta" "$WORK/tool2.delta" || die "livepush-delta make differs from livepush delta make"
+expect_rc 0 "$LP_DELTA_BIN" apply "$O/bin/tool" "$WORK/tool.delta" "$WORK/tool.out"
+cmp -s "$N/bin/tool" "$WORK/tool.out" || die "livepush-delta apply made another file"
+expect_rc 2 "$LP_DELTA_BIN" serve
+ok "livepush-delta: tree apply, make (same bytes as livepush delta make), apply; no server libraries"
 
 echo "delta_tree: all $CHECKS checks passed"
