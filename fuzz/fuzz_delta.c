@@ -4,7 +4,8 @@
  * Every input is applied as a delta to one fixed base (the small text that
  * make_base writes).  The seeds in fuzz/corpus/delta/ are deltas made with
  * `livepush delta make` from that text to edited versions of it (plus one
- * with the x86 transform forced), each behind a mode byte.  The first input
+ * with the x86 transform forced, and one in dictionary frames, `--dict
+ * only`), each behind a mode byte.  The first input
  * byte picks the mode: even, the rest of the input is the delta as is; odd,
  * the harness first writes the base's real SHA-256 and a correct header
  * check value into it, so that mutations reach the control entries and the

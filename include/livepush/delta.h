@@ -20,10 +20,16 @@
  *   code which merely moved diffs to nothing; the transform is undone on apply.
  *   For files that are not executables, the whole result compressed with
  *   the base as zstd dictionary (a single copy from the extra stream) is
- *   also tried, and the smaller delta is kept.  The stats (lp_delta_stats)
- *   describe the matching whichever coding was kept.
- *   Memory: about 5 x old + 3 x new bytes, plus the compressor's; inputs
- *   larger than LP_DELTA_MAX_SIZE are refused.
+ *   also tried, and the smaller delta is kept.  When the matched coding
+ *   comes out over 1/8 of the result (files that differ throughout, such as
+ *   a rebuilt executable), the result is also coded as zstd frames of at
+ *   most 8 MiB that each use the whole base as dictionary, at level 22
+ *   (LP_DELTA_FLAG_DICT_FRAMES; lp_delta_options.dict), and the smaller
+ *   is kept.  The stats (lp_delta_stats) describe the matching whichever
+ *   coding was kept.
+ *   Memory: about 5 x old + 3 x new bytes, plus the compressor's (the
+ *   dictionary-frames coding at level 22 indexes the base: about 20 x old
+ *   more); inputs larger than LP_DELTA_MAX_SIZE are refused.
  *
  * How deltas are applied (device side, lp_delta_apply*)
  *   Streaming, in bounded memory whatever the file sizes: the base is read in
@@ -73,6 +79,14 @@ extern "C" {
 /* Header flags. */
 #define LP_DELTA_FLAG_X86 0x1u          /* x86-64 branch transform was applied */
 #define LP_DELTA_FLAG_EXTRA_PREFIX 0x2u /* extra stream uses the base as dictionary */
+/* The result is a sequence of zstd frames in the extra stream (one control
+ * entry that copies all of it), each of at most LP_DELTA_DICT_FRAME_MAX
+ * decoded bytes and each with the whole base as its dictionary; combines with
+ * no other flag. */
+#define LP_DELTA_FLAG_DICT_FRAMES 0x4u
+/* Largest decoded size of one frame of a LP_DELTA_FLAG_DICT_FRAMES delta
+ * (8 MiB): what its decoder holds of the result at once. */
+#define LP_DELTA_DICT_FRAME_MAX ((uint64_t)8 << 20)
 
 /* What lp_delta_read_header reports; all fields are checked values. */
 typedef struct lp_delta_header {
@@ -97,9 +111,23 @@ typedef enum lp_delta_x86 {
     LP_DELTA_X86_ON = 2,   /* transform whatever the content */
 } lp_delta_x86;
 
+/* Whether lp_delta_make also tries the dictionary-frames coding
+ * (LP_DELTA_FLAG_DICT_FRAMES: zstd's own patching, the base as dictionary of
+ * every frame of the result), which wins when the two files differ so much
+ * that few long approximate matches exist (a rebuilt executable). */
+typedef enum lp_delta_dict {
+    LP_DELTA_DICT_AUTO = 0, /* tried when the matched coding is over 1/8 of the result */
+    LP_DELTA_DICT_OFF = 1,
+    LP_DELTA_DICT_ON = 2,   /* always tried (the smaller coding is kept) */
+    LP_DELTA_DICT_ONLY = 3, /* the only coding: no matching at all (faster, and
+                               what zstd --patch-from would give, in frames) */
+} lp_delta_dict;
+
 typedef struct lp_delta_options {
-    int level;        /* zstd level of the streams, 1..22; 0 means 19 */
-    lp_delta_x86 x86; /* executable transform (default AUTO) */
+    int level;          /* zstd level of the streams, 1..22; 0 means 19 */
+    lp_delta_x86 x86;   /* executable transform (default AUTO) */
+    lp_delta_dict dict; /* dictionary-frames coding (default AUTO) */
+    int dict_level;     /* zstd level of that coding, 1..22; 0 means 22 */
 } lp_delta_options;
 
 /* What lp_delta_make did; filled on success (may be NULL). */
@@ -111,7 +139,11 @@ typedef struct lp_delta_stats {
     uint64_t entries;        /* control entries */
     uint64_t control_len, diff_len, extra_len; /* compressed stream sizes */
     int x86;                 /* 1 if the transform was used */
+    int dict_tried;          /* 1 if the dictionary-frames coding was tried */
+    int dict_kept;           /* 1 if it was smaller and is the delta */
+    uint64_t dict_size;      /* its size in bytes when tried (header included) */
     double t_hash, t_transform, t_sort, t_match, t_compress, t_total; /* seconds */
+    double t_dict;           /* seconds spent on the dictionary-frames coding */
 } lp_delta_stats;
 
 /*

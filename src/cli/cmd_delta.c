@@ -1,7 +1,8 @@
 /*
  * cmd_delta.c — `livepush delta`: make, apply and inspect binary deltas.
  *
- *   livepush delta make OLD NEW DELTA [--level N] [--x86 auto|on|off] [--json]
+ *   livepush delta make OLD NEW DELTA [--level N] [--x86 auto|on|off]
+ *                       [--dict auto|on|off|only] [--dict-level N] [--json]
  *   livepush delta apply OLD DELTA OUT
  *   livepush delta info DELTA [--json]
  *   livepush delta tree make|apply ...   (cmd_delta_tree.c: whole folders)
@@ -20,7 +21,8 @@
 #include <string.h>
 
 static const char usage_text[] =
-    "usage: livepush delta make OLD NEW DELTA [--level N] [--x86 auto|on|off] [--json]\n"
+    "usage: livepush delta make OLD NEW DELTA [--level N] [--x86 auto|on|off]\n"
+    "                           [--dict auto|on|off|only] [--dict-level N] [--json]\n"
     "       livepush delta apply OLD DELTA OUT\n"
     "       livepush delta info DELTA [--json]\n"
     "       livepush delta tree make OLD_DIR NEW_DIR OUT_DIR [--level N] [--json]\n"
@@ -29,7 +31,11 @@ static const char usage_text[] =
     "make   writes DELTA (atomically), which turns OLD into NEW, and prints its\n"
     "       statistics.  --level is the zstd level of its streams (1..22, default\n"
     "       19); --x86 controls the x86-64 branch transform (default: auto, used\n"
-    "       when both files are x86-64 executables).\n"
+    "       when both files are x86-64 executables); --dict controls the\n"
+    "       dictionary-frames coding (the new file as zstd frames with OLD as\n"
+    "       dictionary, kept when smaller; auto: tried when the matched coding is\n"
+    "       over 1/8 of NEW; only: that coding alone, no matching), --dict-level\n"
+    "       its zstd level (default 22).\n"
     "apply  writes OUT from OLD and DELTA; OUT is replaced only when the result's\n"
     "       SHA-256 matches the one DELTA names.\n"
     "info   prints DELTA's header: version, flags, sizes, digests, stream sizes.\n"
@@ -49,16 +55,18 @@ static void print_stats(const lp_delta_stats *s, int json)
     if (json) {
         printf("{\"old_size\":%llu,\"new_size\":%llu,\"delta_size\":%llu,\"matched\":%llu,"
                "\"matched_equal\":%llu,\"literal\":%llu,\"entries\":%llu,\"control_len\":%llu,"
-               "\"diff_len\":%llu,\"extra_len\":%llu,\"x86\":%s,\"seconds\":{\"hash\":%.6f,"
+               "\"diff_len\":%llu,\"extra_len\":%llu,\"x86\":%s,\"dict_tried\":%s,"
+               "\"dict_kept\":%s,\"dict_size\":%llu,\"seconds\":{\"hash\":%.6f,"
                "\"transform\":%.6f,\"sort\":%.6f,\"match\":%.6f,\"compress\":%.6f,"
-               "\"total\":%.6f}}\n",
+               "\"dict\":%.6f,\"total\":%.6f}}\n",
                (unsigned long long)s->old_size, (unsigned long long)s->new_size,
                (unsigned long long)s->delta_size, (unsigned long long)s->matched,
                (unsigned long long)s->matched_equal, (unsigned long long)s->literal,
                (unsigned long long)s->entries, (unsigned long long)s->control_len,
                (unsigned long long)s->diff_len, (unsigned long long)s->extra_len,
-               s->x86 ? "true" : "false", s->t_hash, s->t_transform, s->t_sort, s->t_match,
-               s->t_compress, s->t_total);
+               s->x86 ? "true" : "false", s->dict_tried ? "true" : "false",
+               s->dict_kept ? "true" : "false", (unsigned long long)s->dict_size, s->t_hash,
+               s->t_transform, s->t_sort, s->t_match, s->t_compress, s->t_dict, s->t_total);
         return;
     }
     printf("old %llu bytes, new %llu bytes, delta %llu bytes (%.2f%% of new)\n",
@@ -72,15 +80,21 @@ static void print_stats(const lp_delta_stats *s, int json)
     printf("streams: control %llu, diff %llu, extra %llu bytes\n",
            (unsigned long long)s->control_len, (unsigned long long)s->diff_len,
            (unsigned long long)s->extra_len);
+    if (s->dict_tried)
+        printf("dictionary frames: %llu bytes, %s\n", (unsigned long long)s->dict_size,
+               s->dict_kept ? "kept (the streams line is this coding's)"
+                            : "not kept (larger)");
     printf("time: hash %.3fs, transform %.3fs, sort %.3fs, match %.3fs, compress %.3fs, "
-           "total %.3fs\n", s->t_hash, s->t_transform, s->t_sort, s->t_match, s->t_compress,
-           s->t_total);
+           "dictionary %.3fs, total %.3fs\n", s->t_hash, s->t_transform, s->t_sort, s->t_match,
+           s->t_compress, s->t_dict, s->t_total);
 }
 
 static int cmd_make(int argc, char **argv)
 {
     static const struct option lo[] = {{"level", required_argument, NULL, 'l'},
                                        {"x86", required_argument, NULL, 'x'},
+                                       {"dict", required_argument, NULL, 'd'},
+                                       {"dict-level", required_argument, NULL, 'L'},
                                        {"json", no_argument, NULL, 'j'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
@@ -104,6 +118,23 @@ static int cmd_make(int argc, char **argv)
                 opt.x86 = LP_DELTA_X86_OFF;
             else
                 return usage_error("--x86 must be auto, on or off");
+            break;
+        case 'd':
+            if (strcmp(optarg, "auto") == 0)
+                opt.dict = LP_DELTA_DICT_AUTO;
+            else if (strcmp(optarg, "on") == 0)
+                opt.dict = LP_DELTA_DICT_ON;
+            else if (strcmp(optarg, "off") == 0)
+                opt.dict = LP_DELTA_DICT_OFF;
+            else if (strcmp(optarg, "only") == 0)
+                opt.dict = LP_DELTA_DICT_ONLY;
+            else
+                return usage_error("--dict must be auto, on, off or only");
+            break;
+        case 'L':
+            opt.dict_level = (int)strtol(optarg, &end, 10);
+            if (*end || opt.dict_level < 1 || opt.dict_level > 22)
+                return usage_error("--dict-level must be a number from 1 to 22");
             break;
         case 'j': json = 1; break;
         case 'h': fputs(usage_text, stdout); return LP_EXIT_OK;
@@ -143,24 +174,26 @@ static void print_header(const lp_delta_header *h, int json)
     lp_hex_encode(h->new_sha256, 32, n);
     int x86 = (h->flags & LP_DELTA_FLAG_X86) != 0;
     int pre = (h->flags & LP_DELTA_FLAG_EXTRA_PREFIX) != 0;
+    int frames = (h->flags & LP_DELTA_FLAG_DICT_FRAMES) != 0;
     unsigned long long v[8] = {h->old_size,    h->new_size,  h->control_len, h->diff_len,
                                h->extra_len,   h->control_raw, h->diff_raw,  h->extra_raw};
     if (json) {
         printf("{\"version\":%u,\"flags\":%u,\"x86\":%s,\"extra_prefix\":%s,"
+               "\"dict_frames\":%s,"
                "\"old_size\":%llu,\"new_size\":%llu,\"old_sha256\":\"%s\","
                "\"new_sha256\":\"%s\",\"control_len\":%llu,\"diff_len\":%llu,"
                "\"extra_len\":%llu,\"control_raw\":%llu,\"diff_raw\":%llu,"
                "\"extra_raw\":%llu}\n",
-               h->version, h->flags, x86 ? "true" : "false", pre ? "true" : "false", v[0], v[1],
-               o, n, v[2], v[3], v[4], v[5], v[6], v[7]);
+               h->version, h->flags, x86 ? "true" : "false", pre ? "true" : "false",
+               frames ? "true" : "false", v[0], v[1], o, n, v[2], v[3], v[4], v[5], v[6], v[7]);
         return;
     }
-    printf("version       %u\nflags         0x%x (x86 %s, extra prefix %s)\n"
+    printf("version       %u\nflags         0x%x (x86 %s, extra prefix %s, dictionary frames %s)\n"
            "old size      %llu\nnew size      %llu\nold sha256    %s\nnew sha256    %s\n"
            "streams       control %llu, diff %llu, extra %llu bytes\n"
            "decoded       control %llu, diff %llu, extra %llu bytes\n",
-           h->version, h->flags, x86 ? "on" : "off", pre ? "on" : "off", v[0], v[1], o, n, v[2],
-           v[3], v[4], v[5], v[6], v[7]);
+           h->version, h->flags, x86 ? "on" : "off", pre ? "on" : "off", frames ? "on" : "off",
+           v[0], v[1], o, n, v[2], v[3], v[4], v[5], v[6], v[7]);
 }
 
 static int cmd_info(int argc, char **argv)

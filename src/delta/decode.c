@@ -296,18 +296,23 @@ static lp_status setup(app *a, lpd_read_fn read, void *rctx, lp_error *err)
     lp_status st = lp_hash_new(&a->hash, LP_HASH_SHA256, err);
     uint64_t off = LP_DELTA_HEADER_SIZE;
     int prefix = (a->h.flags & LP_DELTA_FLAG_EXTRA_PREFIX) && a->old_len > 0;
+    int frames = (a->h.flags & LP_DELTA_FLAG_DICT_FRAMES) != 0;
     if (!st)
         st = lpd_stream_open(&a->s[0], "control", read, rctx, off, a->h.control_len,
-                             a->h.control_raw, LPD_WINDOW_LOG, NULL, 0, err);
+                             a->h.control_raw, LPD_WINDOW_LOG, NULL, 0, 0, err);
     off += a->h.control_len;
     if (!st)
         st = lpd_stream_open(&a->s[1], "diff", read, rctx, off, a->h.diff_len, a->h.diff_raw,
-                             LPD_WINDOW_LOG, NULL, 0, err);
+                             LPD_WINDOW_LOG, NULL, 0, 0, err);
     off += a->h.diff_len;
+    /* Dictionary frames may ask for any window up to 2^31: the decoder holds
+     * at most a frame's declared size of it (checked per frame). */
     if (!st)
         st = lpd_stream_open(&a->s[2], "extra", read, rctx, off, a->h.extra_len,
-                             a->h.extra_raw, prefix ? LPD_PREFIX_WINDOW_LOG_MAX : LPD_WINDOW_LOG,
-                             prefix ? a->old : NULL, a->old_len, err);
+                             a->h.extra_raw,
+                             prefix || frames ? LPD_PREFIX_WINDOW_LOG_MAX : LPD_WINDOW_LOG,
+                             prefix || frames ? a->old : NULL, a->old_len,
+                             frames ? LP_DELTA_DICT_FRAME_MAX : 0, err);
     return st;
 }
 

@@ -22,7 +22,18 @@
  * The smaller is kept; LP_DELTA_FLAG_EXTRA_PREFIX says the extra stream has
  * the dictionary (its decoded size at most LPD_PREFIX_EXTRA_MAX bytes, the
  * decoder's buffer).
+ *
+ * A third coding (dict_frames) is tried when the kept one is over 1/8 of the
+ * result, or always with LP_DELTA_DICT_ON: the result cut into frames of
+ * LP_DELTA_DICT_FRAME_MAX bytes, each compressed with the whole base as a raw
+ * dictionary, indexed once (one CDict shared by the frames).  Files that
+ * differ throughout (an executable rebuilt from changed sources, where the
+ * approximate matches are short and the control stream grows to a quarter of
+ * the delta) are coded smaller by zstd's optimal parser with the base in its
+ * window; cutting the result into frames bounds what the decoder holds of it
+ * (one frame) at the price of the matches between frames of the result.
  */
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_createCDict_advanced: a raw-content dictionary */
 #include "delta/delta_priv.h"
 #include "livepush/hash.h"
 
@@ -235,6 +246,62 @@ static lp_status compress_all(blob raw[3], const uint8_t *old, size_t old_len,
     return LP_OK;
 }
 
+/* The dictionary-frames coding of the whole result (see the top). */
+static lp_status dict_frames(const uint8_t *old, size_t old_len, const uint8_t *nw,
+                             size_t new_len, int level, blob raw[3], blob z[3], lp_error *err)
+{
+    uint8_t ctl[32];
+    size_t n = lpd_put_varint(ctl, 0);
+    n += lpd_put_varint(ctl + n, new_len);
+    n += lpd_put_varint(ctl + n, 0);
+    raw[0] = (blob){NULL, n};
+    raw[1] = (blob){NULL, 0};
+    raw[2] = (blob){NULL, new_len};
+    lp_status st = compress(ctl, n, level, NULL, 0, &z[0], err);
+    if (!st)
+        st = compress(NULL, 0, level, NULL, 0, &z[1], err);
+    if (st)
+        return st;
+    size_t frame = LP_DELTA_DICT_FRAME_MAX;
+    int wlog = 10;
+    while (wlog < LPD_PREFIX_WINDOW_LOG_MAX && ((uint64_t)1 << wlog) < old_len + frame)
+        wlog++;
+    ZSTD_compressionParameters cp = ZSTD_getCParams(level, frame, old_len);
+    cp.windowLog = (unsigned)wlog;
+    ZSTD_CDict *cd = ZSTD_createCDict_advanced(old, old_len, ZSTD_dlm_byRef, ZSTD_dct_rawContent,
+                                               cp, ZSTD_defaultCMem);
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    size_t nframes = new_len / frame + 1;
+    size_t cap = ZSTD_compressBound(frame) * nframes;
+    z[2].p = malloc(cap);
+    z[2].n = 0;
+    if (!cd || !cc || !z[2].p) {
+        st = lp_error_set(err, LP_ERR_NOMEM, "out of memory for the dictionary of %zu bytes",
+                          old_len);
+        goto done;
+    }
+    for (size_t off = 0; off < new_len; off += frame) {
+        size_t m = new_len - off < frame ? new_len - off : frame;
+        ZSTD_CCtx_reset(cc, ZSTD_reset_session_and_parameters);
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, level);
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, wlog);
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 0);
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, 1);
+        size_t r = ZSTD_CCtx_refCDict(cc, cd);
+        if (!ZSTD_isError(r))
+            r = ZSTD_compress2(cc, z[2].p + z[2].n, cap - z[2].n, nw + off, m);
+        if (ZSTD_isError(r)) {
+            st = lp_error_set(err, LP_ERR_NOMEM, "zstd: %s", ZSTD_getErrorName(r));
+            goto done;
+        }
+        z[2].n += r;
+    }
+done:
+    ZSTD_freeCCtx(cc);
+    ZSTD_freeCDict(cd);
+    return st;
+}
+
 static lp_status assemble(lp_delta_header *h, const blob z[3], uint8_t **delta, size_t *len,
                           lp_error *err)
 {
@@ -287,6 +354,44 @@ static lp_status transform(work *w, size_t old_len, size_t new_len, lp_error *er
     return LP_OK;
 }
 
+/* Tries the dictionary-frames coding and keeps it when smaller. */
+static lp_status try_dict(work *w, size_t old_len, size_t new_len, int level, lp_delta_header *h,
+                          lp_delta_stats *s, lp_error *err)
+{
+    /* the matched coding's working copies are not needed any more: only its
+     * compressed streams, in case they stay the smaller */
+    free(w->old_t);
+    free(w->new_t);
+    free(w->ctrl.v);
+    w->old_t = w->new_t = NULL;
+    w->ctrl = (lpd_ctrl_list){0};
+    for (int i = 0; i < 3; i++) {
+        free(w->raw[i].p);
+        w->raw[i].p = NULL;
+    }
+    double t = lpd_now();
+    blob raw[3] = {{0}}, z[3] = {{0}};
+    lp_status st = dict_frames(w->old, old_len, w->nw, new_len, level, raw, z, err);
+    s->t_dict = lpd_now() - t;
+    s->dict_tried = 1;
+    s->dict_size = LP_DELTA_HEADER_SIZE + total(z);
+    if (!st && (!w->z[2].p || total(z) < total(w->z))) { /* no coding yet (ONLY), or smaller */
+        blobs_free(w->z);
+        for (int i = 0; i < 3; i++) {
+            w->z[i] = z[i];
+            w->raw[i].n = raw[i].n;
+        }
+        h->flags = LP_DELTA_FLAG_DICT_FRAMES;
+        h->control_raw = raw[0].n;
+        h->diff_raw = raw[1].n;
+        h->extra_raw = raw[2].n;
+        s->dict_kept = 1;
+    } else {
+        blobs_free(z);
+    }
+    return st;
+}
+
 static lp_status check_args(const uint8_t *old, size_t old_len, const uint8_t *nw,
                             size_t new_len, int level, lp_error *err)
 {
@@ -306,7 +411,11 @@ static lp_status make(work *w, size_t old_len, size_t new_len, const lp_delta_op
                       lp_delta_header *h, lp_delta_stats *s, lp_error *err)
 {
     int level = opt && opt->level ? opt->level : 19;
+    int dict_level = opt && opt->dict_level ? opt->dict_level : 22;
     lp_status st = check_args(w->old, old_len, w->nw, new_len, level, err);
+    if (!st && (dict_level < 1 || dict_level > 22))
+        st = lp_error_set(err, LP_ERR_INVALID_ARG, "delta: dictionary level %d is not in 1..22",
+                          dict_level);
     double t = lpd_now();
     uint8_t d[2][LP_HASH_MAX_LEN];
     if (!st)
@@ -318,6 +427,31 @@ static lp_status make(work *w, size_t old_len, size_t new_len, const lp_delta_op
     s->t_hash = lpd_now() - t;
     if (st)
         return st;
+    lp_delta_dict dm = opt ? opt->dict : LP_DELTA_DICT_AUTO;
+    if (dm == LP_DELTA_DICT_ONLY) {
+        uint8_t ctl[32];
+        size_t n = 0;
+        if (new_len > 0) { /* one entry: copy the whole result from the extra stream */
+            n = lpd_put_varint(ctl, 0);
+            n += lpd_put_varint(ctl + n, new_len);
+            n += lpd_put_varint(ctl + n, 0);
+        }
+        t = lpd_now();
+        if (old_len > 0 && new_len > 0)
+            return try_dict(w, old_len, new_len, dict_level, h, s, err);
+        /* nothing to take from an empty base, or nothing to make: one copy */
+        w->raw[0] = (blob){NULL, n};
+        w->raw[2] = (blob){NULL, new_len};
+        st = compress(ctl, n, level, NULL, 0, &w->z[0], err);
+        if (!st)
+            st = compress(NULL, 0, level, NULL, 0, &w->z[1], err);
+        if (!st)
+            st = compress(w->nw, new_len, level, NULL, 0, &w->z[2], err);
+        h->control_raw = w->raw[0].n;
+        h->extra_raw = w->raw[2].n;
+        s->t_compress = lpd_now() - t;
+        return st;
+    }
     lp_delta_x86 x = opt ? opt->x86 : LP_DELTA_X86_AUTO;
     s->x86 = x == LP_DELTA_X86_ON || (x == LP_DELTA_X86_AUTO && lpd_x86_detect(w->old, old_len) &&
                                       lpd_x86_detect(w->nw, new_len));
@@ -335,6 +469,10 @@ static lp_status make(work *w, size_t old_len, size_t new_len, const lp_delta_op
         st = compress_all(w->raw, w->old, old_len, w->nw, new_len, level, w->z, &h->flags,
                           err);
     s->t_compress = lpd_now() - t;
+    uint64_t kept = LP_DELTA_HEADER_SIZE + total(w->z);
+    if (!st && old_len > 0 && new_len > 0 &&
+        (dm == LP_DELTA_DICT_ON || (dm == LP_DELTA_DICT_AUTO && kept > new_len / 8)))
+        st = try_dict(w, old_len, new_len, dict_level, h, s, err);
     h->control_raw = w->raw[0].n;
     h->diff_raw = w->raw[1].n;
     h->extra_raw = w->raw[2].n;

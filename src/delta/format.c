@@ -79,10 +79,14 @@ void lpd_header_encode(const lp_delta_header *h, uint8_t *out)
 
 static lp_status check_fields(const lp_delta_header *h, uint64_t total, lp_error *err)
 {
-    const uint32_t known = LP_DELTA_FLAG_X86 | LP_DELTA_FLAG_EXTRA_PREFIX;
+    const uint32_t known = LP_DELTA_FLAG_X86 | LP_DELTA_FLAG_EXTRA_PREFIX |
+                           LP_DELTA_FLAG_DICT_FRAMES;
     if (h->flags & ~known)
         return lp_error_set(err, LP_ERR_UNSUPPORTED, "delta header: unknown flags 0x%x",
                             h->flags & ~known);
+    if ((h->flags & LP_DELTA_FLAG_DICT_FRAMES) && h->flags != LP_DELTA_FLAG_DICT_FRAMES)
+        return lp_error_set(err, LP_ERR_MALFORMED, "delta header: flags 0x%x combine dictionary "
+                            "frames with another coding", h->flags);
     if (h->old_size > LP_DELTA_MAX_SIZE || h->new_size > LP_DELTA_MAX_SIZE)
         return lp_error_set(err, LP_ERR_TOO_LARGE,
                             "delta header: base of %llu or result of %llu bytes exceeds the "

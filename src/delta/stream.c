@@ -31,25 +31,61 @@ static lp_status fill_input(lpd_stream *s, lp_error *err)
     return LP_OK;
 }
 
-static lp_status check_frame(lpd_stream *s, uint64_t len, uint64_t raw, lp_error *err)
+/* Checks the declared size of the frame that starts at in[in_pos] (at least
+ * its header is in the buffer, or all that is left of the region) and hands
+ * the dictionary to it. */
+static lp_status frame_start(lpd_stream *s, lp_error *err)
+{
+    unsigned long long fcs = ZSTD_getFrameContentSize(s->in + s->in_pos, s->in_len - s->in_pos);
+    if (fcs == ZSTD_CONTENTSIZE_ERROR || fcs == ZSTD_CONTENTSIZE_UNKNOWN)
+        return bad(s, err, "not a zstd frame with a declared size");
+    if (s->frame_max == 0 && fcs != s->raw_left)
+        return lp_error_set(err, LP_ERR_MALFORMED, "%s stream: frame holds %llu bytes, the "
+                            "header says %llu", s->name, fcs,
+                            (unsigned long long)s->raw_left);
+    if (s->frame_max && (fcs == 0 || fcs > s->frame_max || fcs > s->raw_left))
+        return lp_error_set(err, LP_ERR_MALFORMED, "%s stream: a frame declares %llu bytes "
+                            "(1..%llu allowed, %llu left)", s->name, fcs,
+                            (unsigned long long)s->frame_max, (unsigned long long)s->raw_left);
+    if (s->prefix) {
+        size_t r = ZSTD_DCtx_refPrefix(s->dctx, s->prefix, s->prefix_len);
+        if (ZSTD_isError(r))
+            return lp_error_set(err, LP_ERR_NOMEM, "%s stream: zstd: %s", s->name,
+                                ZSTD_getErrorName(r));
+    }
+    return LP_OK;
+}
+
+/* Makes sure the buffer holds a whole frame header (18 bytes at most) or all
+ * that is left of the region, keeping the unread bytes. */
+static lp_status header_bytes(lpd_stream *s, lp_error *err)
+{
+    size_t have = s->in_len - s->in_pos;
+    if (have >= 18 || s->off == s->end)
+        return LP_OK;
+    memmove(s->in, s->in + s->in_pos, have);
+    size_t n = s->end - s->off < s->in_cap - have ? (size_t)(s->end - s->off) : s->in_cap - have;
+    lp_status st = s->read(s->rctx, s->off, s->in + have, n, err);
+    if (st)
+        return lp_error_prefix(err, st, "%s stream", s->name);
+    s->off += n;
+    s->in_pos = 0;
+    s->in_len = have + n;
+    return LP_OK;
+}
+
+static lp_status check_frame(lpd_stream *s, uint64_t len, lp_error *err)
 {
     if (len == 0)
         return bad(s, err, "empty (a zstd frame is required)");
     lp_status st = fill_input(s, err);
-    if (st)
-        return st;
-    unsigned long long fcs = ZSTD_getFrameContentSize(s->in, s->in_len);
-    if (fcs == ZSTD_CONTENTSIZE_ERROR || fcs == ZSTD_CONTENTSIZE_UNKNOWN)
-        return bad(s, err, "not a zstd frame with a declared size");
-    if (fcs != raw)
-        return lp_error_set(err, LP_ERR_MALFORMED, "%s stream: frame holds %llu bytes, the "
-                            "header says %llu", s->name, fcs, (unsigned long long)raw);
-    return LP_OK;
+    return st ? st : frame_start(s, err);
 }
 
 lp_status lpd_stream_open(lpd_stream *s, const char *name, lpd_read_fn read, void *rctx,
                           uint64_t off, uint64_t len, uint64_t raw, int window_log_max,
-                          const void *prefix, size_t prefix_len, lp_error *err)
+                          const void *prefix, size_t prefix_len, uint64_t frame_max,
+                          lp_error *err)
 {
     memset(s, 0, sizeof *s);
     s->name = name;
@@ -58,6 +94,9 @@ lp_status lpd_stream_open(lpd_stream *s, const char *name, lpd_read_fn read, voi
     s->off = off;
     s->end = off + len;
     s->raw_left = raw;
+    s->frame_max = frame_max;
+    s->prefix = prefix;
+    s->prefix_len = prefix_len;
     s->in_cap = ZSTD_DStreamInSize();
     s->dctx = ZSTD_createDCtx();
     s->in = malloc(s->in_cap);
@@ -65,11 +104,9 @@ lp_status lpd_stream_open(lpd_stream *s, const char *name, lpd_read_fn read, voi
     if (!s->dctx || !s->in || !s->out)
         return lp_error_set(err, LP_ERR_NOMEM, "%s stream: out of memory", name);
     size_t r = ZSTD_DCtx_setParameter(s->dctx, ZSTD_d_windowLogMax, window_log_max);
-    if (!ZSTD_isError(r) && prefix)
-        r = ZSTD_DCtx_refPrefix(s->dctx, prefix, prefix_len);
     if (ZSTD_isError(r))
         return lp_error_set(err, LP_ERR_NOMEM, "%s stream: zstd: %s", name, ZSTD_getErrorName(r));
-    return check_frame(s, len, raw, err);
+    return check_frame(s, len, err);
 }
 
 /* Decodes more output; called only when out is empty. */
@@ -98,9 +135,18 @@ static lp_status refill(lpd_stream *s, lp_error *err)
         s->out_pos = 0;
         s->out_len = out.pos;
         if (r == 0) {
-            if (s->in_pos != s->in_len || s->off != s->end)
+            int more = s->in_pos != s->in_len || s->off != s->end;
+            if (more && !s->frame_max)
                 return bad(s, err, "trailing bytes after its frame");
-            s->done = 1;
+            if (!more) {
+                s->done = 1;
+            } else {
+                lp_status st = header_bytes(s, err);
+                if (!st)
+                    st = frame_start(s, err);
+                if (st)
+                    return st;
+            }
         }
     }
     return LP_OK;

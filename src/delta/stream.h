@@ -7,6 +7,12 @@
  * fixed input buffer and decoded into a fixed output buffer; the frame's
  * declared content size must equal the header's, its window must be within
  * the bound given at open, and it must end exactly at the region's end.
+ *
+ * A stream opened with frame_max > 0 holds instead a sequence of frames
+ * (LP_DELTA_FLAG_DICT_FRAMES), each declaring a content size of 1..frame_max
+ * bytes, checked before it is decoded (zstd's decoder then holds at most that
+ * much of it, whatever window the frame asks for), the sizes adding up to the
+ * header's; the dictionary, if any, is given to every frame.
  */
 #ifndef LP_DELTA_STREAM_H
 #define LP_DELTA_STREAM_H
@@ -25,14 +31,19 @@ typedef struct lpd_stream {
     size_t in_cap, in_pos, in_len;
     size_t out_pos, out_len;
     uint64_t raw_left;        /* decoded bytes still to come */
-    int done;                 /* the frame ended */
+    uint64_t frame_max;       /* 0: one frame; else the bound of each frame */
+    const void *prefix;       /* dictionary of every frame, or NULL */
+    size_t prefix_len;
+    int done;                 /* the (last) frame ended */
 } lpd_stream;
 
-/* Opens the stream; prefix (may be NULL) is the frame's dictionary, which
- * must outlive the stream.  LP_ERR_MALFORMED, LP_ERR_NOMEM, LP_ERR_IO. */
+/* Opens the stream; prefix (may be NULL) is the frames' dictionary, which
+ * must outlive the stream; frame_max as above (0: exactly one frame).
+ * LP_ERR_MALFORMED, LP_ERR_NOMEM, LP_ERR_IO. */
 lp_status lpd_stream_open(lpd_stream *s, const char *name, lpd_read_fn read, void *rctx,
                           uint64_t off, uint64_t len, uint64_t raw, int window_log_max,
-                          const void *prefix, size_t prefix_len, lp_error *err);
+                          const void *prefix, size_t prefix_len, uint64_t frame_max,
+                          lp_error *err);
 
 /* Reads exactly n decoded bytes into dst; LP_ERR_MALFORMED if the stream
  * ends first or is corrupted. */

@@ -535,6 +535,170 @@ static int dir_entries(const char *path)
     return n;
 }
 
+/* ---- dictionary frames ------------------------------------------------------ */
+
+/* A pair over LP_DELTA_DICT_FRAME_MAX: the real executables of this build,
+ * concatenated (old: livepush then livepush-agent, repeated; new: the other
+ * order, every 4096th byte changed) up to about 9 MiB. */
+static void big_pair(uint8_t **old, size_t *on, uint8_t **nw, size_t *nn)
+{
+    size_t an, bn;
+    uint8_t *a = lp_test_read_file(lp_test_getenv_or_skip("LP_BIN"), &an);
+    uint8_t *b = lp_test_read_file(lp_test_getenv_or_skip("LP_AGENT_BIN"), &bn);
+    assert_true(a && b);
+    size_t want = LP_DELTA_DICT_FRAME_MAX + (1u << 20);
+    *old = malloc(want + an + bn);
+    *nw = malloc(want + an + bn);
+    assert_true(*old && *nw);
+    for (*on = 0; *on < want; *on += an + bn) {
+        memcpy(*old + *on, a, an);
+        memcpy(*old + *on + an, b, bn);
+    }
+    for (*nn = 0; *nn < want; *nn += an + bn) {
+        memcpy(*nw + *nn, b, bn);
+        memcpy(*nw + *nn + bn, a, an);
+    }
+    for (size_t i = 0; i < *nn; i += 4096)
+        (*nw)[i]++;
+    free(a);
+    free(b);
+}
+
+static size_t count_frames(const uint8_t *d, size_t dn, const lp_delta_header *h)
+{
+    size_t at = LP_DELTA_HEADER_SIZE + h->control_len + h->diff_len, n = 0;
+    while (at < dn) {
+        size_t f = ZSTD_findFrameCompressedSize(d + at, dn - at);
+        assert_false(ZSTD_isError(f));
+        at += f;
+        n++;
+    }
+    return n;
+}
+
+/* LP_DELTA_DICT_ONLY: the result as frames with the base as dictionary;
+ * round trip, several frames, and the refusals: a frame cut off, a byte
+ * changed in the second frame, the last frame missing (lengths fixed up). */
+static void test_dict_frames(void **state)
+{
+    (void)state;
+    uint8_t *old, *nw, *d = NULL, *out = NULL;
+    size_t on, nn, dn, outn;
+    big_pair(&old, &on, &nw, &nn);
+    lp_error err;
+    lp_delta_stats st;
+    lp_delta_options opt = {.dict = LP_DELTA_DICT_ONLY, .dict_level = 3};
+    assert_int_equal(lp_delta_make(old, on, nw, nn, &opt, &d, &dn, &st, &err), LP_OK);
+    assert_true(st.dict_tried && st.dict_kept);
+    lp_delta_header h;
+    assert_int_equal(lp_delta_read_header(d, dn, dn, &h, &err), LP_OK);
+    assert_int_equal(h.flags, LP_DELTA_FLAG_DICT_FRAMES);
+    assert_true(count_frames(d, dn, &h) >= 2);
+    assert_true(dn < nn / 4); /* the base did its work as dictionary */
+    assert_int_equal(lp_delta_apply_buf(old, on, d, dn, nn, &out, &outn, &err), LP_OK);
+    assert_int_equal(outn, nn);
+    assert_memory_equal(out, nw, nn);
+    free(out);
+
+    /* a byte changed inside the second frame */
+    size_t first = LP_DELTA_HEADER_SIZE + h.control_len + h.diff_len;
+    size_t f1 = ZSTD_findFrameCompressedSize(d + first, dn - first);
+    d[first + f1 + 40] ^= 0x5A;
+    assert_int_not_equal(try_apply(old, on, d, dn, &err), LP_OK);
+    d[first + f1 + 40] ^= 0x5A;
+
+    /* the delta cut in the middle of the second frame */
+    assert_int_not_equal(try_apply(old, on, d, first + f1 + 10, &err), LP_OK);
+
+    /* the last frame missing, the header's lengths made to agree */
+    size_t at = first, last = first;
+    while (at < dn) {
+        last = at;
+        at += ZSTD_findFrameCompressedSize(d + at, dn - at);
+    }
+    lp_delta_header x = h;
+    x.extra_len = last - first;
+    lpd_header_encode(&x, d);
+    lp_status rc = try_apply(old, on, d, last, &err);
+    assert_int_equal(rc, LP_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "extra stream"));
+    free(d);
+    free(old);
+    free(nw);
+}
+
+/* Forged frame sequences: a frame declaring more than
+ * LP_DELTA_DICT_FRAME_MAX bytes, frames adding up to less than the header
+ * says, and the flag combined with another coding. */
+static void test_dict_frames_hostile(void **state)
+{
+    (void)state;
+    const uint8_t old[] = "0123456789abcdef0123456789abcdef";
+    size_t on = sizeof old - 1;
+    size_t big = LP_DELTA_DICT_FRAME_MAX + 1;
+    uint8_t *zeros = calloc(1, big);
+    assert_non_null(zeros);
+    /* one frame of 8 MiB + 1 */
+    lp_delta_header x = base_header(old, on, big);
+    x.flags = LP_DELTA_FLAG_DICT_FRAMES;
+    x.control_raw = 5;
+    x.extra_raw = big;
+    const uint8_t ctl[] = {0x00, 0x81, 0x80, 0x80, 0x04, 0x00}; /* add 0, copy 8 MiB + 1, seek 0 */
+    const uint8_t *sv[3] = {ctl, NULL, zeros};
+    size_t sn[3] = {6, 0, big}, dn;
+    x.control_raw = 6;
+    uint8_t *d = forge(&x, sv, sn, &dn);
+    lp_error err;
+    assert_int_equal(try_apply(old, on, d, dn, &err), LP_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "a frame declares"));
+    free(d);
+    /* frames of 16 bytes where the header says 32 */
+    x = base_header(old, on, 32);
+    x.flags = LP_DELTA_FLAG_DICT_FRAMES;
+    const uint8_t ctl2[] = {0x00, 0x20, 0x00};
+    sv[0] = ctl2;
+    sn[0] = 3;
+    sn[2] = 16;
+    x.control_raw = 3;
+    x.extra_raw = 32;
+    d = forge(&x, sv, sn, &dn);
+    assert_int_equal(try_apply(old, on, d, dn, &err), LP_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "extra stream"));
+    free(d);
+    /* combined with the x86 transform */
+    expect_refused(old, on,
+                   (lp_delta_header){.version = LP_DELTA_VERSION,
+                                     .flags = LP_DELTA_FLAG_DICT_FRAMES | LP_DELTA_FLAG_X86,
+                                     .old_size = on, .new_size = 16},
+                   "\x00\x10\x00", 3, 0, 16, LP_ERR_MALFORMED, "combine");
+    free(zeros);
+}
+
+/* AUTO tries the dictionary frames only when the matched coding is over 1/8
+ * of the result: not for a lightly edited text, yes for unrelated bytes. */
+static void test_dict_auto(void **state)
+{
+    (void)state;
+    size_t n, nn;
+    uint8_t *t = real_text(&n);
+    uint8_t *e = edit_text(t, n, &nn);
+    lp_delta_stats st;
+    roundtrip(t, n, e, nn, 3, &st);
+    assert_false(st.dict_tried);
+    uint8_t *r = malloc(n);
+    assert_non_null(r);
+    uint32_t x = 99;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        r[i] = (uint8_t)(x >> 23);
+    }
+    roundtrip(t, n, r, n, 3, &st);
+    assert_true(st.dict_tried);
+    free(r);
+    free(e);
+    free(t);
+}
+
 static void test_files(void **state)
 {
     (void)state;
@@ -612,6 +776,9 @@ int main(void)
         cmocka_unit_test(test_wrong_base_and_result),
         cmocka_unit_test(test_hostile_headers),
         cmocka_unit_test(test_hostile_entries),
+        cmocka_unit_test(test_dict_frames),
+        cmocka_unit_test(test_dict_frames_hostile),
+        cmocka_unit_test(test_dict_auto),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_bad_arguments),
     };
