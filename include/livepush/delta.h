@@ -128,7 +128,14 @@ typedef struct lp_delta_options {
     lp_delta_x86 x86;   /* executable transform (default AUTO) */
     lp_delta_dict dict; /* dictionary-frames coding (default AUTO) */
     int dict_level;     /* zstd level of that coding, 1..22; 0 means 22 */
+    int threads;        /* threads that compress its frames, 1..LP_DELTA_THREADS_MAX;
+                           0 means 1.  With more than one, the threads share the
+                           dictionary's tables (less memory than one thread's
+                           copy, about 1.5 x the time per frame) */
 } lp_delta_options;
+
+/* Most threads lp_delta_options.threads may ask for. */
+#define LP_DELTA_THREADS_MAX 16
 
 /* What lp_delta_make did; filled on success (may be NULL). */
 typedef struct lp_delta_stats {

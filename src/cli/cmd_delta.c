@@ -2,7 +2,7 @@
  * cmd_delta.c — `livepush delta`: make, apply and inspect binary deltas.
  *
  *   livepush delta make OLD NEW DELTA [--level N] [--x86 auto|on|off]
- *                       [--dict auto|on|off|only] [--dict-level N] [--json]
+ *                       [--dict auto|on|off|only] [--dict-level N] [--threads N] [--json]
  *   livepush delta apply OLD DELTA OUT
  *   livepush delta info DELTA [--json]
  *   livepush delta tree make|apply ...   (cmd_delta_tree.c: whole folders)
@@ -19,10 +19,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char usage_text[] =
     "usage: livepush delta make OLD NEW DELTA [--level N] [--x86 auto|on|off]\n"
-    "                           [--dict auto|on|off|only] [--dict-level N] [--json]\n"
+    "                           [--dict auto|on|off|only] [--dict-level N] [--threads N]\n"
+    "                           [--json]\n"
     "       livepush delta apply OLD DELTA OUT\n"
     "       livepush delta info DELTA [--json]\n"
     "       livepush delta tree make OLD_DIR NEW_DIR OUT_DIR [--level N] [--json]\n"
@@ -35,7 +37,8 @@ static const char usage_text[] =
     "       dictionary-frames coding (the new file as zstd frames with OLD as\n"
     "       dictionary, kept when smaller; auto: tried when the matched coding is\n"
     "       over 1/8 of NEW; only: that coding alone, no matching), --dict-level\n"
-    "       its zstd level (default 22).\n"
+    "       its zstd level (default 22), --threads the threads that compress its\n"
+    "       frames (default: the processors online, at most 4).\n"
     "apply  writes OUT from OLD and DELTA; OUT is replaced only when the result's\n"
     "       SHA-256 matches the one DELTA names.\n"
     "info   prints DELTA's header: version, flags, sizes, digests, stream sizes.\n"
@@ -95,10 +98,12 @@ static int cmd_make(int argc, char **argv)
                                        {"x86", required_argument, NULL, 'x'},
                                        {"dict", required_argument, NULL, 'd'},
                                        {"dict-level", required_argument, NULL, 'L'},
+                                       {"threads", required_argument, NULL, 'T'},
                                        {"json", no_argument, NULL, 'j'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-    lp_delta_options opt = {0};
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    lp_delta_options opt = {.threads = online < 1 ? 1 : online > 4 ? 4 : (int)online};
     int json = 0, ch;
     char *end;
     optind = 1;
@@ -135,6 +140,11 @@ static int cmd_make(int argc, char **argv)
             opt.dict_level = (int)strtol(optarg, &end, 10);
             if (*end || opt.dict_level < 1 || opt.dict_level > 22)
                 return usage_error("--dict-level must be a number from 1 to 22");
+            break;
+        case 'T':
+            opt.threads = (int)strtol(optarg, &end, 10);
+            if (*end || opt.threads < 1 || opt.threads > LP_DELTA_THREADS_MAX)
+                return usage_error("--threads must be a number from 1 to 16");
             break;
         case 'j': json = 1; break;
         case 'h': fputs(usage_text, stdout); return LP_EXIT_OK;

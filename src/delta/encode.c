@@ -37,6 +37,7 @@
 #include "delta/delta_priv.h"
 #include "livepush/hash.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
@@ -174,25 +175,33 @@ static void blobs_free(blob z[3])
     }
 }
 
-/* The whole result as one copy from the extra stream, compressed with the
- * base as dictionary: zstd's own patching, which wins on text with small
- * scattered edits.  raw[] receives the streams (for the header). */
-static lp_status whole(const uint8_t *old, size_t old_len, const uint8_t *nw, size_t new_len,
-                       int level, blob raw[3], blob z[3], lp_error *err)
+/* The control and diff streams of a delta that is one copy of the whole
+ * result from the extra stream (no entry at all for an empty result); raw[]
+ * receives the decoded sizes (for the header), raw[2] the result's. */
+static lp_status one_copy(size_t new_len, int level, blob raw[3], blob z[3], lp_error *err)
 {
     uint8_t ctl[32];
-    size_t n = lpd_put_varint(ctl, 0);
-    n += lpd_put_varint(ctl + n, new_len);
-    n += lpd_put_varint(ctl + n, 0);
+    size_t n = 0;
+    if (new_len > 0) {
+        n = lpd_put_varint(ctl, 0);
+        n += lpd_put_varint(ctl + n, new_len);
+        n += lpd_put_varint(ctl + n, 0);
+    }
     raw[0] = (blob){NULL, n};
     raw[1] = (blob){NULL, 0};
     raw[2] = (blob){NULL, new_len};
     lp_status st = compress(ctl, n, level, NULL, 0, &z[0], err);
-    if (!st)
-        st = compress(NULL, 0, level, NULL, 0, &z[1], err);
-    if (!st)
-        st = compress(nw, new_len, level, old, old_len, &z[2], err);
-    return st;
+    return st ? st : compress(NULL, 0, level, NULL, 0, &z[1], err);
+}
+
+/* The whole result as one copy from the extra stream, compressed with the
+ * base as dictionary: zstd's own patching, which wins on text with small
+ * scattered edits. */
+static lp_status whole(const uint8_t *old, size_t old_len, const uint8_t *nw, size_t new_len,
+                       int level, blob raw[3], blob z[3], lp_error *err)
+{
+    lp_status st = one_copy(new_len, level, raw, z, err);
+    return st ? st : compress(nw, new_len, level, old, old_len, &z[2], err);
 }
 
 /* Compresses the three streams.  The extra stream is also tried with the
@@ -246,23 +255,64 @@ static lp_status compress_all(blob raw[3], const uint8_t *old, size_t old_len,
     return LP_OK;
 }
 
-/* The dictionary-frames coding of the whole result (see the top). */
-static lp_status dict_frames(const uint8_t *old, size_t old_len, const uint8_t *nw,
-                             size_t new_len, int level, blob raw[3], blob z[3], lp_error *err)
+/* One thread's share of the dictionary frames: frames first, first + step,
+ * ... of the result, each into its own buffer. */
+typedef struct {
+    const ZSTD_CDict *cd;
+    const uint8_t *nw;
+    size_t new_len, nframes, first, step;
+    int level, wlog, attach;
+    uint8_t **out;
+    size_t *out_n;
+    size_t zerr;    /* a zstd error code, or 0 */
+    int nomem;
+} frame_job;
+
+static void *frame_worker(void *arg)
 {
-    uint8_t ctl[32];
-    size_t n = lpd_put_varint(ctl, 0);
-    n += lpd_put_varint(ctl + n, new_len);
-    n += lpd_put_varint(ctl + n, 0);
-    raw[0] = (blob){NULL, n};
-    raw[1] = (blob){NULL, 0};
-    raw[2] = (blob){NULL, new_len};
-    lp_status st = compress(ctl, n, level, NULL, 0, &z[0], err);
-    if (!st)
-        st = compress(NULL, 0, level, NULL, 0, &z[1], err);
+    frame_job *j = arg;
+    const size_t frame = LP_DELTA_DICT_FRAME_MAX, cap = ZSTD_compressBound(frame);
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    if (!cc) {
+        j->nomem = 1;
+        return NULL;
+    }
+    for (size_t i = j->first; i < j->nframes && !j->zerr && !j->nomem; i += j->step) {
+        size_t off = i * frame, m = j->new_len - off < frame ? j->new_len - off : frame;
+        if (!(j->out[i] = malloc(cap))) {
+            j->nomem = 1;
+            break;
+        }
+        ZSTD_CCtx_reset(cc, ZSTD_reset_session_and_parameters);
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, j->level);
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, j->wlog);
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 0);
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, 1);
+        /* several threads share the dictionary's tables instead of a copy each */
+        if (j->attach)
+            ZSTD_CCtx_setParameter(cc, ZSTD_c_forceAttachDict, ZSTD_dictForceAttach);
+        size_t r = ZSTD_CCtx_refCDict(cc, j->cd);
+        if (!ZSTD_isError(r))
+            r = ZSTD_compress2(cc, j->out[i], cap, j->nw + off, m);
+        if (ZSTD_isError(r))
+            j->zerr = r;
+        else
+            j->out_n[i] = r;
+    }
+    ZSTD_freeCCtx(cc);
+    return NULL;
+}
+
+/* The dictionary-frames coding of the whole result (see the top), the
+ * frames shared out over `threads` threads. */
+static lp_status dict_frames(const uint8_t *old, size_t old_len, const uint8_t *nw,
+                             size_t new_len, int level, int threads, blob raw[3], blob z[3],
+                             lp_error *err)
+{
+    lp_status st = one_copy(new_len, level, raw, z, err);
     if (st)
         return st;
-    size_t frame = LP_DELTA_DICT_FRAME_MAX;
+    const size_t frame = LP_DELTA_DICT_FRAME_MAX;
     int wlog = 10;
     while (wlog < LPD_PREFIX_WINDOW_LOG_MAX && ((uint64_t)1 << wlog) < old_len + frame)
         wlog++;
@@ -270,34 +320,54 @@ static lp_status dict_frames(const uint8_t *old, size_t old_len, const uint8_t *
     cp.windowLog = (unsigned)wlog;
     ZSTD_CDict *cd = ZSTD_createCDict_advanced(old, old_len, ZSTD_dlm_byRef, ZSTD_dct_rawContent,
                                                cp, ZSTD_defaultCMem);
-    ZSTD_CCtx *cc = ZSTD_createCCtx();
-    size_t nframes = new_len / frame + 1;
-    size_t cap = ZSTD_compressBound(frame) * nframes;
-    z[2].p = malloc(cap);
-    z[2].n = 0;
-    if (!cd || !cc || !z[2].p) {
+    size_t nframes = (new_len + frame - 1) / frame;
+    size_t nt = (size_t)threads < nframes ? (size_t)threads : nframes;
+    uint8_t **out = calloc(nframes, sizeof *out);
+    size_t *out_n = calloc(nframes, sizeof *out_n);
+    frame_job *jobs = calloc(nt, sizeof *jobs);
+    pthread_t *tid = calloc(nt, sizeof *tid);
+    size_t started = 0;
+    if (!cd || !out || !out_n || !jobs || !tid) {
         st = lp_error_set(err, LP_ERR_NOMEM, "out of memory for the dictionary of %zu bytes",
                           old_len);
         goto done;
     }
-    for (size_t off = 0; off < new_len; off += frame) {
-        size_t m = new_len - off < frame ? new_len - off : frame;
-        ZSTD_CCtx_reset(cc, ZSTD_reset_session_and_parameters);
-        ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, level);
-        ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, wlog);
-        ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 0);
-        ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, 1);
-        size_t r = ZSTD_CCtx_refCDict(cc, cd);
-        if (!ZSTD_isError(r))
-            r = ZSTD_compress2(cc, z[2].p + z[2].n, cap - z[2].n, nw + off, m);
-        if (ZSTD_isError(r)) {
-            st = lp_error_set(err, LP_ERR_NOMEM, "zstd: %s", ZSTD_getErrorName(r));
-            goto done;
-        }
-        z[2].n += r;
+    for (size_t k = 0; k < nt; k++)
+        jobs[k] = (frame_job){.cd = cd, .nw = nw, .new_len = new_len, .nframes = nframes,
+                              .first = k, .step = nt, .level = level, .wlog = wlog,
+                              .attach = nt > 1, .out = out, .out_n = out_n};
+    /* jobs 1.. on their own threads (a thread that cannot start leaves its
+     * job to this one), job 0 here */
+    for (size_t k = 1; k < nt; k++, started++)
+        if (pthread_create(&tid[k], NULL, frame_worker, &jobs[k]) != 0)
+            break;
+    frame_worker(&jobs[0]);
+    for (size_t k = 1; k <= started; k++)
+        pthread_join(tid[k], NULL);
+    for (size_t k = started + 1; k < nt; k++)
+        frame_worker(&jobs[k]);
+    size_t total_n = 0;
+    for (size_t k = 0; k < nt && !st; k++) {
+        if (jobs[k].nomem)
+            st = lp_error_set(err, LP_ERR_NOMEM, "out of memory compressing a frame");
+        else if (jobs[k].zerr)
+            st = lp_error_set(err, LP_ERR_NOMEM, "zstd: %s", ZSTD_getErrorName(jobs[k].zerr));
+    }
+    for (size_t i = 0; i < nframes && !st; i++)
+        total_n += out_n[i];
+    if (!st && !(z[2].p = malloc(total_n ? total_n : 1)))
+        st = lp_error_set(err, LP_ERR_NOMEM, "out of memory for a delta of %zu bytes", total_n);
+    for (size_t i = 0; i < nframes && !st; i++) {
+        memcpy(z[2].p + z[2].n, out[i], out_n[i]);
+        z[2].n += out_n[i];
     }
 done:
-    ZSTD_freeCCtx(cc);
+    for (size_t i = 0; out && i < nframes; i++)
+        free(out[i]);
+    free(out);
+    free(out_n);
+    free(jobs);
+    free(tid);
     ZSTD_freeCDict(cd);
     return st;
 }
@@ -355,8 +425,8 @@ static lp_status transform(work *w, size_t old_len, size_t new_len, lp_error *er
 }
 
 /* Tries the dictionary-frames coding and keeps it when smaller. */
-static lp_status try_dict(work *w, size_t old_len, size_t new_len, int level, lp_delta_header *h,
-                          lp_delta_stats *s, lp_error *err)
+static lp_status try_dict(work *w, size_t old_len, size_t new_len, int level, int threads,
+                          lp_delta_header *h, lp_delta_stats *s, lp_error *err)
 {
     /* the matched coding's working copies are not needed any more: only its
      * compressed streams, in case they stay the smaller */
@@ -371,7 +441,7 @@ static lp_status try_dict(work *w, size_t old_len, size_t new_len, int level, lp
     }
     double t = lpd_now();
     blob raw[3] = {{0}}, z[3] = {{0}};
-    lp_status st = dict_frames(w->old, old_len, w->nw, new_len, level, raw, z, err);
+    lp_status st = dict_frames(w->old, old_len, w->nw, new_len, level, threads, raw, z, err);
     s->t_dict = lpd_now() - t;
     s->dict_tried = 1;
     s->dict_size = LP_DELTA_HEADER_SIZE + total(z);
@@ -412,10 +482,14 @@ static lp_status make(work *w, size_t old_len, size_t new_len, const lp_delta_op
 {
     int level = opt && opt->level ? opt->level : 19;
     int dict_level = opt && opt->dict_level ? opt->dict_level : 22;
+    int threads = opt && opt->threads ? opt->threads : 1;
     lp_status st = check_args(w->old, old_len, w->nw, new_len, level, err);
     if (!st && (dict_level < 1 || dict_level > 22))
         st = lp_error_set(err, LP_ERR_INVALID_ARG, "delta: dictionary level %d is not in 1..22",
                           dict_level);
+    if (!st && (threads < 1 || threads > LP_DELTA_THREADS_MAX))
+        st = lp_error_set(err, LP_ERR_INVALID_ARG, "delta: %d threads is not in 1..%d", threads,
+                          LP_DELTA_THREADS_MAX);
     double t = lpd_now();
     uint8_t d[2][LP_HASH_MAX_LEN];
     if (!st)
@@ -429,22 +503,11 @@ static lp_status make(work *w, size_t old_len, size_t new_len, const lp_delta_op
         return st;
     lp_delta_dict dm = opt ? opt->dict : LP_DELTA_DICT_AUTO;
     if (dm == LP_DELTA_DICT_ONLY) {
-        uint8_t ctl[32];
-        size_t n = 0;
-        if (new_len > 0) { /* one entry: copy the whole result from the extra stream */
-            n = lpd_put_varint(ctl, 0);
-            n += lpd_put_varint(ctl + n, new_len);
-            n += lpd_put_varint(ctl + n, 0);
-        }
-        t = lpd_now();
         if (old_len > 0 && new_len > 0)
-            return try_dict(w, old_len, new_len, dict_level, h, s, err);
+            return try_dict(w, old_len, new_len, dict_level, threads, h, s, err);
         /* nothing to take from an empty base, or nothing to make: one copy */
-        w->raw[0] = (blob){NULL, n};
-        w->raw[2] = (blob){NULL, new_len};
-        st = compress(ctl, n, level, NULL, 0, &w->z[0], err);
-        if (!st)
-            st = compress(NULL, 0, level, NULL, 0, &w->z[1], err);
+        t = lpd_now();
+        st = one_copy(new_len, level, w->raw, w->z, err);
         if (!st)
             st = compress(w->nw, new_len, level, NULL, 0, &w->z[2], err);
         h->control_raw = w->raw[0].n;
@@ -472,7 +535,7 @@ static lp_status make(work *w, size_t old_len, size_t new_len, const lp_delta_op
     uint64_t kept = LP_DELTA_HEADER_SIZE + total(w->z);
     if (!st && old_len > 0 && new_len > 0 &&
         (dm == LP_DELTA_DICT_ON || (dm == LP_DELTA_DICT_AUTO && kept > new_len / 8)))
-        st = try_dict(w, old_len, new_len, dict_level, h, s, err);
+        st = try_dict(w, old_len, new_len, dict_level, threads, h, s, err);
     h->control_raw = w->raw[0].n;
     h->diff_raw = w->raw[1].n;
     h->extra_raw = w->raw[2].n;
