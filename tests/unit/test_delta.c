@@ -627,6 +627,31 @@ static void test_dict_frames(void **state)
     free(nw);
 }
 
+/* Frames compressed by several threads (sharing the dictionary's tables):
+ * the same bytes whatever the number of threads, and a correct result. */
+static void test_dict_frames_threads(void **state)
+{
+    (void)state;
+    uint8_t *old, *nw, *d2 = NULL, *d3 = NULL, *out = NULL;
+    size_t on, nn, n2, n3, outn;
+    big_pair(&old, &on, &nw, &nn);
+    lp_error err;
+    lp_delta_options opt = {.dict = LP_DELTA_DICT_ONLY, .dict_level = 3, .threads = 2};
+    assert_int_equal(lp_delta_make(old, on, nw, nn, &opt, &d2, &n2, NULL, &err), LP_OK);
+    opt.threads = 3;
+    assert_int_equal(lp_delta_make(old, on, nw, nn, &opt, &d3, &n3, NULL, &err), LP_OK);
+    assert_int_equal(n2, n3);
+    assert_memory_equal(d2, d3, n2);
+    assert_int_equal(lp_delta_apply_buf(old, on, d3, n3, nn, &out, &outn, &err), LP_OK);
+    assert_int_equal(outn, nn);
+    assert_memory_equal(out, nw, nn);
+    free(out);
+    free(d2);
+    free(d3);
+    free(old);
+    free(nw);
+}
+
 /* Forged frame sequences: a frame declaring more than
  * LP_DELTA_DICT_FRAME_MAX bytes, frames adding up to less than the header
  * says, and the flag combined with another coding. */
@@ -749,6 +774,12 @@ static void test_bad_arguments(void **state)
     const uint8_t x[1] = {0};
     lp_delta_options opt = {.level = 23};
     assert_int_equal(lp_delta_make(x, 1, x, 1, &opt, &d, &dn, NULL, &err), LP_ERR_INVALID_ARG);
+    opt = (lp_delta_options){.dict_level = 23};
+    assert_int_equal(lp_delta_make(x, 1, x, 1, &opt, &d, &dn, NULL, &err), LP_ERR_INVALID_ARG);
+    assert_non_null(strstr(err.msg, "dictionary level"));
+    opt = (lp_delta_options){.threads = LP_DELTA_THREADS_MAX + 1};
+    assert_int_equal(lp_delta_make(x, 1, x, 1, &opt, &d, &dn, NULL, &err), LP_ERR_INVALID_ARG);
+    assert_non_null(strstr(err.msg, "threads"));
     /* sizes are checked before any byte is read */
     assert_int_equal(lp_delta_make(x, (size_t)LP_DELTA_MAX_SIZE + 1, x, 1, NULL, &d, &dn, NULL,
                                    &err), LP_ERR_TOO_LARGE);
@@ -777,6 +808,7 @@ int main(void)
         cmocka_unit_test(test_hostile_headers),
         cmocka_unit_test(test_hostile_entries),
         cmocka_unit_test(test_dict_frames),
+        cmocka_unit_test(test_dict_frames_threads),
         cmocka_unit_test(test_dict_frames_hostile),
         cmocka_unit_test(test_dict_auto),
         cmocka_unit_test(test_files),
