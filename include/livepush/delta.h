@@ -230,6 +230,16 @@ lp_status lp_delta_apply_fd(const uint8_t *old, size_t old_len, int delta_fd,
  */
 lp_status lp_delta_apply_file(const char *old_path, const char *delta_path, const char *out_path,
                               const uint8_t *expect_new_sha256, lp_error *err);
+/*
+ * The same, writing the result into the open file out_fd from its current
+ * offset, with no temporary file, no rename and no fsync: for a caller that
+ * builds a whole new folder and makes it durable and visible at once (as
+ * `livepush delta tree apply` does).  On failure out_fd holds a partial
+ * result that the caller must discard.  The caller keeps ownership of
+ * out_fd.  Errors as lp_delta_apply_file.
+ */
+lp_status lp_delta_apply_file_fd(const char *old_path, const char *delta_path, int out_fd,
+                                 const uint8_t *expect_new_sha256, lp_error *err);
 
 /*
  * Convenience for small files: applies delta to old and returns the whole

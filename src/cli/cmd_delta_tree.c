@@ -19,9 +19,10 @@
  * rebuilds the new tree in a fresh folder next to OUT_DIR: unchanged files
  * hard-linked to OLD_DIR's (copied when a link cannot be made or the mode
  * differs; so OLD_DIR's files must not be changed in place afterwards, as
- * with the device's releases), deltas applied with lp_delta_apply_file (base and
+ * with the device's releases), deltas applied with lp_delta_apply_file_fd (base and
  * result digests checked), new files decompressed; every file's SHA-256 is
- * checked against the manifest.  Files and folders are fsync'd and the
+ * checked against the manifest.  The new tree is made durable at once (one
+ * syncfs of its file system, then its folder) and the
  * folder renamed to OUT_DIR only when everything verified; on any failure it
  * is removed and OUT_DIR does not appear.
  */
@@ -369,7 +370,8 @@ static int cmd_tree_make(int argc, char **argv)
 /* ---- apply ----------------------------------------------------------------- */
 
 /* Copies (decompress == 0) or decompresses src into the new file dst,
- * checking that the content is exactly `f` (size, SHA-256); fsyncs dst. */
+ * checking that the content is exactly `f` (size, SHA-256).  Not synced:
+ * build_tree syncs the whole new tree at once. */
 static lp_status produce(const char *src, const char *dst, const lp_manifest_entry *f,
                          int decompress, lp_error *err)
 {
@@ -456,8 +458,6 @@ static lp_status produce(const char *src, const char *dst, const lp_manifest_ent
     }
     if (!st && fchmod(out, f->mode) != 0)
         st = lp_error_set(err, LP_ERR_IO, "chmod %s: %s", dst, strerror(errno));
-    if (!st && fsync(out) != 0)
-        st = lp_error_set(err, LP_ERR_IO, "fsync %s: %s", dst, strerror(errno));
 done:
     if (out >= 0 && close(out) != 0 && !st)
         st = lp_error_set(err, LP_ERR_IO, "close %s: %s", dst, strerror(errno));
@@ -509,14 +509,38 @@ static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ft
     return flag == FTW_DP ? rmdir(p) : unlink(p);
 }
 
-static lp_status sync_dir(const char *path, lp_error *err)
+/* Makes every file and folder written under top durable before the tree is
+ * renamed into place: one syncfs(2) of top's file system (one journal commit
+ * where a sync per file would cost one each; it also flushes what other
+ * programs wrote there), then top itself. */
+static lp_status sync_tree(const char *top, lp_error *err)
 {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return lp_error_set(err, LP_ERR_IO, "open folder %s: %s", path, strerror(errno));
-    int rc = fsync(fd);
+        return lp_error_set(err, LP_ERR_IO, "open folder %s: %s", top, strerror(errno));
+    lp_status st = LP_OK;
+    if (syncfs(fd) != 0)
+        st = lp_error_set(err, LP_ERR_IO, "syncfs %s: %s", top, strerror(errno));
+    else if (fsync(fd) != 0)
+        st = lp_error_set(err, LP_ERR_IO, "fsync %s: %s", top, strerror(errno));
     close(fd);
-    return rc ? lp_error_set(err, LP_ERR_IO, "fsync %s: %s", path, strerror(errno)) : LP_OK;
+    return st;
+}
+
+/* A changed file: its delta applied against the old file into the new file
+ * dst (the delta names the result's SHA-256, which the library checks). */
+static lp_status apply_one(const char *old, const char *delta, const char *dst,
+                           const uint8_t want[32], uint32_t mode, lp_error *err)
+{
+    int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return lp_error_set(err, LP_ERR_IO, "create %s: %s", dst, strerror(errno));
+    lp_status st = lp_delta_apply_file_fd(old, delta, fd, want, err);
+    if (!st && fchmod(fd, mode) != 0)
+        st = lp_error_set(err, LP_ERR_IO, "chmod %s: %s", dst, strerror(errno));
+    if (close(fd) != 0 && !st)
+        st = lp_error_set(err, LP_ERR_IO, "close %s: %s", dst, strerror(errno));
+    return st;
 }
 
 /* Reads and checks plan.json: *m gets the new tree's manifest, plan_of[i]
@@ -634,9 +658,7 @@ static lp_status build_tree(const char *old_dir, const char *in_dir, const char 
                 if (!st)
                     st = lp_hex_decode(e->sha256, want, sizeof want, &n, err);
                 if (!st)
-                    st = lp_delta_apply_file(old, src, dst, want, err);
-                if (!st && chmod(dst, e->mode) != 0)
-                    st = lp_error_set(err, LP_ERR_IO, "chmod %s: %s", dst, strerror(errno));
+                    st = apply_one(old, src, dst, want, e->mode, err);
                 free(old);
             }
             if (st)
@@ -645,14 +667,7 @@ static lp_status build_tree(const char *old_dir, const char *in_dir, const char 
         free(src);
         free(dst);
     }
-    for (size_t i = m->count; !st && i-- > 0;) {
-        if (m->entries[i].type != LP_ENTRY_DIR)
-            continue;
-        char *p = join3(top, m->entries[i].path, "");
-        st = p ? sync_dir(p, err) : lp_error_set(err, LP_ERR_NOMEM, "out of memory");
-        free(p);
-    }
-    return st ? st : sync_dir(top, err);
+    return st ? st : sync_tree(top, err);
 }
 
 static int cmd_tree_apply(int argc, char **argv)

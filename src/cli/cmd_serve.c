@@ -160,7 +160,10 @@ int lp_cmd_serve(int argc, char **argv)
                              .device_token = cfg.device_auth_token,
                              .deltas = {.releases = cfg.delta_releases,
                                         .min_size = cfg.delta_min_size,
-                                        .max_ratio = cfg.delta_max_ratio}};
+                                        .max_ratio = cfg.delta_max_ratio,
+                                        .no_dict = cfg.delta_dict_level == 0,
+                                        .dict_level = (int)cfg.delta_dict_level,
+                                        .threads = (int)cfg.delta_threads}};
     lp_service *svc = NULL;
     bool made_token = false;
     st = lp_service_open(&svc, &so, &err);

@@ -236,3 +236,23 @@ lp_status lp_delta_apply_buf(const uint8_t *old, size_t old_len, const uint8_t *
     *out_len = b.len;
     return LP_OK;
 }
+
+lp_status lp_delta_apply_file_fd(const char *old_path, const char *delta_path, int out_fd,
+                                 const uint8_t *expect_new_sha256, lp_error *err)
+{
+    mapping o = {.fd = -1};
+    int dfd = -1;
+    lp_status st = map_file(old_path, &o, err);
+    if (!st && (dfd = open(delta_path, O_RDONLY | O_CLOEXEC)) < 0)
+        st = lp_error_set(err, errno == ENOENT ? LP_ERR_NOT_FOUND : LP_ERR_IO, "open %s: %s",
+                          delta_path, strerror(errno));
+    if (!st) {
+        st = lp_delta_apply_fd(o.p, o.len, dfd, expect_new_sha256, fd_write, &out_fd, err);
+        if (st)
+            lp_error_prefix(err, st, "%s", delta_path);
+    }
+    if (dfd >= 0)
+        close(dfd);
+    unmap_file(&o);
+    return st;
+}

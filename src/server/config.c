@@ -11,6 +11,7 @@
  * JSON integer and a text option a JSON string.
  */
 #include "server/config.h"
+#include "livepush/delta.h"
 
 #include "core/file.h"
 #include "tuf/json.h"
@@ -116,6 +117,14 @@ static const row rows[] = {
     {{"delta-max-ratio", "LIVEPUSH_DELTA_MAX_RATIO", "delta_max_ratio", "RATIO", "0.6",
       "a delta is kept only when its size is at most RATIO x the file's (0 < RATIO <= 1)"},
      K_RATIO, OFF(delta_max_ratio), 0, 0},
+    {{"delta-dict-level", "LIVEPUSH_DELTA_DICT_LEVEL", "delta_dict_level", "N", "22",
+      "zstd level of the dictionary frames the delta engine also tries when its matched "
+      "coding is over 1/8 of a file (level 22 takes about 1.4 GB for a 50 MB file); 0 never "
+      "tries them"},
+     K_UINT, OFF(delta_dict_level), 0, 22},
+    {{"delta-threads", "LIVEPUSH_DELTA_THREADS", "delta_threads", "N", "1",
+      "threads that compress the dictionary frames of one delta (they share zstd's tables)"},
+     K_UINT, OFF(delta_threads), 1, LP_DELTA_THREADS_MAX},
     {{"log-format", "LIVEPUSH_LOG_FORMAT", "log_format", "json|text", "json",
       "log line format on stderr"},
      K_FORMAT, OFF(log_format), 0, 0},

@@ -52,6 +52,8 @@ typedef struct lp_server_config {
     unsigned delta_releases;            /* deltas from the last N releases of a channel; 0: none */
     uint64_t delta_min_size;            /* files smaller than this get no delta */
     double delta_max_ratio;             /* a delta is kept when at most this x the file */
+    unsigned delta_dict_level;          /* level of the dictionary frames; 0: not tried */
+    unsigned delta_threads;             /* threads that compress them */
     lp_log_format log_format;
     lp_log_level log_level;
 } lp_server_config;

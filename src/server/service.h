@@ -63,6 +63,9 @@ typedef struct lp_service_delta_options {
     uint64_t min_size;                /* files smaller than this get no delta */
     double max_ratio;                 /* a delta is kept when its size is at most
                                          max_ratio x the file's; 0: 0.6 */
+    bool no_dict;                     /* never try the engine's dictionary frames */
+    int dict_level;                   /* their zstd level, 1..22; 0: 22 */
+    int threads;                      /* threads that compress them; 0: 1 */
 } lp_service_delta_options;
 
 #define LP_SERVICE_DELTA_RATIO_DEFAULT 0.6

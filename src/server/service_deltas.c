@@ -198,7 +198,11 @@ static lp_status make_one(lp_service *s, const char *app, const char *base, cons
         mk = lp_file_mkdirs(dir, 0755, &e2);
     if (!mk) {
         double t0 = mono_seconds();
-        mk = lp_delta_make_file(old_path, new_path, tmp, NULL, &stats, &e2);
+        lp_delta_options opt = {.dict = s->deltas.no_dict ? LP_DELTA_DICT_OFF
+                                                          : LP_DELTA_DICT_AUTO,
+                                .dict_level = s->deltas.dict_level,
+                                .threads = s->deltas.threads};
+        mk = lp_delta_make_file(old_path, new_path, tmp, &opt, &stats, &e2);
         stats.t_total = mono_seconds() - t0;
     }
     free(old_path);
@@ -236,9 +240,11 @@ static lp_status make_one(lp_service *s, const char *app, const char *base, cons
     *made = true;
     if (s->log)
         lp_log_event(s->log, LP_LOG_DEBUG, "delta made",
-                     json_pack("{s:s,s:s,s:s,s:I,s:I,s:f}", "app", app, "base", base, "result",
-                               result, "size", (json_int_t)size, "delta",
-                               (json_int_t)stats.delta_size, "seconds", stats.t_total));
+                     json_pack("{s:s,s:s,s:s,s:I,s:I,s:s,s:f}", "app", app, "base", base,
+                               "result", result, "size", (json_int_t)size, "delta",
+                               (json_int_t)stats.delta_size, "coding",
+                               stats.dict_kept ? "dictionary frames" : "matched",
+                               "seconds", stats.t_total));
     return LP_OK;
 }
 

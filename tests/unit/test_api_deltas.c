@@ -593,7 +593,7 @@ static void test_resume_after_restart(void **state)
     lp_apitest_stop(t);
 }
 
-/* The three options, from flags and from a config file. */
+/* The delta options, from flags and from a config file. */
 static void test_config(void **state)
 {
     (void)state;
@@ -617,18 +617,34 @@ static void test_config(void **state)
     assert_int_equal(lp_server_config_set(&cfg, "delta-releases", "65", "x", &err),
                      LP_ERR_INVALID_ARG);
     assert_int_equal(lp_server_config_set(&cfg, "delta-releases", "0", "x", &err), LP_OK);
+    /* the engine's dictionary frames: level 22 by default, 0 turns them off; 1 thread */
+    assert_int_equal(cfg.delta_dict_level, 22);
+    assert_int_equal(cfg.delta_threads, 1);
+    assert_int_equal(lp_server_config_set(&cfg, "delta-dict-level", "0", "x", &err), LP_OK);
+    assert_int_equal(cfg.delta_dict_level, 0);
+    assert_int_equal(lp_server_config_set(&cfg, "delta-dict-level", "23", "x", &err),
+                     LP_ERR_INVALID_ARG);
+    assert_int_equal(lp_server_config_set(&cfg, "delta-threads", "4", "x", &err), LP_OK);
+    assert_int_equal(cfg.delta_threads, 4);
+    assert_int_equal(lp_server_config_set(&cfg, "delta-threads", "0", "x", &err),
+                     LP_ERR_INVALID_ARG);
+    assert_int_equal(lp_server_config_set(&cfg, "delta-threads", "17", "x", &err),
+                     LP_ERR_INVALID_ARG);
 
     char *dir = lp_test_tmpdir("dcfg");
     assert_non_null(dir);
     char *file = lp_test_join(dir, "serve.json");
     assert_int_equal(lp_test_write_str(file, "{\"delta_max_ratio\": 0.5, \"delta_releases\": 5,"
-                                             " \"delta_min_size\": 4096}"),
+                                             " \"delta_min_size\": 4096, \"delta_dict_level\": 19,"
+                                             " \"delta_threads\": 2}"),
                      0);
     lp_server_config_defaults(&cfg);
     assert_int_equal(lp_server_config_apply_file(&cfg, file, &err), LP_OK);
     assert_true(cfg.delta_max_ratio > 0.499 && cfg.delta_max_ratio < 0.501);
     assert_int_equal(cfg.delta_releases, 5);
     assert_int_equal(cfg.delta_min_size, 4096);
+    assert_int_equal(cfg.delta_dict_level, 19);
+    assert_int_equal(cfg.delta_threads, 2);
     assert_int_equal(lp_test_write_str(file, "{\"delta_max_ratio\": \"0.5\"}"), 0);
     assert_int_equal(lp_server_config_apply_file(&cfg, file, &err), LP_ERR_MALFORMED);
     assert_non_null(strstr(err.msg, "delta_max_ratio"));
