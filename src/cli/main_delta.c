@@ -16,11 +16,13 @@ static int sub(int argc, char **argv)
     return lp_cmd_delta(argc + 1, argv - 1);
 }
 
+/* The commands' own usage texts are those of `livepush delta`, which these
+ * are: the descriptions say so. */
 static const lp_cli_command commands[] = {
-    {"make", sub, "make a delta from an old and a new file"},
-    {"apply", sub, "rebuild the new file from the old one and a delta, checked"},
-    {"info", sub, "show a delta's header"},
-    {"tree", sub, "make or apply the deltas of a whole folder (tree make|apply)"},
+    {"make", sub, "make a delta from an old and a new file (= livepush delta make)"},
+    {"apply", sub, "rebuild the new file from the old one and a delta (= livepush delta apply)"},
+    {"info", sub, "show a delta's header (= livepush delta info)"},
+    {"tree", sub, "the deltas of a whole folder, tree make|apply (= livepush delta tree)"},
 };
 
 int main(int argc, char **argv)
