@@ -593,6 +593,73 @@ static void test_resume_after_restart(void **state)
     lp_apitest_stop(t);
 }
 
+/* An "executable" (an x86-64 ELF header, then 1.2 MB of random bytes) whose
+ * next version is made of 8-byte pieces taken in turn from two places of
+ * the old one: too short for the engine's matches (its delta is as large as
+ * the file), found at once by zstd with the old file as dictionary. */
+static void dict_pair(tree *v1, tree *v2)
+{
+    static const uint8_t elf[20] = {0x7F, 'E', 'L', 'F', 2, 1, 1, 0, 0, 0,
+                                    0,    0,   0,   0,   0, 0, 0, 0, 62, 0};
+    size_t n = 1200000, m = 20 + 4000 * 8;
+    uint8_t *old = random_bytes(99, n), *nw = malloc(m);
+    assert_non_null(nw);
+    memcpy(old, elf, sizeof elf);
+    memcpy(nw, elf, sizeof elf);
+    for (size_t k = 0; k < 4000; k++)
+        memcpy(nw + 20 + k * 8, old + (k % 2 ? 600000 : 1000) + (k / 2) * 8, 8);
+    tree_add(v1, "bin/app", old, n);
+    tree_add(v2, "bin/app", nw, m);
+    free(old);
+    free(nw);
+}
+
+/* The server's dictionary frames: with them (at level 9 here, for speed)
+ * the file's delta is kept in that coding and applies; with
+ * --delta-dict-level 0 (no_dict) the same file's delta is too large to keep. */
+static void test_dictionary_frames(void **state)
+{
+    (void)state;
+    tree v1 = {0}, v2 = {0};
+    dict_pair(&v1, &v2);
+    char b[65], r[65], path[4400];
+    sha_hex(tree_get(&v1, "bin/app"), b);
+    sha_hex(tree_get(&v2, "bin/app"), r);
+    for (int no_dict = 0; no_dict < 2; no_dict++) {
+        lp_apitest_opts o = worker_opts(3);
+        o.deltas.dict_level = 9;
+        o.deltas.no_dict = no_dict;
+        lp_apitest *t = lp_apitest_start_with(&o);
+        assert_non_null(t);
+        make_app(t, "dict");
+        publish(t, "dict", &v1, "1.0");
+        publish(t, "dict", &v2, "2.0");
+        json_decref(wait_complete(t, "dict", 1, 2));
+        json_t *sum = summary(t, "dict", "2.0");
+        assert_int_equal(field(sum, "made"), no_dict ? 0 : 1);
+        assert_int_equal(field(sum, "too_large"), no_dict ? 1 : 0);
+        json_decref(sum);
+        snprintf(path, sizeof path, "%s/deltas/%s/%s", t->dir, b, r);
+        size_t dlen = 0;
+        uint8_t *d = lp_test_read_file(path, &dlen);
+        if (no_dict) {
+            assert_null(d);
+        } else {
+            assert_non_null(d);
+            lp_delta_header h;
+            lp_error err;
+            assert_int_equal(lp_delta_read_header(d, dlen, dlen, &h, &err), LP_OK);
+            assert_int_equal(h.flags, LP_DELTA_FLAG_DICT_FRAMES);
+            assert_true(dlen < tree_get(&v2, "bin/app")->len / 2);
+            fetch_and_apply(t, tree_get(&v1, "bin/app"), tree_get(&v2, "bin/app"));
+            free(d);
+        }
+        lp_apitest_stop(t);
+    }
+    tree_free(&v1);
+    tree_free(&v2);
+}
+
 /* The delta options, from flags and from a config file. */
 static void test_config(void **state)
 {
@@ -659,6 +726,7 @@ int main(void)
         cmocka_unit_test(test_publish_and_fetch),
         cmocka_unit_test(test_releases_limit),
         cmocka_unit_test(test_resume_after_restart),
+        cmocka_unit_test(test_dictionary_frames),
         cmocka_unit_test(test_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
