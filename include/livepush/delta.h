@@ -13,8 +13,9 @@
  * How deltas are made (server side, lp_delta_make*)
  *   Suffix-array matching of the new file against the old (libdivsufsort),
  *   extended into approximate matches whose byte differences go to the diff
- *   stream; bytes with no useful match go to the extra stream, which is
- *   compressed with the old file as a dictionary.  When both files look like
+ *   stream; bytes with no useful match go to the extra stream (for an
+ *   executable whose base is at most 1 MiB, also tried compressed with the
+ *   old file as a dictionary, kept when smaller).  When both files look like
  *   x86-64 machine code (ELF, PE or Mach-O for x86-64) the relative targets
  *   of call and jump instructions are first rewritten as absolute ones, so that
  *   code which merely moved diffs to nothing; the transform is undone on apply.

@@ -168,31 +168,20 @@ static lp_status fd_write(void *ctx, const uint8_t *data, size_t len, lp_error *
 lp_status lp_delta_apply_file(const char *old_path, const char *delta_path, const char *out_path,
                               const uint8_t *expect_new_sha256, lp_error *err)
 {
-    mapping o = {.fd = -1};
     char tmp[4096];
-    int dfd = -1, ofd = -1;
-    lp_status st = map_file(old_path, &o, err);
-    if (!st && (dfd = open(delta_path, O_RDONLY | O_CLOEXEC)) < 0)
-        st = lp_error_set(err, errno == ENOENT ? LP_ERR_NOT_FOUND : LP_ERR_IO, "open %s: %s",
-                          delta_path, strerror(errno));
-    if (!st && strlen(out_path) + 16 > sizeof tmp)
-        st = lp_error_set(err, LP_ERR_INVALID_ARG, "output path too long");
-    if (!st)
-        st = lp_file_open_tmp(out_path, 0644, tmp, sizeof tmp, &ofd, err);
-    if (!st) {
-        st = lp_delta_apply_fd(o.p, o.len, dfd, expect_new_sha256, fd_write, &ofd, err);
-        if (st) {
-            close(ofd);
-            unlink(tmp);
-            lp_error_prefix(err, st, "%s", delta_path);
-        } else {
-            st = lp_file_commit_tmp(ofd, tmp, out_path, err);
-        }
+    int ofd = -1;
+    if (strlen(out_path) + 16 > sizeof tmp)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "output path too long");
+    lp_status st = lp_file_open_tmp(out_path, 0644, tmp, sizeof tmp, &ofd, err);
+    if (st)
+        return st;
+    st = lp_delta_apply_file_fd(old_path, delta_path, ofd, expect_new_sha256, err);
+    if (st) {
+        close(ofd);
+        unlink(tmp);
+        return st;
     }
-    if (dfd >= 0)
-        close(dfd);
-    unmap_file(&o);
-    return st;
+    return lp_file_commit_tmp(ofd, tmp, out_path, err);
 }
 
 typedef struct {
