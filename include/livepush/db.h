@@ -69,7 +69,7 @@ extern "C" {
 #endif
 
 /* Schema version this code writes and understands. */
-#define LP_DB_SCHEMA_VERSION 4
+#define LP_DB_SCHEMA_VERSION 6
 
 /* Bounds on inputs (bytes, without the NUL). */
 #define LP_DB_NAME_MAX 64        /* app and channel names */

@@ -159,4 +159,28 @@ const char *const sq_migrations[LP_DB_SCHEMA_VERSION] = {
     "  CHECK (bytes_delta_saved IS NULL OR bytes_delta_saved >= 0);"
     "ALTER TABLE events ADD COLUMN delta_fallbacks INTEGER"
     "  CHECK (delta_fallbacks IS NULL OR delta_fallbacks >= 0);",
+    /* 4 -> 5: the audit log.  One row per management action or automatic
+     * decision, numbered 1, 2, 3, ... without gaps; each row's hash covers
+     * its fields and the previous row's hash (docs/audit.md), so a changed
+     * or removed row breaks the chain.  The triggers refuse UPDATE and
+     * DELETE through SQL: the table only grows. */
+    "CREATE TABLE audit ("
+    "  seq INTEGER PRIMARY KEY CHECK (seq > 0),"
+    "  at INTEGER NOT NULL,"
+    "  actor TEXT NOT NULL,"
+    "  action TEXT NOT NULL,"
+    "  app TEXT,"
+    "  subject TEXT,"
+    "  details TEXT NOT NULL,"
+    "  prev_hash TEXT NOT NULL CHECK (length(prev_hash) = 64),"
+    "  hash TEXT NOT NULL CHECK (length(hash) = 64)"
+    ");"
+    "CREATE INDEX audit_by_app ON audit (app, seq);"
+    "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+    "  BEGIN SELECT RAISE(ABORT, 'audit entries cannot be changed'); END;"
+    "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+    "  BEGIN SELECT RAISE(ABORT, 'audit entries cannot be removed'); END;",
+    /* 5 -> 6: targeting rules of a release (a JSON object in canonical
+     * form, signed with the release; NULL: no rules beyond the columns). */
+    "ALTER TABLE releases ADD COLUMN targeting TEXT;",
 };
