@@ -2,8 +2,9 @@
  * livepush/db.h — the server's metadata database.
  *
  * The database holds what the server knows about apps, channels, releases,
- * access tokens, resumable uploads, and the devices that run the apps with
- * the events they report (telemetry).  Content (bundles, blobs, TUF files)
+ * access tokens, resumable uploads, the devices that run the apps with
+ * the events they report (telemetry), and the hash-chained audit log of
+ * what was done to all of it.  Content (bundles, blobs, TUF files)
  * lives in the blob store and the TUF repositories; the database refers to
  * it by SHA-256.
  *
@@ -69,7 +70,7 @@ extern "C" {
 #endif
 
 /* Schema version this code writes and understands. */
-#define LP_DB_SCHEMA_VERSION 6
+#define LP_DB_SCHEMA_VERSION 7
 
 /* Bounds on inputs (bytes, without the NUL). */
 #define LP_DB_NAME_MAX 64        /* app and channel names */
@@ -202,6 +203,12 @@ typedef struct lp_db_release_new {
     const char *state;            /* NULL (= published) or an LP_DB_STATE_* */
     int64_t rollback_of;          /* 0, or the release this one restores */
     int64_t created_at;           /* 0 = now */
+    const char *targeting;        /* NULL or the JSON text of targeting rules
+                                     (livepush/targeting.h): checked and stored
+                                     in canonical form ({} stores NULL) */
+    bool staged;                  /* start a staged rollout on every channel of the
+                                     release (a row of `rollouts`, active) ... */
+    int rollout_bp;               /* ... reaching this share, 0..LP_DB_BP_MAX */
 } lp_db_release_new;
 
 typedef struct lp_db_release {
@@ -222,6 +229,8 @@ typedef struct lp_db_release {
     char *state;
     int64_t rollback_of;          /* 0 when not a rollback */
     int64_t created_at;
+    char *targeting;              /* canonical JSON of the targeting rules;
+                                     NULL when the release has none */
 } lp_db_release;
 
 typedef struct lp_db_release_list {
@@ -431,6 +440,8 @@ typedef struct lp_db_event_batch {
                                      (a running total); the device row keeps the
                                      largest value reported */
     int64_t received_at;          /* 0 = now */
+    const char *channel;          /* NULL, or the channel the device follows (a name):
+                                     stored with each event and on the device row */
 } lp_db_event_batch;
 
 typedef struct lp_db_event {
@@ -473,6 +484,7 @@ typedef struct lp_db_device {
     int64_t last_seen;            /* server's clock, latest batch */
     int64_t version_code;         /* 0: not known yet (see above) */
     int64_t dropped;              /* largest running total of discarded events reported */
+    char channel[LP_DB_NAME_MAX + 1]; /* the channel last reported; "" when never */
     bool has_last_event;
     lp_db_event last_event;       /* the event with the highest seq, when has_last_event */
 } lp_db_device;
@@ -600,6 +612,247 @@ lp_status lp_db_delta_find(lp_db *db, const char *base_sha256, const char *resul
 lp_status lp_db_delta_summary_get(lp_db *db, int64_t to_release_id, lp_db_delta_summary *out,
                                   lp_error *err);
 void lp_db_delta_list_free(lp_db_delta_list *list);
+
+/* ---- rollouts ------------------------------------------------------------
+ * The staged rollout of a release on one of its channels (docs/rollouts.md):
+ * the share of devices offered it in basis points (0..10000, 10000 = all),
+ * a state, and a weight when the release is an arm of the channel's A/B
+ * split.  A release on a channel without a row is offered to every device
+ * (10000, active, no weight): lp_db_rollout_get reports that as
+ * `stored = false`.  States: LP_DB_ROLLOUT_*.  "halted" is final: a halted
+ * rollout cannot become active or paused again (LP_ERR_STATE). */
+
+#define LP_DB_ROLLOUT_ACTIVE "active"
+#define LP_DB_ROLLOUT_PAUSED "paused"
+#define LP_DB_ROLLOUT_HALTED "halted"
+#define LP_DB_BP_MAX 10000
+#define LP_DB_ROLLOUT_REASON_MAX 1024
+/* Most rollout rows listed for one app. */
+#define LP_DB_ROLLOUTS_MAX 100000
+
+typedef struct lp_db_rollout {
+    int64_t release_id;
+    int64_t version_code;
+    char *version;
+    char *channel;
+    int percent_bp;       /* 0..10000 */
+    char state[8];        /* an LP_DB_ROLLOUT_* */
+    int weight;           /* 1..10000 for an arm of the channel's split; 0: not an arm */
+    char *reason;         /* NULL when none */
+    int64_t updated_at;   /* 0 when not stored */
+    bool stored;          /* false: no row, the defaults above */
+} lp_db_rollout;
+
+typedef struct lp_db_rollout_list {
+    lp_db_rollout *items;
+    size_t count;
+} lp_db_rollout_list;
+
+/* What lp_db_rollout_put writes. */
+typedef struct lp_db_rollout_new {
+    int64_t release_id;
+    const char *channel;  /* a channel the release is published on */
+    int percent_bp;       /* 0..10000 */
+    const char *state;    /* an LP_DB_ROLLOUT_* */
+    int weight;           /* 0..10000; 0: not an arm */
+    const char *reason;   /* NULL or 1..LP_DB_ROLLOUT_REASON_MAX bytes of text */
+    int64_t at;           /* 0 = now */
+} lp_db_rollout_new;
+
+/* Creates or replaces the rollout row of (release, channel).  Errors:
+ * LP_ERR_INVALID_ARG naming a bad field, LP_ERR_NOT_FOUND when the release
+ * does not exist or is not on that channel, LP_ERR_STATE when the stored
+ * rollout is halted and the new state is not. */
+lp_status lp_db_rollout_put(lp_db *db, const lp_db_rollout_new *r, lp_error *err);
+/* The rollout of (release, channel): the stored row, else the defaults
+ * (stored = false).  *out is owned by the caller (lp_db_rollout_free).
+ * LP_ERR_NOT_FOUND when the release does not exist or is not on that
+ * channel. */
+lp_status lp_db_rollout_get(lp_db *db, int64_t release_id, const char *channel,
+                            lp_db_rollout *out, lp_error *err);
+/* The stored rows of an app's published releases, on `channel` only when it
+ * is not NULL, ordered by channel then version code.  LP_ERR_TOO_LARGE past
+ * LP_DB_ROLLOUTS_MAX rows. */
+lp_status lp_db_rollout_list_app(lp_db *db, int64_t app_id, const char *channel,
+                                 lp_db_rollout_list *out, lp_error *err);
+void lp_db_rollout_free(lp_db_rollout *r);
+void lp_db_rollout_list_free(lp_db_rollout_list *list);
+
+/* Adds published channel `channel` to release `release_id` (creating the
+ * channel for the app when it has none of that name): a promotion.
+ * LP_ERR_EXISTS when the release is already on it, LP_ERR_NOT_FOUND when
+ * the release does not exist, LP_ERR_TOO_LARGE past LP_DB_CHANNELS_MAX. */
+lp_status lp_db_release_add_channel(lp_db *db, int64_t release_id, const char *channel,
+                                    int64_t at, lp_error *err);
+
+/* A channel's maintenance window: minutes after midnight UTC, start
+ * inclusive, end exclusive, crossing midnight when end < start; -1 and -1
+ * when the channel has none.  LP_ERR_NOT_FOUND when the app has no such
+ * channel; set refuses start = end or a value outside 0..1439 (and one of
+ * the two -1 without the other) with LP_ERR_INVALID_ARG. */
+lp_status lp_db_channel_window_get(lp_db *db, int64_t app_id, const char *channel, int *start,
+                                   int *end, lp_error *err);
+lp_status lp_db_channel_window_set(lp_db *db, int64_t app_id, const char *channel, int start,
+                                   int end, lp_error *err);
+
+/* An app's guardrail: the failure-or-rollback rate in basis points
+ * (1..10000; default 500 = 5%) above which a staged rollout is halted, and
+ * the least number of devices that tried the release before the rate
+ * counts (>= 1; default 20).  LP_ERR_NOT_FOUND for an unknown app. */
+lp_status lp_db_app_guard_get(lp_db *db, int64_t app_id, int *rate_bp, int *min_devices,
+                              lp_error *err);
+lp_status lp_db_app_guard_set(lp_db *db, int64_t app_id, int rate_bp, int min_devices,
+                              lp_error *err);
+
+/* What the devices reported about one release on one channel: distinct
+ * devices per kind of event (a device counts once per kind however many
+ * times it reported).  `tried` is the devices that downloaded, staged,
+ * activated or failed it; `bad` those that failed it or rolled back from
+ * it (both kinds at once count once).  Events without a channel count for
+ * every channel. */
+typedef struct lp_db_release_stats {
+    int64_t offered;      /* "checked" naming it */
+    int64_t downloaded;
+    int64_t installed;    /* "activated" */
+    int64_t healthy;
+    int64_t failed;
+    int64_t rolled_back;  /* "rolled_back" from it */
+    int64_t tried;
+    int64_t bad;
+} lp_db_release_stats;
+
+lp_status lp_db_release_stats_get(lp_db *db, int64_t app_id, int64_t version_code,
+                                  const char *channel, lp_db_release_stats *out, lp_error *err);
+
+/* ---- audit log ------------------------------------------------------------
+ * An append-only record of every management action and every automatic
+ * decision of the server (docs/audit.md).  Entries are numbered 1, 2, 3, ...
+ * without gaps (seq) and hash-chained: an entry's hash is the lower-case
+ * hex SHA-256 of the canonical JSON (securesystemslib's form: members
+ * sorted by key, no whitespace, only '"' and '\\' escaped) of
+ *     {"action": A, "actor": W, "app": APP or null, "at": T,
+ *      "details": {...}, "prev_hash": P, "seq": N, "subject": S or null}
+ * where P is the hash of entry N - 1 (64 '0' for entry 1).  So a changed
+ * entry no longer matches its hash, and a removed one leaves a gap in seq
+ * or a link that does not match.  Removing the newest entries leaves a
+ * shorter chain that is whole: only a head (seq, hash) recorded elsewhere
+ * finds that (lp_db_audit_verify's `expected`; the server keeps one in a
+ * file, docs/audit.md).  The database refuses UPDATE and DELETE of entries.
+ *
+ * Entry fields:
+ *   seq      1, 2, 3, ... (given by the database)
+ *   at       seconds since the epoch (0 on input = now)
+ *   actor    who acted: "token:<id>" (an API token), "server" (an automatic
+ *            decision), "cli" (a local command); 1..LP_DB_AUDIT_ACTOR_MAX
+ *            bytes of UTF-8 without control characters
+ *   action   what was done, e.g. "release.published": 1..LP_DB_AUDIT_ACTION_MAX
+ *            bytes of a-z _ . starting with a letter
+ *   app      NULL or the app's name (as app names; the app need not exist)
+ *   subject  NULL or what the action was about (a version, a token ID):
+ *            1..LP_DB_AUDIT_SUBJECT_MAX bytes, as actor
+ *   details  a JSON object (input NULL = {}) of at most
+ *            LP_DB_AUDIT_DETAILS_MAX bytes in canonical form, nested at most
+ *            LP_DB_AUDIT_DETAILS_DEPTH deep, integers only (no real
+ *            numbers), no control characters in its strings; stored in
+ *            canonical form, so that the stored text is the one hashed
+ *   prev_hash, hash  as above */
+
+#define LP_DB_AUDIT_ACTION_MAX 64
+#define LP_DB_AUDIT_ACTOR_MAX 128
+#define LP_DB_AUDIT_SUBJECT_MAX 256
+#define LP_DB_AUDIT_DETAILS_MAX 16384
+#define LP_DB_AUDIT_DETAILS_DEPTH 8
+
+typedef struct lp_db_audit_new {
+    int64_t at;                   /* 0 = now */
+    const char *actor;
+    const char *action;
+    const char *app;              /* NULL: none */
+    const char *subject;          /* NULL: none */
+    const char *details;          /* JSON object text; NULL = {} */
+} lp_db_audit_new;
+
+typedef struct lp_db_audit_entry {
+    int64_t seq;
+    int64_t at;
+    char *actor;
+    char *action;
+    char *app;                    /* NULL when none */
+    char *subject;                /* NULL when none */
+    char *details;                /* canonical JSON object text */
+    char prev_hash[65];
+    char hash[65];
+} lp_db_audit_entry;
+
+typedef struct lp_db_audit_list {
+    lp_db_audit_entry *items;
+    size_t count;
+} lp_db_audit_list;
+
+/* An entry's place in the chain: its seq and hash (64 lower-case hex).
+ * The head of a log is its newest entry; seq 0 (hash "") is an empty log. */
+typedef struct lp_db_audit_head {
+    int64_t seq;
+    char hash[65];
+} lp_db_audit_head;
+
+/* Checks and canonicalises the entry, then appends it: seq is one more than
+ * the newest entry's, prev_hash that entry's hash.  Inside a transaction
+ * (lp_db_begin) the entry is part of it and appears only with its commit,
+ * so an action and its entry are stored together or not at all; otherwise
+ * the call is its own write transaction.  Either way writers are
+ * serialised, so two appenders never chain onto the same entry.  *head_out
+ * (may be NULL) gets the new entry's seq and hash (to record as a head once
+ * committed).  LP_ERR_INVALID_ARG / LP_ERR_TOO_LARGE naming the field
+ * ("audit details: ..."), LP_ERR_MALFORMED when the newest stored entry's
+ * hash is not 64 hex digits. */
+lp_status lp_db_audit_append(lp_db *db, const lp_db_audit_new *e, lp_db_audit_head *head_out,
+                             lp_error *err);
+/* Entries with seq > after_seq (>= 0), oldest first, of app `app` only
+ * when it is not NULL, at most `limit` (1..LP_DB_LIST_MAX; 0 =
+ * LP_DB_LIST_MAX).  Entries are returned as stored (a changed entry is
+ * listed as it now reads; lp_db_audit_verify judges it). */
+lp_status lp_db_audit_list_entries(lp_db *db, const char *app, int64_t after_seq, size_t limit,
+                                   lp_db_audit_list *out, lp_error *err);
+/* The newest entry's seq and hash (seq 0 and hash "" for an empty log). */
+lp_status lp_db_audit_head_get(lp_db *db, lp_db_audit_head *out, lp_error *err);
+void lp_db_audit_entry_free(lp_db_audit_entry *e);
+void lp_db_audit_list_free(lp_db_audit_list *list);
+
+/* What lp_db_audit_verify found: the first problem in chain order. */
+typedef enum lp_db_audit_problem {
+    LP_DB_AUDIT_INTACT = 0,       /* no problem */
+    LP_DB_AUDIT_MISSING,          /* entries seq..seq_end are not there: removed */
+    LP_DB_AUDIT_CHANGED,          /* entry seq does not match its hash (or its
+                                     stored fields are not what an append writes) */
+    LP_DB_AUDIT_UNLINKED,         /* entry seq's prev_hash is not entry seq-1's hash:
+                                     one of the two was replaced */
+    LP_DB_AUDIT_SHORT,            /* the log ends (at head.seq) before the expected
+                                     head's entry seq: the newest entries were removed */
+    LP_DB_AUDIT_HEAD_DIFFERS,     /* entry seq has another hash than the expected
+                                     head: the entries up to it were rewritten */
+} lp_db_audit_problem;
+
+typedef struct lp_db_audit_report {
+    lp_db_audit_problem problem;
+    int64_t entries;              /* entries read that were in order (all when intact) */
+    lp_db_audit_head head;        /* the last entry read in order (seq 0: none) */
+    int64_t seq;                  /* the first bad entry (0 when intact) */
+    int64_t seq_end;              /* LP_DB_AUDIT_MISSING: the last missing entry */
+    char message[512];            /* one line naming the entry, e.g. "audit entry
+                                     17 was changed: its hash does not match its
+                                     contents"; "audit log intact: ..." when intact */
+} lp_db_audit_report;
+
+/* Walks the whole log in seq order, one entry at a time (memory does not
+ * grow with the log), recomputing each entry's hash and link, and fills
+ * *out with the first problem (LP_DB_AUDIT_INTACT when none).  `expected`
+ * (may be NULL) is a head recorded earlier: the log must still hold an
+ * entry with that seq and hash.  The return value is about the walk, not
+ * the log: LP_OK whenever the walk was done (read out->problem), an error
+ * only when the database could not be read. */
+lp_status lp_db_audit_verify(lp_db *db, const lp_db_audit_head *expected,
+                             lp_db_audit_report *out, lp_error *err);
 
 #ifdef __cplusplus
 }

@@ -56,6 +56,7 @@
 #include "livepush/bundle.h"
 #include "livepush/error.h"
 #include "livepush/fetch.h"
+#include "livepush/targeting.h"
 #include "livepush/tuf.h"
 
 #include <stdbool.h>
@@ -661,6 +662,16 @@ typedef struct lp_check_opts {
     const char *work_dir;        /* folder for the manifest download (a temporary file) */
     lp_check_skip_fn on_skip;    /* may be NULL */
     void *skip_ctx;
+    /* The device's id (lp_updater_device_id): 16..64 lower-case hex digits,
+     * matched against a release's device list.  NULL: none (releases with
+     * a device list are skipped). */
+    const char *device_id;
+    /* The device's attributes, matched against a release's attribute rules:
+     * at most LP_TARGETING_MAX_ATTRIBUTES, keys of [a-z0-9_.-] (1..64
+     * bytes), values of printable ASCII (1..128 bytes), each key once
+     * (livepush/targeting.h).  NULL / 0: none. */
+    const lp_device_attribute *attributes;
+    size_t attribute_count;
 } lp_check_opts;
 
 /* The release chosen for this device, with its verified tree manifest. */
@@ -675,24 +686,46 @@ typedef struct lp_update_offer {
     lp_manifest manifest;     /* finished, parsed strictly */
     size_t considered;        /* release targets looked at */
     size_t malformed;         /* of which skipped as malformed */
+    int window_start;         /* the channel's maintenance window, minutes after */
+    int window_end;           /*   midnight UTC (end exclusive); both -1: none */
 } lp_update_offer;
 
 /* Refreshes the TUF metadata (lp_tuf_client_refresh), lists the targets
  * under "releases/" and chooses the highest version code that is: greater
  * than current_id (never backwards: a server rollback arrives as a higher
- * code), not in the bad list, published on opts->channel, and whose
- * platform, arch and runtime_version match when the release sets them.  A
- * target with a malformed custom field (or whose name is not
+ * code), not in the bad list, published on opts->channel, whose platform,
+ * arch and runtime_version match when the release sets them, and whose
+ * targeting rules (custom field "targeting", livepush/targeting.h) the
+ * device passes: current_id within min_from_code..max_from_code, every
+ * attribute the release names present among opts->attributes with that
+ * value (or one of the listed values), device_id in the release's device
+ * list.  A target with a malformed custom field (or whose name is not
  * "releases/<version_code>.json") is skipped and reported through on_skip;
- * it never stops the others.  The chosen target is downloaded through TUF
- * (signed length and hashes checked) and parsed with lp_manifest_from_json.
- * *available says whether an offer was made; *out is zeroed first and owned
- * by the caller (lp_update_offer_free) when it was.  Errors: those of the
- * refresh (prefixed "refresh failed at the <step> step"), of the download,
- * LP_ERR_MALFORMED / LP_ERR_TOO_LARGE (the chosen manifest), LP_ERR_IO,
- * LP_ERR_INVALID_ARG (no channel, no work_dir). */
+ * it never stops the others.  Targeting is read strictly and fails closed:
+ * rules with a member this version does not know, or malformed ones, make
+ * the release skipped as malformed, never taken.  The chosen target is
+ * downloaded through TUF (signed length and hashes checked) and parsed
+ * with lp_manifest_from_json.  *available says whether an offer was made;
+ * *out is zeroed first and owned by the caller (lp_update_offer_free) when
+ * it was.  Errors: those of the refresh (prefixed "refresh failed at the
+ * <step> step"), of the download, LP_ERR_MALFORMED / LP_ERR_TOO_LARGE (the
+ * chosen manifest), LP_ERR_IO, LP_ERR_INVALID_ARG (no channel, no
+ * work_dir, a device id or attribute out of its bounds). */
 lp_status lp_check_for_update(lp_tuf_client *tuf, const lp_check_opts *opts,
                               lp_update_offer *out, bool *available, lp_error *err);
+
+/* The cohort bucket of a device for a release, 0..9999: the first 8 bytes
+ * of SHA-256(salt ":" device_id ":" version_code), the code in decimal, as
+ * a big-endian integer modulo 10000.  A staged rollout at p basis points
+ * reaches the devices whose bucket is below p, so raising p only adds
+ * devices.  `salt` is the channel's, from its signed rollout policy
+ * (docs/rollouts.md); anyone can recompute which devices a rollout reaches. */
+uint32_t lp_rollout_bucket(const char *salt, const char *device_id, uint64_t version_code);
+/* The point of a device in an A/B split whose arms' weights sum to
+ * total_weight: SHA-256(salt ":split:" device_id) as above, modulo
+ * total_weight (0 when it is 0).  The device is in the arm whose share of
+ * [0, total) holds the point, arms taken by increasing version code. */
+uint64_t lp_rollout_split_point(const char *salt, const char *device_id, uint64_t total_weight);
 
 /* Frees what an offer holds and zeroes it; NULL is fine. */
 void lp_update_offer_free(lp_update_offer *o);
@@ -785,6 +818,12 @@ lp_status lp_events_add(lp_events *q, const lp_event *e, lp_error *err);
  * (device id not 16..64 lower-case hex digits), LP_ERR_IO. */
 lp_status lp_events_send(lp_events *q, lp_net *net, const char *device_id, size_t batch_max,
                          size_t *sent, lp_error *err);
+/* lp_events_send with the channel the device follows as "channel" in each
+ * batch (NULL: none), so the server can count events per release and
+ * channel.  The channel must be a name of 1..64 bytes of a-z 0-9 . _ -
+ * (LP_ERR_INVALID_ARG otherwise). */
+lp_status lp_events_send_on(lp_events *q, lp_net *net, const char *device_id,
+                            const char *channel, size_t batch_max, size_t *sent, lp_error *err);
 
 /* Events queued now, and the running total of events dropped. */
 lp_status lp_events_pending(lp_events *q, size_t *count, uint64_t *dropped, lp_error *err);
@@ -835,6 +874,10 @@ typedef struct lp_device_config {
     const char *platform;        /* NULL: as lp_check_opts */
     const char *arch;
     const char *runtime_version;
+    /* The device's attributes for release targeting (as lp_check_opts;
+     * copied at open).  The check also gets the updater's device id. */
+    const lp_device_attribute *attributes;
+    size_t attribute_count;
     /* A root.json to trust: installed into <root>/.livepush/metadata at open
      * (lp_tuf_init_trusted_root: a newer trusted root is kept).  NULL: the
      * one installed before is used; checking fails without one. */
@@ -859,7 +902,8 @@ typedef struct lp_device_config {
  * made on the first open), the event queue, and installs the trusted root
  * when one is given.  No network.  The caller owns *out (lp_device_close).
  * Errors: those of lp_updater_open, lp_events_open and
- * lp_tuf_init_trusted_root; LP_ERR_INVALID_ARG (a bad channel name). */
+ * lp_tuf_init_trusted_root; LP_ERR_INVALID_ARG (a bad channel name, a
+ * device attribute out of its bounds: lp_device_attributes_check). */
 lp_status lp_device_open(const lp_device_config *cfg, lp_device **out, lp_error *err);
 
 /* Closes everything; NULL is fine.  Nothing on disk changes. */
@@ -888,7 +932,7 @@ lp_status lp_device_channel(lp_device *d, char *out, bool *stored, lp_error *err
 lp_status lp_device_set_channel(lp_device *d, const char *channel, lp_error *err);
 
 /* Checks for a release (lp_check_for_update with the device's channel,
- * platform, current release and bad list), records the check in state.json
+ * platform, current release, bad list, device id and attributes), records the check in state.json
  * and queues "checked" (version and code of the offer, if any) or "failed".
  * *out and *available as lp_check_for_update.  Errors: those of
  * lp_check_for_update and lp_net_open; LP_ERR_INVALID_ARG (no server
@@ -954,9 +998,16 @@ typedef enum lp_update_outcome {
     LP_UPDATE_STAGED = 3,    /* installed and verified, not activated (dry run) */
     LP_UPDATE_ACTIVATED = 4, /* it is current now, on probation */
     LP_UPDATE_STOPPED = 5,   /* a stop request ended the cycle between steps */
+    LP_UPDATE_WAITING = 6,   /* one is offered, not mandatory, and the channel's
+                                maintenance window is closed now */
 } lp_update_outcome;
 
-/* "none", "available", "deferred", "staged", "activated", "stopped". */
+/* Whether `now` (Unix seconds) falls in the offer's maintenance window
+ * (always when it has none). */
+bool lp_update_offer_in_window(const lp_update_offer *o, int64_t now);
+
+/* "none", "available", "deferred", "staged", "activated", "stopped",
+ * "waiting". */
 const char *lp_update_outcome_name(lp_update_outcome o);
 
 typedef struct lp_update_result {

@@ -23,14 +23,21 @@
  * the caller, never the whole check failed, so one bad entry cannot stop a
  * fleet from updating.  Fields this version does not know are ignored, so a
  * newer server can add some without older devices skipping everything.
+ * The targeting rules are the exception: they narrow who installs, so they
+ * are read strictly (src/agent/targeting.c, the same reader the server
+ * uses) and fail closed: a member this version does not know or a
+ * malformed value makes the release skipped as malformed, never taken.
  *
  * Rules, in the order reasons are reported: newer than the current release
  * (a rollback by the server arrives as a higher code, so the device never
  * moves backwards), not marked bad on this device, published on the
- * device's channel, and platform, arch and runtime_version equal to the
- * device's when the release sets them.
+ * device's channel, platform, arch and runtime_version equal to the
+ * device's when the release sets them, then the targeting rules: the
+ * current version code within the release's range, the attributes it
+ * names, the device list.
  */
 #include "agent/net.h"
+#include "agent/targeting.h"
 
 #include "core/buf.h"
 #include "core/file.h"
@@ -62,6 +69,8 @@ typedef struct release_fields {
     uint64_t rollback_of;
     const char *runtime_version, *platform, *arch;
     json_t *channels;
+    bool has_targeting;
+    lp_targeting targeting; /* borrows from the parsed custom part */
 } release_fields;
 
 /* ---- the custom part --------------------------------------------------- */
@@ -155,6 +164,13 @@ static bool parse_fields(json_t *c, release_fields *f, char *why, size_t cap)
         snprintf(why, cap, "malformed custom field rollback_of: expected a positive integer");
         return false;
     }
+    v = json_object_get(c, "targeting");
+    char where[160], what[256];
+    if (v && !lp_targeting_read(v, &f->targeting, where, sizeof where, what, sizeof what)) {
+        snprintf(why, cap, "malformed custom field %s: %s", where, what);
+        return false;
+    }
+    f->has_targeting = v != NULL;
     return true;
 }
 
@@ -249,6 +265,9 @@ static void judge(const device *d, const release_fields *f, char *why, size_t ca
              (!o->runtime_version || strcmp(f->runtime_version, o->runtime_version) != 0))
         snprintf(why, cap, "needs runtime %s, this device has %s", f->runtime_version,
                  o->runtime_version ? o->runtime_version : "none");
+    else if (f->has_targeting)
+        lp_targeting_judge(&f->targeting, o->current_id, o->device_id, o->attributes,
+                           o->attribute_count, why, cap);
 }
 
 /* ---- one target ------------------------------------------------------------- */
@@ -346,8 +365,10 @@ static void report(const lp_check_opts *o, const lp_tuf_target *t, const char *w
 lp_status lp_check_for_update(lp_tuf_client *tuf, const lp_check_opts *opts,
                               lp_update_offer *out, bool *available, lp_error *err)
 {
-    if (out)
+    if (out) {
         memset(out, 0, sizeof *out);
+        out->window_start = out->window_end = -1;
+    }
     if (available)
         *available = false;
     if (!tuf || !opts || !out || !available)
@@ -356,12 +377,26 @@ lp_status lp_check_for_update(lp_tuf_client *tuf, const lp_check_opts *opts,
         return lp_error_set(err, LP_ERR_INVALID_ARG, "check: a channel and a work_dir are needed");
     if (opts->bad_count && !opts->bad_ids)
         return lp_error_set(err, LP_ERR_INVALID_ARG, "check: bad_count without bad_ids");
+    if (opts->device_id && !lp_targeting_device_id_ok(opts->device_id))
+        return lp_error_set(err, LP_ERR_INVALID_ARG,
+                            "check: the device id is not %u..%u lower-case hex digits",
+                            LP_TARGETING_DEVICE_ID_MIN, LP_TARGETING_DEVICE_ID_MAX);
+    lp_status ast = lp_device_attributes_check(opts->attributes, opts->attribute_count, err);
+    if (ast)
+        return lp_error_prefix(err, ast, "check");
     lp_status st = lp_tuf_client_refresh(tuf, NULL, err);
     if (st)
         return lp_error_prefix(err, st, "check");
     lp_tuf_target_list list;
     if ((st = lp_tuf_client_list_targets(tuf, RELEASE_PREFIX, 0, &list, err)))
         return lp_error_prefix(err, st, "check");
+    /* The channel's rollout policy narrows what passed the release's own
+     * rules (rollout.c); one the device cannot read offers nothing. */
+    lp_rollout_policy policy;
+    if ((st = lp_rollout_policy_load(tuf, opts->channel, &policy, err))) {
+        lp_tuf_target_list_free(&list);
+        return lp_error_prefix(err, st, "check");
+    }
     device d;
     device_init(&d, opts);
     size_t best = SIZE_MAX;
@@ -375,6 +410,9 @@ lp_status lp_check_for_update(lp_tuf_client *tuf, const lp_check_opts *opts,
         out->considered++;
         if (v == MALFORMED)
             out->malformed++;
+        if (v == TAKE &&
+            !lp_rollout_allows(&policy, opts->channel, opts->device_id, f.code, why, sizeof why))
+            v = SKIP;
         if (v != TAKE) {
             report(opts, list.items[i], why);
             json_decref(doc);
@@ -404,6 +442,8 @@ lp_status lp_check_for_update(lp_tuf_client *tuf, const lp_check_opts *opts,
         out->version_code = best_f.code;
         out->mandatory = best_f.mandatory;
         out->rollback_of = best_f.rollback_of;
+        out->window_start = policy.window_start;
+        out->window_end = policy.window_end;
         snprintf(out->target, sizeof out->target, "%s", lp_tuf_target_name(t));
         snprintf(out->manifest_sha256, sizeof out->manifest_sha256, "%s",
                  lp_tuf_target_sha256(t));
@@ -424,5 +464,6 @@ lp_status lp_check_for_update(lp_tuf_client *tuf, const lp_check_opts *opts,
     }
     json_decref(best_doc);
     lp_tuf_target_list_free(&list);
+    lp_rollout_policy_free(&policy);
     return st;
 }

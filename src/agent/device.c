@@ -132,6 +132,17 @@ static lp_status copy_config(lp_device *d, const lp_device_config *cfg, lp_error
     d->platform = dup_or_null(cfg->platform, &oom);
     d->arch = dup_or_null(cfg->arch, &oom);
     d->runtime_version = dup_or_null(cfg->runtime_version, &oom);
+    lp_status st = lp_device_attributes_check(cfg->attributes, cfg->attribute_count, err);
+    if (st)
+        return st;
+    if (cfg->attribute_count &&
+        !(d->attributes = calloc(cfg->attribute_count, sizeof *d->attributes)))
+        oom = true;
+    for (size_t i = 0; d->attributes && i < cfg->attribute_count; i++) {
+        d->attributes[i].key = dup_or_null(cfg->attributes[i].key, &oom);
+        d->attributes[i].value = dup_or_null(cfg->attributes[i].value, &oom);
+        d->attribute_count = i + 1;
+    }
     d->progress = cfg->progress;
     d->progress_ctx = cfg->progress_ctx;
     d->on_skip = cfg->on_skip;
@@ -203,6 +214,11 @@ void lp_device_close(lp_device *d)
     free(d->platform);
     free(d->arch);
     free(d->runtime_version);
+    for (size_t i = 0; i < d->attribute_count; i++) {
+        free((char *)d->attributes[i].key);
+        free((char *)d->attributes[i].value);
+    }
+    free(d->attributes);
     free(d);
 }
 

@@ -34,6 +34,8 @@ struct lp_device {
     /* what the device is */
     char *channel;        /* the configured default */
     char *platform, *arch, *runtime_version;
+    lp_device_attribute *attributes; /* copies (strings owned), for targeting */
+    size_t attribute_count;
     /* callbacks */
     lp_stage_progress_fn progress;
     void *progress_ctx;

@@ -657,6 +657,24 @@ static bool device_id_ok(const char *s)
 lp_status lp_events_send(lp_events *q, lp_net *net, const char *device_id, size_t batch_max,
                          size_t *sent, lp_error *err)
 {
+    return lp_events_send_on(q, net, device_id, NULL, batch_max, sent, err);
+}
+
+static bool channel_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '.' ||
+              s[i] == '_' || s[i] == '-'))
+            return false;
+    return true;
+}
+
+lp_status lp_events_send_on(lp_events *q, lp_net *net, const char *device_id,
+                            const char *channel, size_t batch_max, size_t *sent, lp_error *err)
+{
     if (sent)
         *sent = 0;
     if (!q || !net)
@@ -665,6 +683,10 @@ lp_status lp_events_send(lp_events *q, lp_net *net, const char *device_id, size_
         return lp_error_set(err, LP_ERR_INVALID_ARG,
                             "events: device id '%.80s' is not %u..%u lower-case hex digits",
                             device_id ? device_id : "", DEVICE_ID_MIN, DEVICE_ID_MAX);
+    if (channel && !channel_ok(channel))
+        return lp_error_set(err, LP_ERR_INVALID_ARG,
+                            "events: channel '%.80s' is not 1..64 bytes of a-z 0-9 . _ -",
+                            channel);
     if (!batch_max)
         batch_max = LP_EVENTS_DEFAULT_BATCH;
     if (batch_max > BATCH_LIMIT)
@@ -690,6 +712,8 @@ lp_status lp_events_send(lp_events *q, lp_net *net, const char *device_id, size_
         json_t *body = st ? NULL
                           : json_pack("{s:s,s:O,s:I}", "device_id", device_id, "events", events,
                                       "dropped", (json_int_t)qs.dropped);
+        if (body && channel)
+            json_object_set_new(body, "channel", json_string(channel));
         char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
         if (!st && !text)
             st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");

@@ -14,6 +14,7 @@
 
 #include "livepush/updater.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,6 +46,47 @@ lp_status lp_net_post_app_json(lp_net *n, const char *path, const char *body, si
  * until lp_net_close): URL policy on every hop, retries while no byte has
  * reached the sink, 404/410 as LP_ERR_NOT_FOUND without retrying. */
 lp_fetcher *lp_net_tuf_fetcher(lp_net *n);
+
+/* ---- the rollout policy (rollout.c) ---- */
+
+#define LP_ROLLOUT_MAX_ENTRIES 4096u
+enum { LP_ROLLOUT_ACTIVE = 0, LP_ROLLOUT_PAUSED = 1, LP_ROLLOUT_HALTED = 2 };
+
+typedef struct lp_rollout_entry {
+    uint64_t version_code;
+    int percent_bp; /* 0..10000 */
+    int state;      /* LP_ROLLOUT_* */
+    int weight;     /* 0: not an arm of the split */
+} lp_rollout_entry;
+
+/* A channel's policy; present = false when the repository has none (every
+ * release offered to every device, at any time). */
+typedef struct lp_rollout_policy {
+    bool present;
+    char salt[33];
+    lp_rollout_entry *entries; /* increasing version codes */
+    size_t count;
+    int window_start, window_end; /* minutes after midnight UTC; -1: none */
+} lp_rollout_policy;
+
+/* Reads the policy of `channel` from target "rollout/<channel>.json" (found
+ * through the delegations, verified by TUF).  No such target: LP_OK with
+ * present = false.  LP_ERR_MALFORMED naming the member for a policy this
+ * version cannot read; errors of the lookup otherwise.  *p is freed with
+ * lp_rollout_policy_free. */
+lp_status lp_rollout_policy_load(lp_tuf_client *tuf, const char *channel, lp_rollout_policy *p,
+                                 lp_error *err);
+/* Checks a parsed custom part (unknown members refused). */
+lp_status lp_rollout_policy_parse(const json_t *custom, const char *channel,
+                                  lp_rollout_policy *p, lp_error *err);
+void lp_rollout_policy_free(lp_rollout_policy *p);
+/* Whether the policy lets `device_id` take version code `code`; when not,
+ * `why` says why (paused, halted, outside the cohort, in another arm). */
+bool lp_rollout_allows(const lp_rollout_policy *p, const char *channel, const char *device_id,
+                       uint64_t code, char *why, size_t cap);
+/* Whether `now` (Unix seconds) is inside the channel's maintenance window
+ * (always, when it has none). */
+bool lp_rollout_in_window(const lp_rollout_policy *p, int64_t now);
 
 /* Checks that `s` is 64 lower-case hex digits. */
 bool lp_net_is_sha256_hex(const char *s);

@@ -118,7 +118,10 @@ lp_status lp_device_check(lp_device *d, lp_update_offer *out, bool *available, l
                            .bad_count = s.bad_count,
                            .work_dir = work,
                            .on_skip = d->on_skip,
-                           .skip_ctx = d->skip_ctx};
+                           .skip_ctx = d->skip_ctx,
+                           .device_id = lp_updater_device_id(d->u),
+                           .attributes = d->attributes,
+                           .attribute_count = d->attribute_count};
         st = lp_check_for_update(d->tuf, &o, out, available, err);
     }
     lp_error rerr;
@@ -344,6 +347,8 @@ lp_status lp_device_update(lp_device *d, const lp_update_opts *opts, lp_update_r
     current_of(d, &on_probation);
     if (!wants(policy, offer.mandatory))
         out->outcome = LP_UPDATE_AVAILABLE;
+    else if (!offer.mandatory && !lp_update_offer_in_window(&offer, lp_time_now()))
+        out->outcome = LP_UPDATE_WAITING;
     else if (on_probation && !dry)
         out->outcome = LP_UPDATE_DEFERRED;
     else if (lp_device_stop_requested(d))
@@ -385,15 +390,19 @@ lp_status lp_device_send_events(lp_device *d, size_t *sent, lp_error *err)
 {
     if (sent)
         *sent = 0;
+    char channel[LP_DEVICE_MAX_CHANNEL + 1];
+    lp_error ignored;
+    bool have_channel = lp_device_channel(d, channel, NULL, &ignored) == LP_OK;
     lp_status st = ensure_net(d, false, err);
     if (!st)
-        st = lp_events_send(d->events, d->net, lp_updater_device_id(d->u), 0, sent, err);
+        st = lp_events_send_on(d->events, d->net, lp_updater_device_id(d->u),
+                               have_channel ? channel : NULL, 0, sent, err);
     return st;
 }
 
 const char *lp_update_outcome_name(lp_update_outcome o)
 {
-    static const char *const names[] = {"none", "available", "deferred", "staged", "activated",
-                                        "stopped"};
+    static const char *const names[] = {"none",      "available", "deferred", "staged",
+                                        "activated", "stopped",   "waiting"};
     return (unsigned)o < sizeof names / sizeof names[0] ? names[o] : "unknown";
 }

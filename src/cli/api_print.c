@@ -158,6 +158,45 @@ static void rollback_str(const json_t *rel, char *out, size_t cap)
         snprintf(out, cap, "-");
 }
 
+/* A release's targeting rules in one line ("-" when none): "from codes
+ * 5..9; region=eu; model=a1|a2; 3 devices". */
+static void targeting_str(const json_t *rel, char *out, size_t cap)
+{
+    const json_t *t = json_object_get(rel, "targeting");
+    if (!json_is_object(t) || !json_object_size(t)) {
+        snprintf(out, cap, "-");
+        return;
+    }
+    size_t n = 0;
+    out[0] = '\0';
+    const json_t *min = json_object_get(t, "min_from_code");
+    const json_t *max = json_object_get(t, "max_from_code");
+    if (min || max) {
+        char lo[24] = "0", hi[24] = "";
+        if (min)
+            snprintf(lo, sizeof lo, "%lld", (long long)json_integer_value(min));
+        if (max)
+            snprintf(hi, sizeof hi, "%lld", (long long)json_integer_value(max));
+        n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "from codes %s..%s", lo, hi);
+    }
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)json_object_get(t, "attributes"), k, v)
+    {
+        if (n < cap)
+            n += (size_t)snprintf(out + n, cap - n, "%s%s=", n ? "; " : "", k);
+        if (json_is_string(v) && n < cap)
+            n += (size_t)snprintf(out + n, cap - n, "%s", json_string_value(v));
+        for (size_t i = 0; json_is_array(v) && i < json_array_size(v) && n < cap; i++)
+            n += (size_t)snprintf(out + n, cap - n, "%s%s", i ? "|" : "",
+                                  json_string_value(json_array_get(v, i)));
+    }
+    const json_t *d = json_object_get(t, "devices");
+    if (json_is_array(d) && n < cap)
+        snprintf(out + n, cap - n, "%s%zu device%s", n ? "; " : "", json_array_size(d),
+                 json_array_size(d) == 1 ? "" : "s");
+}
+
 void lp_print_release(const json_t *rel, FILE *f)
 {
     char buf[512], t[24], b[16];
@@ -177,6 +216,8 @@ void lp_print_release(const json_t *rel, FILE *f)
     line(f, "platform", str_or_dash(rel, "platform"));
     line(f, "arch", str_or_dash(rel, "arch"));
     line(f, "mandatory", json_is_true(json_object_get(rel, "mandatory")) ? "yes" : "no");
+    targeting_str(rel, buf, sizeof buf);
+    line(f, "targeting", buf);
     block(f, "notes", str_or_dash(rel, "notes"));
     lp_client_format_bytes((uint64_t)lp_client_int(rel, "bytes", 0), b);
     long long files = lp_client_int(rel, "files", 0);
@@ -299,4 +340,40 @@ void lp_print_token(const json_t *tok, FILE *f)
     line(f, "last used", t);
     time_str(tok, "revoked_at", t);
     line(f, "revoked", t);
+}
+
+void lp_print_audit_table(const json_t *entries, FILE *f)
+{
+    static const char *const titles[] = {"SEQ", "AT",      "ACTOR",  "ACTION",
+                                         "APP", "SUBJECT", "DETAILS"};
+    lp_table t;
+    lp_table_init(&t, 7, titles);
+    size_t i;
+    const json_t *e;
+    json_array_foreach(entries, i, e)
+    {
+        char seq[24], at[24], details[96] = "-";
+        snprintf(seq, sizeof seq, "%lld", lp_client_int(e, "seq", 0));
+        time_str(e, "at", at);
+        const json_t *d = json_object_get(e, "details");
+        char *text = json_is_object(d) && json_object_size(d)
+                         ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS)
+                         : NULL;
+        if (text) {
+            /* one line, cut with "..." when long */
+            snprintf(details, sizeof details, "%s", text);
+            if (strlen(text) >= sizeof details)
+                memcpy(details + sizeof details - 4, "...", 4);
+            free(text);
+        }
+        const char *cells[] = {seq,
+                               at,
+                               lp_client_str(e, "actor"),
+                               lp_client_str(e, "action"),
+                               lp_client_str(e, "app"),
+                               lp_client_str(e, "subject"),
+                               details};
+        lp_table_add(&t, cells);
+    }
+    lp_table_print_free(&t, f);
 }

@@ -47,5 +47,8 @@ void lp_print_app(const json_t *answer, const char *server, FILE *f);
 void lp_print_token_table(const json_t *tokens, FILE *f);
 /* The summary of one token object. */
 void lp_print_token(const json_t *token, FILE *f);
+/* A table of audit entries (GET /api/v1/audit's "entries"), oldest first
+ * as given; details on one line, cut when long. */
+void lp_print_audit_table(const json_t *entries, FILE *f);
 
 #endif

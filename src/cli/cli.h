@@ -41,6 +41,8 @@ int lp_cmd_rollback(int argc, char **argv);
 int lp_cmd_app(int argc, char **argv);
 int lp_cmd_channel(int argc, char **argv);
 int lp_cmd_token(int argc, char **argv);
+/* `livepush audit list|verify` (cmd_audit.c). */
+int lp_cmd_audit(int argc, char **argv);
 int lp_cmd_devices(int argc, char **argv);
 int lp_cmd_events(int argc, char **argv);
 int lp_cmd_sign(int argc, char **argv);

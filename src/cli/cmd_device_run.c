@@ -298,6 +298,9 @@ int lp_device_cmd_apply(int argc, char **argv)
         json_decref(j);
     } else if (r.outcome == LP_UPDATE_NONE) {
         printf("no update: release %llu stays current\n", (unsigned long long)r.from);
+    } else if (r.outcome == LP_UPDATE_WAITING) {
+        printf("%s (code %llu) is available; it installs in the channel's maintenance window\n",
+               r.version, (unsigned long long)r.version_code);
     } else if (r.outcome == LP_UPDATE_ACTIVATED || r.outcome == LP_UPDATE_STAGED) {
         char size[16];
         lp_client_format_bytes(r.stats.bytes_fetched, size);

@@ -87,6 +87,21 @@ static void usage(FILE *f)
             "--help");
 }
 
+/* The background tasks; failures are logged per app by the service. */
+static void resign_task(lp_service *svc)
+{
+    lp_error err;
+    lp_error_clear(&err);
+    (void)lp_service_refresh_expiring(svc, 0, NULL, &err);
+}
+
+static void guard_task(lp_service *svc)
+{
+    lp_error err;
+    lp_error_clear(&err);
+    (void)lp_service_guard_run(svc, 0, NULL, &err);
+}
+
 int lp_cmd_serve(int argc, char **argv)
 {
     struct option lo[32];
@@ -196,13 +211,16 @@ int lp_cmd_serve(int argc, char **argv)
         st = lp_api_add_routes(srv, svc, &err);
     if (!st)
         st = lp_http_server_start(srv, &err);
-    lp_maintainer *upkeep = NULL;
+    lp_maintainer *upkeep = NULL, *guard = NULL;
     lp_delta_worker *deltas = NULL;
     if (!st)
-        st = lp_maintainer_start(svc, cfg.resign_interval_s, &upkeep, &err);
+        st = lp_maintainer_start(svc, cfg.resign_interval_s * 1000u, resign_task, &upkeep, &err);
+    if (!st)
+        st = lp_maintainer_start(svc, cfg.guard_interval_ms, guard_task, &guard, &err);
     if (!st)
         st = lp_delta_worker_start(svc, &deltas, &err);
     if (st) {
+        lp_maintainer_stop(guard);
         lp_maintainer_stop(upkeep);
         lp_http_server_free(srv);
         lp_service_close(svc);
@@ -223,6 +241,7 @@ int lp_cmd_serve(int argc, char **argv)
                            "in_flight", (int)lp_http_server_in_flight(srv)));
     st = lp_http_server_shutdown(srv, cfg.shutdown_timeout_s * 1000u, &err);
     lp_delta_worker_stop(deltas);
+    lp_maintainer_stop(guard);
     lp_maintainer_stop(upkeep);
     lp_http_server_free(srv);
     lp_service_close(svc);

@@ -3,6 +3,8 @@
  *
  *   livepush upload --bundle PATH --version V [--version-code N] [--channel C]...
  *                   [--runtime-version R] [--platform P] [--arch A] [--mandatory]
+ *                   [--min-from-code N] [--max-from-code N] [--attribute KEY=VALUE]...
+ *                   [--device ID]... [--devices-file FILE]
  *                   [--notes TEXT | --notes-file F] [--file-name NAME]
  *                   [--kind auto|archive|file] [--limit-rate RATE]
  *                   [--sign-key KEY.pem]... [--root ROOT.json] [client options]
@@ -50,6 +52,14 @@
  * otherwise nothing is printed while sending.  The result goes to stdout: a
  * summary of the release, or with --json the server's answer.
  *
+ * Targeting rules (livepush/targeting.h) are built from their options into
+ * the body's "targeting" object: --attribute with a name given again
+ * makes that attribute's value a list (any of them), in the order given;
+ * the device ids are those of --device, then the lines of --devices-file.
+ * They are checked with the library's own reader before anything is
+ * uploaded, and for an app whose publisher signs they are part of the
+ * release fields the prepared bytes must carry.
+ *
  * Exit codes: api_client.h (a bundle refused by the server is 4; 5 the
  * release waits for more signatures; 1 when the checks refuse to sign).
  */
@@ -60,6 +70,8 @@
 #include "cli/signer.h"
 #include "core/file.h"
 #include "livepush/hash.h"
+#include "livepush/targeting.h"
+#include "tuf/json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -96,6 +108,14 @@ static const char usage_text[] =
     "  --platform P           platform it is for\n"
     "  --arch A               architecture it is for\n"
     "  --mandatory            clients must install it\n"
+    "  --min-from-code N      only for devices running version code N or higher\n"
+    "                         (a device with no release runs 0)\n"
+    "  --max-from-code N      only for devices running version code N or lower\n"
+    "  --attribute KEY=VALUE  only for devices with that attribute (repeatable;\n"
+    "                         the same KEY again means any of the values)\n"
+    "  --device ID            only for the devices listed (repeatable)\n"
+    "  --devices-file FILE    device ids for the list, one per line (empty lines\n"
+    "                         and lines starting with # are skipped)"
     "  --notes TEXT           release notes\n"
     "  --notes-file FILE      release notes from FILE (at most 64 KiB)\n"
     "  --file-name NAME       a single-file bundle's name in the release\n"
@@ -114,6 +134,15 @@ static const char usage_text[] =
     "A progress bar is shown on stderr when it is a terminal.\n"
     "\n" LP_CLIENT_OPTIONS_HELP;
 
+/* The targeting options: lp_cmd_upload owns the JSON values, so every
+ * way out of the command releases them. */
+typedef struct targeting_opts {
+    const char *min_from, *max_from, *devices_file;
+    json_t *attrs;     /* name -> array of values, in the order given */
+    json_t *devices;   /* ids of --device */
+    json_t *targeting; /* built by build_targeting; NULL: none */
+} targeting_opts;
+
 typedef struct uopts {
     lp_client_opts api;
     const char *bundle, *version, *version_code, *runtime_version, *platform, *arch;
@@ -124,6 +153,7 @@ typedef struct uopts {
     const char *root;
     const char *keys[LP_SIGNER_KEYS_MAX];
     size_t nkeys;
+    struct targeting_opts *tg;
 } uopts;
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -157,6 +187,11 @@ static int parse(int argc, char **argv, uopts *o)
                                        {"limit-rate", required_argument, NULL, 'l'},
                                        {"sign-key", required_argument, NULL, 'K'},
                                        {"root", required_argument, NULL, 'R'},
+                                       {"min-from-code", required_argument, NULL, 'i'},
+                                       {"max-from-code", required_argument, NULL, 'x'},
+                                       {"attribute", required_argument, NULL, 'A'},
+                                       {"device", required_argument, NULL, 'D'},
+                                       {"devices-file", required_argument, NULL, 'F'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     int ch;
@@ -164,6 +199,35 @@ static int parse(int argc, char **argv, uopts *o)
     while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (ch) {
         case 'h': fputs(usage_text, stdout); return LP_EXIT_OK;
+        case 'i': o->tg->min_from = optarg; break;
+        case 'x': o->tg->max_from = optarg; break;
+        case 'F': o->tg->devices_file = optarg; break;
+        case 'A': {
+            const char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg)
+                return usage_error("--attribute %s: expected KEY=VALUE", optarg);
+            char key[LP_TARGETING_MAX_KEY + 2];
+            snprintf(key, sizeof key, "%.*s", (int)(eq - optarg), optarg);
+            if ((!o->tg->attrs && !(o->tg->attrs = json_object())))
+                return usage_error("out of memory");
+            json_t *vals = json_object_get(o->tg->attrs, key);
+            if (!vals && json_object_set_new(o->tg->attrs, key, vals = json_array()))
+                return usage_error("out of memory");
+            json_t *v = json_string(eq + 1);
+            if (!v)
+                return usage_error("--attribute %s: not valid UTF-8", optarg);
+            json_array_append_new(vals, v);
+            break;
+        }
+        case 'D': {
+            json_t *v = json_string(optarg);
+            if (!v)
+                return usage_error("--device %s: not valid UTF-8", optarg);
+            if ((!o->tg->devices && !(o->tg->devices = json_array())) ||
+                json_array_append_new(o->tg->devices, v))
+                return usage_error("out of memory");
+            break;
+        }
         case 'b': o->bundle = optarg; break;
         case 'v': o->version = optarg; break;
         case 'V': o->version_code = optarg; break;
@@ -602,6 +666,111 @@ static void discard_upload(lp_client *c, const char *id)
     free(path);
 }
 
+/* Appends the ids of the devices file to arr (one a line; empty lines and
+ * lines starting with '#' skipped, spaces around an id dropped). */
+static lp_status read_devices_file(const char *path, json_t *arr, lp_error *err)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    lp_status st = lp_file_read(path, LP_TARGETING_MAX_JSON, &data, &len, err);
+    if (st)
+        return lp_error_prefix(err, st, "--devices-file %s", path);
+    if (memchr(data, 0, len)) {
+        free(data);
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "--devices-file %s: holds a NUL byte", path);
+    }
+    char *text = (char *)data;
+    size_t line = 0;
+    for (char *p = text, *next; !st && p && *p; p = next) {
+        line++;
+        char *nl = strchr(p, '\n');
+        next = nl ? nl + 1 : NULL;
+        if (nl)
+            *nl = '\0';
+        while (*p == ' ' || *p == '\t')
+            p++;
+        size_t n = strlen(p);
+        while (n && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\r'))
+            p[--n] = '\0';
+        if (!n || *p == '#')
+            continue;
+        json_t *v = json_string(p);
+        if (!v)
+            st = lp_error_set(err, LP_ERR_INVALID_ARG, "--devices-file %s: line %zu: not valid "
+                                                       "UTF-8", path, line);
+        else if (json_array_append_new(arr, v))
+            st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    }
+    free(data);
+    return st;
+}
+
+/* o->targeting from the targeting options (NULL when none is given),
+ * checked by the library's reader (lp_targeting_canonical). */
+static lp_status build_targeting(targeting_opts *o, lp_error *err)
+{
+    o->targeting = NULL;
+    if (!o->min_from && !o->max_from && !o->attrs && !o->devices && !o->devices_file)
+        return LP_OK;
+    json_t *t = json_object();
+    if (!t)
+        return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    lp_status st = LP_OK;
+    const char *codes[][2] = {{"min_from_code", o->min_from}, {"max_from_code", o->max_from}};
+    for (size_t i = 0; !st && i < 2; i++) {
+        long long v = 0;
+        char what[32];
+        snprintf(what, sizeof what, "--%.3s-from-code", codes[i][0]);
+        if (!codes[i][1])
+            continue;
+        st = lp_client_parse_int(codes[i][1], what, 0, INT64_MAX, &v, err);
+        if (!st && json_object_set_new(t, codes[i][0], json_integer(v)))
+            st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    }
+    if (!st && o->attrs) {
+        json_t *attrs = json_object();
+        const char *k;
+        json_t *vals;
+        if (!attrs)
+            st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+        json_object_foreach(o->attrs, k, vals)
+        {
+            json_t *v = json_array_size(vals) == 1 ? json_array_get(vals, 0) : vals;
+            if (!st && json_object_set(attrs, k, v))
+                st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+        }
+        if (st)
+            json_decref(attrs);
+        else if (json_object_set_new(t, "attributes", attrs))
+            st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    }
+    if (!st && (o->devices || o->devices_file)) {
+        json_t *ids = o->devices ? json_copy(o->devices) : json_array();
+        if (!ids)
+            st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+        if (!st && o->devices_file)
+            st = read_devices_file(o->devices_file, ids, err);
+        if (!st && json_object_set_new(t, "devices", ids))
+            st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+        else if (st)
+            json_decref(ids);
+    }
+    char *text = NULL, *canon = NULL;
+    size_t len = 0;
+    if (!st)
+        st = lp_json_dump_compact(t, &text, &len, err);
+    if (!st)
+        st = lp_targeting_canonical(text, len, &canon, err);
+    free(text);
+    free(canon);
+    if (st) {
+        json_decref(t);
+        return st;
+    }
+    o->targeting = t;
+    return LP_OK;
+}
+
 /* The body of POST .../releases. */
 static lp_status release_body(const uopts *o, const char *id, const bundle *b, const char *notes,
                               json_t **out, lp_error *err)
@@ -637,6 +806,8 @@ static lp_status release_body(const uopts *o, const char *id, const bundle *b, c
         st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     if (!st)
         st = add_str(body, "notes", notes, err);
+    if (!st && o->tg->targeting && json_object_set(body, "targeting", o->tg->targeting))
+        st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     if (!st)
         st = add_str(body, "kind", b->packed ? "archive" : o->kind, err);
     /* a single file needs a name: the server only sees bytes */
@@ -678,17 +849,29 @@ static json_t *expected_custom(const uopts *o, const char *notes)
             json_decref(c);
             c = NULL;
         }
+    if (c && o->tg->targeting &&
+        json_object_set_new(c, "targeting", json_deep_copy(o->tg->targeting))) {
+        json_decref(c);
+        c = NULL;
+    }
     return c;
 }
 
-int lp_cmd_upload(int argc, char **argv)
+static int upload(int argc, char **argv, targeting_opts *tg)
 {
-    uopts o = {0};
+    uopts o = {.tg = tg};
     int rc = parse(argc, argv, &o);
     if (rc >= 0)
         return rc;
     lp_error err;
     lp_error_clear(&err);
+    if (build_targeting(tg, &err)) {
+        fprintf(stderr, "livepush upload: %s\n", err.msg);
+        return err.code == LP_ERR_INVALID_ARG || err.code == LP_ERR_TOO_LARGE ||
+                       err.code == LP_ERR_NOT_FOUND
+                   ? LP_EXIT_USAGE
+                   : LP_EXIT_FAIL;
+    }
     uint64_t chunk = DEFAULT_CHUNK, rate = 0;
     const char *env_chunk = getenv("LIVEPUSH_UPLOAD_CHUNK");
     if ((env_chunk && *env_chunk &&
@@ -870,5 +1053,15 @@ out:
     free(spath);
     free(notes);
     lp_client_free(c);
+    return rc;
+}
+
+int lp_cmd_upload(int argc, char **argv)
+{
+    targeting_opts tg = {0};
+    int rc = upload(argc, argv, &tg);
+    json_decref(tg.attrs);
+    json_decref(tg.devices);
+    json_decref(tg.targeting);
     return rc;
 }

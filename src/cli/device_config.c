@@ -8,6 +8,9 @@
  * and file values all end up as text passed to set(), so every source is
  * checked by the same code; file values keep their JSON types (a number
  * option wants a JSON integer, a switch true or false, the rest strings).
+ * The device's attributes are the one option with several values: a flag
+ * gives one KEY=VALUE, the file and LIVEPUSH_ATTRIBUTES an object of them,
+ * and each layer replaces only the names it gives (set_attribute).
  */
 #include "cli/device_config.h"
 
@@ -24,7 +27,10 @@
 #define CONFIG_FILE_MAX (64u * 1024)
 
 enum kind { K_CONFIG, K_URL, K_APP, K_CHANNEL, K_PATH, K_TEXT, K_UINT, K_U64, K_POLICY, K_BOOL,
-            K_FORMAT, K_LEVEL };
+            K_FORMAT, K_LEVEL, K_ATTRIBUTE };
+
+/* Where a value comes from (the layers, in the order they apply). */
+enum layer { L_DEFAULT, L_FILE, L_ENV, L_FLAG };
 
 typedef struct row {
     const char *flag, *env, *arg, *deflt, *help;
@@ -53,6 +59,9 @@ static const row rows[] = {
      K_TEXT, F(arch), 0, 0},
     {"runtime-version", "LIVEPUSH_RUNTIME_VERSION", "R", "", "runtime version of this device "
      "(default none)", K_TEXT, F(runtime_version), 0, 0},
+    {"attribute", "LIVEPUSH_ATTRIBUTES", "KEY=VALUE", "", "an attribute of this device for "
+     "release targeting (repeatable; config file and env: a JSON object of name -> value)",
+     K_ATTRIBUTE, 0, 0, 0, 0},
     {"interval", "LIVEPUSH_INTERVAL", "SECONDS", "300", "agent: time between checks", K_UINT,
      F(interval_s), 1, 7 * 86400},
     {"jitter", "LIVEPUSH_JITTER", "SECONDS", "30", "agent: a random 0..SECONDS is added to "
@@ -156,7 +165,56 @@ static bool name_ok(const char *s, size_t max, bool upper)
     return true;
 }
 
-static lp_status set(lp_devcfg *cfg, const row *r, const char *v, const char *source,
+/* Sets attribute key = value from `layer`: a value from a later layer
+ * replaces an earlier one, the same name twice in one layer is refused. */
+static lp_status set_attribute(lp_devcfg *cfg, const char *key, const char *value, int layer,
+                               const char *source, lp_error *err)
+{
+    lp_device_attribute a = {key, value};
+    lp_status st = lp_device_attributes_check(&a, 1, err);
+    if (st)
+        return lp_error_prefix(err, st, "%s", source);
+    size_t i = 0;
+    while (i < cfg->attribute_count && strcmp(cfg->attr_key[i], key))
+        i++;
+    if (i < cfg->attribute_count && cfg->attr_layer[i] == layer)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "%s: attribute %s given twice", source, key);
+    if (i == LP_TARGETING_MAX_ATTRIBUTES)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "%s: more than %u attributes", source,
+                            LP_TARGETING_MAX_ATTRIBUTES);
+    snprintf(cfg->attr_key[i], sizeof cfg->attr_key[i], "%s", key);
+    snprintf(cfg->attr_value[i], sizeof cfg->attr_value[i], "%s", value);
+    cfg->attr_layer[i] = layer;
+    if (i == cfg->attribute_count)
+        cfg->attribute_count++;
+    return LP_OK;
+}
+
+/* The attributes of a JSON object of name -> string. */
+static lp_status set_attribute_object(lp_devcfg *cfg, const json_t *o, int layer,
+                                      const char *source, lp_error *err)
+{
+    if (!json_is_object(o))
+        return lp_error_set(err, LP_ERR_INVALID_ARG,
+                            "%s: expected a JSON object of attribute name -> value", source);
+    const char *key;
+    size_t klen;
+    json_t *v;
+    json_object_keylen_foreach((json_t *)o, key, klen, v)
+    {
+        if (klen != strlen(key) || !json_is_string(v) ||
+            json_string_length(v) != strlen(json_string_value(v)))
+            return lp_error_set(err, LP_ERR_INVALID_ARG,
+                                "%s: attribute '%.64s': expected a string without NUL", source,
+                                key);
+        lp_status st = set_attribute(cfg, key, json_string_value(v), layer, source, err);
+        if (st)
+            return st;
+    }
+    return LP_OK;
+}
+
+static lp_status set(lp_devcfg *cfg, const row *r, const char *v, int layer, const char *source,
                      lp_error *err)
 {
     char *field = (char *)cfg + r->offset;
@@ -164,6 +222,26 @@ static lp_status set(lp_devcfg *cfg, const row *r, const char *v, const char *so
     switch (r->kind) {
     case K_CONFIG:
         return LP_OK;
+    case K_ATTRIBUTE: {
+        if (layer == L_DEFAULT)
+            return LP_OK;
+        if (layer == L_FLAG) {
+            const char *eq = strchr(v, '=');
+            if (!eq || eq == v)
+                return lp_error_set(err, LP_ERR_INVALID_ARG, "%s: '%.80s' is not KEY=VALUE",
+                                    source, v);
+            char key[LP_TARGETING_MAX_KEY + 2];
+            snprintf(key, sizeof key, "%.*s", (int)(eq - v), v);
+            return set_attribute(cfg, key, eq + 1, layer, source, err);
+        }
+        json_t *doc = NULL;
+        lp_status st = lp_json_parse(v, strlen(v), NULL, &doc, err);
+        if (st)
+            return lp_error_prefix(err, LP_ERR_INVALID_ARG, "%s", source);
+        st = set_attribute_object(cfg, doc, layer, source, err);
+        json_decref(doc);
+        return st;
+    }
     case K_URL:
     case K_PATH:
     case K_TEXT: {
@@ -256,6 +334,13 @@ static lp_status apply_file(lp_devcfg *cfg, const char *path, lp_error *err)
         }
         char source[LP_DEVCFG_PATH_MAX + 96], text[32];
         snprintf(source, sizeof source, "config file %s: key '%s'", path, key);
+        if (r->kind == K_ATTRIBUTE) {
+            if ((st = set_attribute_object(cfg, v, L_FILE, source, err))) {
+                st = err ? (err->code = LP_ERR_MALFORMED) : LP_ERR_MALFORMED;
+                break;
+            }
+            continue;
+        }
         bool numeric = r->kind == K_UINT || r->kind == K_U64;
         const char *value = NULL;
         if (numeric && json_is_integer(v) && json_integer_value(v) >= 0) {
@@ -272,7 +357,7 @@ static lp_status apply_file(lp_devcfg *cfg, const char *path, lp_error *err)
                               : r->kind == K_BOOL ? "true or false" : "a string");
             break;
         }
-        if ((st = set(cfg, r, value, source, err))) {
+        if ((st = set(cfg, r, value, L_FILE, source, err))) {
             st = err ? (err->code = LP_ERR_MALFORMED) : LP_ERR_MALFORMED;
             break;
         }
@@ -292,7 +377,7 @@ static lp_status load(lp_devcfg *cfg, const flag *flags, size_t nflags, lp_error
     memset(cfg, 0, sizeof *cfg);
     lp_status st = LP_OK;
     for (size_t i = 0; !st && i < NROWS; i++)
-        st = set(cfg, &rows[i], rows[i].deflt, "default", err);
+        st = set(cfg, &rows[i], rows[i].deflt, L_DEFAULT, "default", err);
     const char *file = getenv("LIVEPUSH_AGENT_CONFIG");
     for (size_t i = 0; i < nflags; i++)
         if (flags[i].r->kind == K_CONFIG)
@@ -302,12 +387,12 @@ static lp_status load(lp_devcfg *cfg, const flag *flags, size_t nflags, lp_error
     for (size_t i = 0; !st && i < NROWS; i++) {
         const char *v = rows[i].kind == K_CONFIG ? NULL : getenv(rows[i].env);
         if (v)
-            st = set(cfg, &rows[i], v, rows[i].env, err);
+            st = set(cfg, &rows[i], v, L_ENV, rows[i].env, err);
     }
     for (size_t i = 0; !st && i < nflags; i++) {
         char source[80];
         snprintf(source, sizeof source, "--%s", flags[i].r->flag);
-        st = set(cfg, flags[i].r, flags[i].value, source, err);
+        st = set(cfg, flags[i].r, flags[i].value, L_FLAG, source, err);
     }
     return st;
 }
@@ -436,6 +521,10 @@ lp_status lp_devcfg_device(lp_devcfg *cfg, lp_device_config *out, lp_error *err)
     out->platform = cfg->platform[0] ? cfg->platform : NULL;
     out->arch = cfg->arch[0] ? cfg->arch : NULL;
     out->runtime_version = cfg->runtime_version[0] ? cfg->runtime_version : NULL;
+    for (size_t i = 0; i < cfg->attribute_count; i++)
+        cfg->attributes[i] = (lp_device_attribute){cfg->attr_key[i], cfg->attr_value[i]};
+    out->attributes = cfg->attribute_count ? cfg->attributes : NULL;
+    out->attribute_count = cfg->attribute_count;
     out->trusted_root = cfg->trusted_root[0] ? cfg->trusted_root : NULL;
     out->max_events = cfg->max_events;
     out->no_deltas = !cfg->deltas;

@@ -12,6 +12,13 @@
  * a JSON object read strictly (unknown keys, wrong types and bad values
  * are refused, naming the key).  Keys are the flag names with '_' for '-'.
  *
+ * One option gathers several values: the device's attributes (release
+ * targeting, livepush/targeting.h), given as --attribute KEY=VALUE
+ * (repeatable), in the file as "attribute": {"region": "eu", ...}, and in
+ * LIVEPUSH_ATTRIBUTES as the same object in JSON.  Each layer sets the
+ * attributes it names and replaces earlier layers' values of those names;
+ * a name given twice in one layer is refused.
+ *
  * lp_devcfg_device turns the result into an lp_device_config.  The only
  * other input is the environment variable LIVEPUSH_CRASH_AT, read here and
  * nowhere else: it is the updater's crash_at fault injection, for tests.
@@ -62,7 +69,14 @@ typedef struct lp_devcfg {
     unsigned max_events;
     lp_log_format log_format;
     lp_log_level log_level;
+    /* device attributes (targeting): names, values, and the layer that set
+     * each (1 file, 2 environment, 3 flags) */
+    char attr_key[LP_TARGETING_MAX_ATTRIBUTES][LP_TARGETING_MAX_KEY + 1];
+    char attr_value[LP_TARGETING_MAX_ATTRIBUTES][LP_TARGETING_MAX_VALUE + 1];
+    int attr_layer[LP_TARGETING_MAX_ATTRIBUTES];
+    size_t attribute_count;
     /* filled by lp_devcfg_device */
+    lp_device_attribute attributes[LP_TARGETING_MAX_ATTRIBUTES];
     char root_buf[LP_DEVCFG_PATH_MAX];
     char token[LP_DEVCFG_TOKEN_MAX + 1];
 } lp_devcfg;

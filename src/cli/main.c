@@ -23,6 +23,7 @@ static const lp_cli_command commands[] = {
     {"app", lp_cmd_app, "list, create and show apps on a server"},
     {"channel", lp_cmd_channel, "list and create an app's channels"},
     {"token", lp_cmd_token, "create, list and revoke API tokens"},
+    {"audit", lp_cmd_audit, "list the server's audit log; verify its hash chain"},
     {"devices", lp_cmd_devices, "list the devices that report events for an app"},
     {"events", lp_cmd_events, "list the events devices sent (updates, failures, rollbacks)"},
     {"agent", lp_cmd_agent, "device: the update daemon (check, download, verify, switch, report)"},

@@ -499,7 +499,36 @@ static lp_status refuse(lp_error *err, const char *fmt, ...)
     return lp_error_set(err, LP_ERR_STATE, "%s", msg);
 }
 
-/* The fields other than version, expires and targets must not change. */
+/* The only delegation the server may add to the targets role: "rollout/"
+ * + star to one key, threshold 1, terminating, role "rollout" (the online
+ * key that publishes rollout policies, which devices use only to narrow
+ * what the release keys signed; docs/rollouts.md). */
+static lp_status check_delegations(const json_t *d, lp_error *err)
+{
+    const json_t *keys = json_object_get(d, "keys"), *roles = json_object_get(d, "roles");
+    const json_t *r = json_array_get(roles, 0);
+    const json_t *ids = json_object_get(r, "keyids"), *paths = json_object_get(r, "paths");
+    const char *id = json_string_value(json_array_get(ids, 0));
+    bool ok = json_is_object(d) && json_object_size(d) == 2 && json_is_object(keys) &&
+              json_object_size(keys) == 1 && json_is_array(roles) && json_array_size(roles) == 1 &&
+              json_is_object(r) && json_object_size(r) == 5 &&
+              !strcmp(lp_client_str(r, "name"), "rollout") &&
+              json_is_true(json_object_get(r, "terminating")) &&
+              json_integer_value(json_object_get(r, "threshold")) == 1 &&
+              json_array_size(ids) == 1 && id && json_object_get(keys, id) &&
+              json_array_size(paths) == 1 &&
+              !strcmp(json_string_value(json_array_get(paths, 0)) ? json_string_value(
+                                                                        json_array_get(paths, 0))
+                                                                  : "",
+                      "rollout/*");
+    if (!ok)
+        return refuse(err, "field 'delegations' is not the rollout delegation (role rollout, "
+                           "paths rollout/*, one key, threshold 1, terminating)");
+    return LP_OK;
+}
+
+/* The fields other than version, expires and targets must not change;
+ * delegations may only be the rollout delegation. */
 static lp_status check_frame(const lp_signer_published *p, const json_t *sg, lp_error *err)
 {
     static const char *const first[] = {"_type", "spec_version", "version", "expires", "targets"};
@@ -509,6 +538,12 @@ static lp_status check_frame(const lp_signer_published *p, const json_t *sg, lp_
     {
         if (!strcmp(key, "version") || !strcmp(key, "expires") || !strcmp(key, "targets"))
             continue;
+        if (!strcmp(key, "delegations")) {
+            lp_status st = check_delegations(v, err);
+            if (st)
+                return st;
+            continue;
+        }
         if (p->targets) {
             if (!json_equal(v, json_object_get(p->targets, key)))
                 return refuse(err, "field '%s' differs from the targets metadata devices trust now",

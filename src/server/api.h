@@ -15,6 +15,7 @@
  *                     (public, served like blobs)
  *     api_devices.c   POST /v1/apps/<app>/events (the device API) and the
  *                     devices and events lists
+ *     api_audit.c     GET /api/v1/audit: the audit log (docs/audit.md)
  * and shares the helpers below:
  *     api_body.c      strict JSON request bodies (a field table per route)
  *     api_common.c    answers, lp_status to HTTP, lookups, JSON objects,
@@ -48,6 +49,8 @@ lp_status lp_api_add_signing_routes(lp_http_server *s, lp_service *svc, lp_error
 lp_status lp_api_add_blob_routes(lp_http_server *s, lp_service *svc, lp_error *err);
 lp_status lp_api_add_device_routes(lp_http_server *s, lp_service *svc, lp_error *err);
 lp_status lp_api_add_delta_routes(lp_http_server *s, lp_service *svc, lp_error *err);
+lp_status lp_api_add_audit_routes(lp_http_server *s, lp_service *svc, lp_error *err);
+lp_status lp_api_add_rollout_routes(lp_http_server *s, lp_service *svc, lp_error *err);
 
 /* Answers GET/HEAD with an immutable, content-addressed file (api_blobs.c;
  * blobs and deltas): fd is taken (closed here), `tag` is the name that
@@ -65,6 +68,7 @@ typedef enum lp_api_type {
     LP_API_BOOL,
     LP_API_STRING_ARRAY, /* an array of strings */
     LP_API_OBJECT_ARRAY, /* an array of objects, each checked against `items` */
+    LP_API_OBJECT,       /* an object, checked by the code that uses it */
 } lp_api_type;
 
 /* One field a body may have. */

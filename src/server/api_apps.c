@@ -13,7 +13,8 @@
  *
  * Creating an app is the service's work (keys, repository, row); a handler
  * never holds a pooled connection while it calls the service, which takes
- * its own (holding one could starve the pool).
+ * its own (holding one could starve the pool).  Its audit entry follows
+ * the service's commit; a channel and its entry commit together.
  */
 #include "server/api.h"
 #include "server/auth.h"
@@ -75,6 +76,16 @@ static void create_app(lp_http_request *rq, void *user)
     if (signing && !strcmp(signing, "publisher")) {
         json_t *online = NULL;
         lp_status st = lp_service_app_begin_signed(svc, name, &online, &err);
+        if (!st) {
+            char actor[LP_DB_AUDIT_ACTOR_MAX + 1];
+            lp_service_audit_actor(who.token_id, actor);
+            json_t *snap = json_object_get(json_object_get(online, "snapshot"), "keyid");
+            json_t *ts = json_object_get(json_object_get(online, "timestamp"), "keyid");
+            lp_service_audit(svc, actor, "app.begun", name, NULL,
+                             json_pack("{s:s,s:{s:O?,s:O?}}", "signing", "publisher",
+                                       "online_keys", "snapshot", snap, "timestamp", ts),
+                             NULL);
+        }
         if (st)
             lp_api_respond_status(rq, st, &err);
         else
@@ -93,6 +104,10 @@ static void create_app(lp_http_request *rq, void *user)
         lp_api_respond_status(rq, st, &err);
         return;
     }
+    char actor[LP_DB_AUDIT_ACTOR_MAX + 1];
+    lp_service_audit_actor(who.token_id, actor);
+    lp_service_audit(svc, actor, "app.created", name, NULL,
+                     json_pack("{s:s}", "signing", "server"), NULL);
     if (!lp_api_db(rq, svc, &db)) {
         json_decref(body);
         return;
@@ -204,8 +219,23 @@ static void create_channel(lp_http_request *rq, void *user)
     lp_db_channel ch = {.app_id = app.id,
                         .name = (char *)lp_api_str(body, "name"),
                         .created_at = (int64_t)time(NULL)};
-    lp_status st = lp_db_channel_create(db, app.id, ch.name, ch.created_at, &ch.id, &err);
+    /* The channel and its audit entry commit together. */
+    char actor[LP_DB_AUDIT_ACTOR_MAX + 1];
+    lp_service_audit_actor(who.token_id, actor);
+    lp_db_audit_head audit = {0};
+    lp_status st = lp_db_begin(db, &err);
+    if (!st)
+        st = lp_db_channel_create(db, app.id, ch.name, ch.created_at, &ch.id, &err);
+    if (!st)
+        st = lp_service_audit_db(svc, db, actor, "channel.created", app.name, ch.name, NULL,
+                                 &audit, &err);
+    if (!st)
+        st = lp_db_commit(db, &err);
+    if (st && lp_db_in_transaction(db))
+        lp_db_rollback(db, NULL);
     lp_service_db_release(svc, db);
+    if (!st)
+        lp_service_audit_anchor(svc, &audit);
     if (st)
         lp_api_respond_status(rq, st, &err);
     else

@@ -34,6 +34,8 @@ static const char *type_name(lp_api_type t)
         return "an array of strings";
     case LP_API_OBJECT_ARRAY:
         return "an array of objects";
+    case LP_API_OBJECT:
+        return "an object";
     }
     return "?";
 }
@@ -71,6 +73,8 @@ static bool type_ok(const json_t *v, lp_api_type t)
         }
         return true;
     }
+    case LP_API_OBJECT:
+        return json_is_object(v);
     }
     return false;
 }
@@ -122,7 +126,8 @@ static bool check_object(const json_t *obj, const lp_api_field *fields, size_t n
             snprintf(what, 96, "expected %s", type_name(f->type));
         else if (f->max_items && json_array_size(v) > f->max_items)
             snprintf(what, 96, "more than %zu items", f->max_items);
-        else if (f->type != LP_API_OBJECT_ARRAY && f->max_len && longest(v) > f->max_len)
+        else if (f->type != LP_API_OBJECT_ARRAY && f->type != LP_API_OBJECT && f->max_len &&
+                 longest(v) > f->max_len)
             snprintf(what, 96, "longer than %zu bytes", f->max_len);
         if (what[0])
             return false;

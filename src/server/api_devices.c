@@ -83,7 +83,8 @@ static json_t *event_json(const lp_db_event *e)
 
 static json_t *device_json(const lp_db_device *d)
 {
-    return json_pack("{s:s,s:I,s:I,s:o,s:I,s:o}", "device_id", d->device_id, "first_seen",
+    return json_pack("{s:s,s:o,s:I,s:I,s:o,s:I,s:o}", "device_id", d->device_id, "channel",
+                     d->channel[0] ? json_string(d->channel) : json_null(), "first_seen",
                      (json_int_t)d->first_seen, "last_seen", (json_int_t)d->last_seen,
                      "version_code", int_or_null(d->version_code, d->version_code > 0),
                      "dropped", (json_int_t)d->dropped, "last_event",
@@ -113,6 +114,7 @@ static const lp_api_field batch_fields[] = {
     {"events", LP_API_OBJECT_ARRAY, .required = true, .max_items = LP_DB_EVENT_BATCH_MAX,
      .items = event_fields, .nitems = sizeof event_fields / sizeof event_fields[0]},
     {"dropped", LP_API_INT, .nullable = true},
+    {"channel", LP_API_STRING, .nullable = true, .max_len = LP_DB_NAME_MAX},
 };
 
 /* An integer member, *given telling whether it is there (not null). */
@@ -200,7 +202,8 @@ static void post_events(lp_http_request *rq, void *user)
                                    .device_id = lp_api_str(body, "device_id"),
                                    .events = events,
                                    .n_events = n,
-                                   .dropped = member_int(body, "dropped", &g)};
+                                   .dropped = member_int(body, "dropped", &g),
+                                   .channel = lp_api_str(body, "channel")};
             lp_error err;
             lp_error_clear(&err);
             size_t added = 0;

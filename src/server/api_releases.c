@@ -6,6 +6,13 @@
  *     POST /api/v1/apps/<app>/releases   {"upload":id,"version":..}  upload
  *     POST /api/v1/apps/<app>/rollback   {"target":v,"channels":[..]} upload
  *
+ * Both POSTs take optional targeting rules ("targeting", an object; see
+ * livepush/targeting.h): they are checked (lp_targeting_canonical) before
+ * anything else is done, so a bad member is a 400 naming it
+ * ("field 'targeting.colour': unknown member ...") and the upload is not
+ * touched.  A rollback without them keeps the restored release's rules;
+ * with {} it has none.
+ *
  * For an app whose publisher signs, publish and rollback only prepare: the
  * release is inserted as pending and the answer is 202 with the bytes the
  * publisher signs (lp_api_answer_pending, api_signing.c); the signatures
@@ -28,6 +35,9 @@
  */
 #include "server/api.h"
 #include "server/auth.h"
+
+#include "livepush/targeting.h"
+#include "tuf/json.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,7 +223,42 @@ static const lp_api_field publish_fields[] = {
     {"notes", LP_API_STRING, .nullable = true, .max_len = LP_DB_NOTES_MAX},
     {"kind", LP_API_STRING, .nullable = true, .max_len = 16},
     {"file_name", LP_API_STRING, .nullable = true, .max_len = LP_MANIFEST_MAX_PATH},
+    {"targeting", LP_API_OBJECT, .nullable = true},
+    {"rollout_percent_bp", LP_API_INT, .nullable = true},
 };
+
+/* The body's "targeting" object: *given when it is there (not null), and
+ * *out its canonical text (NULL when it is {}).  False when it is refused
+ * (answered: 400 naming the member). */
+static bool targeting_arg(lp_http_request *rq, const json_t *body, bool *given, char **out)
+{
+    *out = NULL;
+    const json_t *t = json_object_get(body, "targeting");
+    *given = json_is_object(t);
+    if (!*given)
+        return true;
+    char *text = NULL;
+    size_t len = 0;
+    lp_error err;
+    lp_error_clear(&err);
+    lp_status st = lp_json_dump_compact(t, &text, &len, &err);
+    if (!st)
+        st = lp_targeting_canonical(text, len, out, &err);
+    free(text);
+    if (!st)
+        return true;
+    /* The message is "<member>: <what is wrong>". */
+    char *sep = strstr(err.msg, ": ");
+    if ((st == LP_ERR_INVALID_ARG || st == LP_ERR_TOO_LARGE) && sep &&
+        !strncmp(err.msg, "targeting", 9)) {
+        *sep = '\0';
+        lp_http_respond_error(rq, MHD_HTTP_BAD_REQUEST, "bad_request", "field '%s': %s", err.msg,
+                              sep + 2);
+    } else {
+        lp_api_respond_status(rq, st, &err);
+    }
+    return false;
+}
 
 /* Replaces the first `from` in err's message with `to`. */
 static void rename_in_message(lp_error *err, const char *from, const char *to)
@@ -226,10 +271,16 @@ static void rename_in_message(lp_error *err, const char *from, const char *to)
     snprintf(hit, sizeof err->msg - (size_t)(hit - err->msg), "%s%s", to, rest);
 }
 
-/* Reads the body into fields/opts; false with the 400 answered. */
+/* Reads the body into fields/opts (f->targeting is the caller's to free);
+ * false with the 400 answered. */
 static bool publish_args(lp_http_request *rq, const json_t *body, lp_release_fields *f,
                          lp_ingest_opts *io)
 {
+    bool given;
+    char *targeting = NULL;
+    if (!targeting_arg(rq, body, &given, &targeting))
+        return false;
+    f->targeting = targeting;
     const char *kind = lp_api_str(body, "kind");
     json_t *code = json_object_get(body, "version_code");
     f->version = lp_api_str(body, "version");
@@ -242,9 +293,21 @@ static bool publish_args(lp_http_request *rq, const json_t *body, lp_release_fie
     io->file_name = lp_api_str(body, "file_name");
     if (!io->file_name)
         io->file_name = DEFAULT_FILE_NAME;
+    json_t *bp = json_object_get(body, "rollout_percent_bp");
+    f->staged = json_is_integer(bp);
+    f->rollout_bp = f->staged ? (int)json_integer_value(bp) : 0;
+    if (f->staged && (json_integer_value(bp) < 0 || json_integer_value(bp) > LP_DB_BP_MAX)) {
+        lp_http_respond_error(rq, MHD_HTTP_BAD_REQUEST, "bad_request",
+                              "field 'rollout_percent_bp': expected 0..10000 basis points");
+        free(targeting);
+        f->targeting = NULL;
+        return false;
+    }
     if (json_is_integer(code) && f->version_code < 1) {
         lp_http_respond_error(rq, MHD_HTTP_BAD_REQUEST, "bad_request",
                               "field 'version_code': must be 1 or more");
+        free(targeting);
+        f->targeting = NULL;
         return false;
     }
     if (!kind || !strcmp(kind, "auto"))
@@ -256,6 +319,8 @@ static bool publish_args(lp_http_request *rq, const json_t *body, lp_release_fie
     else {
         lp_http_respond_error(rq, MHD_HTTP_BAD_REQUEST, "bad_request",
                               "field 'kind': expected \"auto\", \"archive\" or \"file\"");
+        free(targeting);
+        f->targeting = NULL;
         return false;
     }
     return true;
@@ -275,7 +340,13 @@ static void publish(lp_http_request *rq, void *user)
     const char **chans = NULL;
     lp_db *db = NULL;
     lp_db_app app = {0};
-    if (!publish_args(rq, body, &f, &io) || !lp_api_db(rq, svc, &db)) {
+    if (!publish_args(rq, body, &f, &io)) {
+        json_decref(body);
+        return;
+    }
+    char *targeting = (char *)f.targeting;
+    if (!lp_api_db(rq, svc, &db)) {
+        free(targeting);
         json_decref(body);
         return;
     }
@@ -283,6 +354,7 @@ static void publish(lp_http_request *rq, void *user)
     lp_service_db_release(svc, db);
     lp_api_upload_hold hold;
     if (!have_app || !lp_api_upload_take(rq, svc, lp_api_str(body, "upload"), app.id, &hold)) {
+        free(targeting);
         lp_db_app_free(&app);
         json_decref(body);
         return;
@@ -323,6 +395,7 @@ static void publish(lp_http_request *rq, void *user)
     else
         answer_release(rq, svc, app.name, &rel, MHD_HTTP_CREATED);
     free(canon);
+    free(targeting);
     lp_db_release_free(&rel);
     free(chans);
     lp_db_app_free(&app);
@@ -335,6 +408,7 @@ static const lp_api_field rollback_fields[] = {
     {"target", LP_API_STRING, .required = true, .max_len = LP_DB_VERSION_MAX},
     {"channels", LP_API_STRING_ARRAY, .nullable = true, .max_len = LP_DB_NAME_MAX,
      .max_items = LP_DB_CHANNELS_MAX},
+    {"targeting", LP_API_OBJECT, .nullable = true},
 };
 
 static void rollback(lp_http_request *rq, void *user)
@@ -342,9 +416,18 @@ static void rollback(lp_http_request *rq, void *user)
     lp_service *svc = user;
     lp_auth who;
     json_t *body = NULL;
+    bool given = false;
+    char *targeting = NULL;
     if (!lp_auth_require(rq, svc, LP_SCOPE_UPLOAD, &who) ||
-        !lp_api_parse_body(rq, rollback_fields, 2, &body))
+        !lp_api_parse_body(rq, rollback_fields,
+                           sizeof rollback_fields / sizeof rollback_fields[0], &body))
         return;
+    if (!targeting_arg(rq, body, &given, &targeting)) {
+        json_decref(body);
+        return;
+    }
+    /* given as {}: no rules; not given: the restored release's */
+    const char *rules = targeting ? targeting : given ? "{}" : NULL;
     const char *app = lp_http_param(rq, 0);
     const char **chans = NULL;
     size_t n = 0;
@@ -358,11 +441,11 @@ static void rollback(lp_http_request *rq, void *user)
     char *canon = NULL;
     size_t canon_len = 0;
     if (!st && two_step)
-        st = lp_service_rollback_prepare(svc, app, lp_api_str(body, "target"), chans, n,
+        st = lp_service_rollback_prepare(svc, app, lp_api_str(body, "target"), chans, n, rules,
                                          who.token_id, &rel, &canon, &canon_len, &err);
     else if (!st)
-        st = lp_service_rollback(svc, app, lp_api_str(body, "target"), chans, n, who.token_id,
-                                 &rel, &err);
+        st = lp_service_rollback(svc, app, lp_api_str(body, "target"), chans, n, rules,
+                                 who.token_id, &rel, &err);
     if (st && two_step)
         lp_api_respond_signing_status(rq, st, &err);
     else if (st)
@@ -372,6 +455,7 @@ static void rollback(lp_http_request *rq, void *user)
     else
         answer_release(rq, svc, app, &rel, MHD_HTTP_CREATED);
     free(canon);
+    free(targeting);
     lp_db_release_free(&rel);
     free(chans);
     json_decref(body);

@@ -27,9 +27,16 @@
  * the signatures were all valid and kept but are fewer than the targets
  * threshold (lp_sign_progress): then 409 "threshold", with what is held
  * and how many more are needed, so the next key holder can sign.
+ *
+ * Audit entries (service.h): the root installed, signatures kept (with or
+ * without reaching the threshold) and the release they published, and a
+ * pending release withdrawn, each right after the service committed it;
+ * a prepared release's entry is the service's own.
  */
 #include "server/api.h"
 #include "server/auth.h"
+
+#include "livepush/hash.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +130,17 @@ static void put_root(lp_http_request *rq, void *user)
     lp_error_clear(&err);
     lp_status st = lp_service_app_set_root(svc, name, json_string_value(root),
                                            json_string_length(root), &err);
+    if (!st) {
+        uint8_t d[LP_HASH_MAX_LEN];
+        char hex[65] = "", actor[LP_DB_AUDIT_ACTOR_MAX + 1];
+        if (lp_hash_buf(LP_HASH_SHA256, json_string_value(root), json_string_length(root), d,
+                        NULL) == LP_OK)
+            lp_hex_encode(d, LP_SHA256_LEN, hex);
+        lp_service_audit_actor(who.token_id, actor);
+        lp_service_audit(svc, actor, "app.root_installed", name, NULL,
+                         json_pack("{s:s,s:s}", "signing", "publisher", "root_sha256", hex),
+                         NULL);
+    }
     json_decref(body);
     if (st == LP_ERR_INVALID_ARG || st == LP_ERR_MALFORMED || st == LP_ERR_BAD_SIGNATURE ||
         st == LP_ERR_VERSION_MISMATCH || st == LP_ERR_EXPIRED || st == LP_ERR_UNSUPPORTED ||
@@ -226,6 +244,10 @@ static void cancel_pending(lp_http_request *rq, void *user)
         lp_api_respond_signing_status(rq, st, &err);
         return;
     }
+    char actor[LP_DB_AUDIT_ACTOR_MAX + 1];
+    lp_service_audit_actor(who.token_id, actor);
+    lp_service_audit(svc, actor, "release.withdrawn", app, v,
+                     json_pack("{s:s,s:s}", "version", v, "was", "pending"), NULL);
     lp_db *db = NULL;
     lp_db_app a = {0};
     lp_db_release rel = {0};
@@ -290,6 +312,31 @@ static void answer_short(lp_http_request *rq, lp_service *svc, const char *app,
     lp_db_release_free(&rel);
 }
 
+/* The audit entries of a signatures call that was kept: the signatures
+ * attached (their key IDs, how many the release holds and needs), and the
+ * release published when they reached the threshold (rel not NULL). */
+static void audit_signed(lp_service *svc, const lp_auth *who, const char *app,
+                         const char *version, const char *const *keyids, size_t n,
+                         const lp_sign_progress *pr, const lp_db_release *rel)
+{
+    char actor[LP_DB_AUDIT_ACTOR_MAX + 1];
+    lp_service_audit_actor(who->token_id, actor);
+    json_t *ids = json_array();
+    for (size_t i = 0; ids && i < n; i++)
+        json_array_append_new(ids, json_string(keyids[i]));
+    lp_service_audit(svc, actor, "release.signatures_added", app, version,
+                     json_pack("{s:o*,s:I,s:I,s:b}", "keyids", ids, "held",
+                               (json_int_t)pr->held, "threshold", (json_int_t)pr->threshold,
+                               "published", rel != NULL),
+                     NULL);
+    if (!rel)
+        return;
+    json_t *d = lp_service_audit_release(rel);
+    if (d)
+        json_object_set_new(d, "signatures", json_integer((json_int_t)pr->held));
+    lp_service_audit(svc, actor, "release.published", app, version, d, NULL);
+}
+
 static void post_signatures(lp_http_request *rq, void *user)
 {
     lp_service *svc = user;
@@ -315,6 +362,8 @@ static void post_signatures(lp_http_request *rq, void *user)
     lp_db_release rel = {0};
     if (!st)
         st = lp_service_publish_sign_ex(svc, app, version, keyids, sigs, n, &pr, &rel, &err);
+    if (!st || (st == LP_ERR_BAD_SIGNATURE && pr.short_of_threshold))
+        audit_signed(svc, &who, app, version, keyids, n, &pr, st ? NULL : &rel);
     if (st == LP_ERR_BAD_SIGNATURE && pr.short_of_threshold) {
         answer_short(rq, svc, app, version, &pr);
     } else if (st) {

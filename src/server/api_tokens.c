@@ -11,7 +11,9 @@
  * body; the stack copy is wiped once the answer is queued.  The database
  * keeps the salt and HMAC (token.h).  Scopes arrive as a JSON array of
  * names, are parsed by lp_token_scopes_parse (unknown or repeated names are
- * a 400 naming the field) and stored in canonical order.
+ * a 400 naming the field) and stored in canonical order.  Creating and
+ * revoking commit together with their audit entry, which names the token
+ * by its id (and, for a new one, its name and scopes), never its secret.
  */
 #include "server/api.h"
 #include "server/auth.h"
@@ -131,15 +133,31 @@ static void create_token(lp_http_request *rq, void *user)
         return;
     }
     lp_db_token tok = {0};
+    lp_db_audit_head audit = {0};
     if (!st) {
         lp_db_token_new t = {.id = rec.id, .name = lp_api_str(body, "name"), .salt = salt,
                              .salt_len = nsalt, .hash = hash, .hash_len = nhash,
                              .scopes = scope_text};
-        st = lp_db_token_insert(db, &t, &err);
+        /* The token and its audit entry commit together. */
+        char actor[LP_DB_AUDIT_ACTOR_MAX + 1];
+        lp_service_audit_actor(who.token_id, actor);
+        st = lp_db_begin(db, &err);
+        if (!st)
+            st = lp_db_token_insert(db, &t, &err);
+        if (!st)
+            st = lp_service_audit_db(svc, db, actor, "token.created", NULL, rec.id,
+                                     json_pack("{s:s,s:O}", "name", t.name, "scopes",
+                                               json_object_get(body, "scopes")),
+                                     &audit, &err);
+        if (!st)
+            st = lp_db_commit(db, &err);
+        if (st && lp_db_in_transaction(db))
+            lp_db_rollback(db, NULL);
         if (!st)
             st = lp_db_token_find_by_id(db, rec.id, &tok, &err);
     }
     lp_service_db_release(svc, db);
+    lp_service_audit_anchor(svc, &audit);
     json_decref(body);
     if (st) {
         lp_token_wipe(text, sizeof text);
@@ -164,8 +182,22 @@ static void revoke_token(lp_http_request *rq, void *user)
         return;
     const char *id = lp_http_param(rq, 0);
     lp_error err;
-    lp_status st = lp_db_token_revoke(db, id, 0, &err);
+    /* The revocation and its audit entry commit together. */
+    char actor[LP_DB_AUDIT_ACTOR_MAX + 1];
+    lp_service_audit_actor(who.token_id, actor);
+    lp_db_audit_head audit = {0};
+    lp_status st = lp_db_begin(db, &err);
+    if (!st)
+        st = lp_db_token_revoke(db, id, 0, &err);
+    if (!st)
+        st = lp_service_audit_db(svc, db, actor, "token.revoked", NULL, id, NULL, &audit, &err);
+    if (!st)
+        st = lp_db_commit(db, &err);
+    if (st && lp_db_in_transaction(db))
+        lp_db_rollback(db, NULL);
     lp_service_db_release(svc, db);
+    if (!st)
+        lp_service_audit_anchor(svc, &audit);
     if (st == LP_ERR_NOT_FOUND || st == LP_ERR_INVALID_ARG) {
         lp_http_respond_error(rq, MHD_HTTP_NOT_FOUND, "not_found", "no token '%.64s'", id);
         return;

@@ -46,6 +46,7 @@ typedef struct lp_server_config {
     uint64_t max_bundle_file_bytes;
     uint64_t max_bundle_ratio;
     unsigned resign_interval_s;         /* period of the metadata re-signing check */
+    unsigned guard_interval_ms;         /* period of the rollout guardrail check */
     unsigned shutdown_timeout_s;        /* how long a shutdown waits for requests in flight */
     bool device_auth_token;             /* --device-auth token: the device API needs a
                                            `download` token; false ("none"): anonymous */

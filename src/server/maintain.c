@@ -14,7 +14,8 @@
 
 struct lp_maintainer {
     lp_service *svc;
-    unsigned interval_s;
+    unsigned interval_ms;
+    lp_maintainer_task task;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -27,14 +28,16 @@ static void *run(void *arg)
     pthread_mutex_lock(&m->mu);
     while (!m->stop) {
         pthread_mutex_unlock(&m->mu);
-        lp_error err;
-        lp_error_clear(&err);
-        /* Failures are logged per app by the service. */
-        (void)lp_service_refresh_expiring(m->svc, 0, NULL, &err);
+        m->task(m->svc);
         pthread_mutex_lock(&m->mu);
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += m->interval_s;
+        until.tv_sec += m->interval_ms / 1000;
+        until.tv_nsec += (long)(m->interval_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
         while (!m->stop && pthread_cond_timedwait(&m->cv, &m->mu, &until) == 0)
             ;
     }
@@ -42,17 +45,19 @@ static void *run(void *arg)
     return NULL;
 }
 
-lp_status lp_maintainer_start(lp_service *svc, unsigned interval_s, lp_maintainer **out,
-                              lp_error *err)
+lp_status lp_maintainer_start(lp_service *svc, unsigned interval_ms, lp_maintainer_task task,
+                              lp_maintainer **out, lp_error *err)
 {
     *out = NULL;
-    if (interval_s < 1)
-        return lp_error_set(err, LP_ERR_INVALID_ARG, "maintenance interval must be >= 1 s");
+    if (interval_ms < 10 || !task)
+        return lp_error_set(err, LP_ERR_INVALID_ARG,
+                            "maintenance: a task and an interval of at least 10 ms are needed");
     lp_maintainer *m = calloc(1, sizeof *m);
     if (!m)
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     m->svc = svc;
-    m->interval_s = interval_s;
+    m->interval_ms = interval_ms;
+    m->task = task;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

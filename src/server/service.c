@@ -141,6 +141,7 @@ lp_status lp_service_open(lp_service **out, const lp_service_options *opt, lp_er
     if (s->deltas.releases > LP_DB_DELTA_RELEASES_MAX)
         s->deltas.releases = LP_DB_DELTA_RELEASES_MAX;
     pthread_mutex_init(&s->hook_mu, NULL);
+    pthread_mutex_init(&s->audit_mu, NULL);
     if (opt->limits)
         s->limits = *opt->limits;
     else
@@ -167,6 +168,8 @@ lp_status lp_service_open(lp_service **out, const lp_service_options *opt, lp_er
     }
     if (!st)
         st = open_pool(s, url, n, err);
+    if (!st)
+        st = lp_service_audit_open(s, url, err);
     if (!st)
         st = lp_service_recover(s, err);
     if (!st)
@@ -195,6 +198,8 @@ void lp_service_close(lp_service *s)
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->hook_mu);
+    pthread_mutex_destroy(&s->audit_mu);
+    free(s->audit_head);
     free(s->deltas_dir);
     free(s->data_dir);
     free(s->repos_dir);
@@ -294,7 +299,21 @@ static lp_status make_admin_token(lp_service *s, lp_db *db, lp_error *err)
         lp_db_token_new t = {.id = rec.id, .name = "admin (made at first start)", .salt = salt,
                              .salt_len = nsalt, .hash = hash, .hash_len = nhash,
                              .scopes = "admin"};
-        st = lp_db_token_insert(db, &t, err);
+        lp_db_audit_head audit = {0};
+        st = lp_db_begin(db, err);
+        if (!st)
+            st = lp_db_token_insert(db, &t, err);
+        if (!st)
+            st = lp_service_audit_db(s, db, "server", "token.created", NULL, rec.id,
+                                     json_pack("{s:s,s:[s],s:s}", "name", t.name, "scopes",
+                                               "admin", "reason", "first start"),
+                                     &audit, err);
+        if (!st)
+            st = lp_db_commit(db, err);
+        if (st && lp_db_in_transaction(db))
+            lp_db_rollback(db, NULL);
+        if (!st)
+            lp_service_audit_anchor(s, &audit);
     }
     if (!st && s->log)
         lp_log_event(s->log, LP_LOG_WARN, "first start: admin token made",
@@ -330,6 +349,10 @@ lp_status lp_service_bootstrap(lp_service *s, const char *default_app, bool *cre
     lp_service_db_release(s, db);
     if (need_app) {
         st = lp_service_app_create(s, default_app, err);
+        if (!st)
+            lp_service_audit(s, "server", "app.created", default_app, NULL,
+                             json_pack("{s:s,s:s}", "signing", "server", "reason", "first start"),
+                             NULL);
         if (!st && s->log)
             lp_log_event(s->log, LP_LOG_INFO, "first start: app created",
                          json_pack("{s:s}", "app", default_app));

@@ -15,6 +15,8 @@
  *     <data>/deltas/<base>/<result>  binary deltas between files of releases
  *                                 (service_deltas.c), by SHA-256 of both
  *     <data>/admin.token          the first admin token (0600), made on first start
+ *     <data>/audit.head           the newest audit entries' heads, one line each
+ *                                 (next to the database file when it is elsewhere)
  *
  * The HTTP routes (api_*.c) and the CLI are thin layers over these calls.
  *
@@ -161,6 +163,11 @@ typedef struct lp_release_fields {
     bool mandatory;
     const char *notes;
     const char *created_by;           /* token ID or NULL */
+    const char *targeting;            /* NULL or the JSON text of targeting rules
+                                         (livepush/targeting.h; {} = none) */
+    bool staged;                      /* start with a staged rollout on each of its
+                                         channels at rollout_bp (0..10000) */
+    int rollout_bp;
 } lp_release_fields;
 
 /* Ingests the bundle at `bundle_path` (ingest options may be NULL: detect
@@ -175,11 +182,14 @@ lp_status lp_service_publish(lp_service *s, const char *app, const char *bundle_
 
 /* Republishes the tree of the app's release `target_version` as a new
  * release with the next version code, rollback_of set, the same version
- * string, and `channels` (NULL/0: the target's channels).  Nothing is
- * uploaded or ingested again.  LP_ERR_NOT_FOUND. */
+ * string, `channels` (NULL/0: the target's channels) and `targeting` (the
+ * JSON text of targeting rules, {} for none; NULL: the target's rules).
+ * Nothing is uploaded or ingested again.  LP_ERR_NOT_FOUND,
+ * LP_ERR_INVALID_ARG (bad targeting rules, naming the member). */
 lp_status lp_service_rollback(lp_service *s, const char *app, const char *target_version,
                               const char *const *channels, size_t n_channels,
-                              const char *created_by, lp_db_release *out, lp_error *err);
+                              const char *targeting, const char *created_by,
+                              lp_db_release *out, lp_error *err);
 
 /* The TUF target name of a release: "releases/<version_code>.json". */
 void lp_service_target_name(int64_t version_code, char out[48]);
@@ -267,8 +277,9 @@ lp_status lp_service_publish_prepare(lp_service *s, const char *app, const char 
  * lp_service_publish_prepare. */
 lp_status lp_service_rollback_prepare(lp_service *s, const char *app, const char *target_version,
                                       const char *const *channels, size_t n_channels,
-                                      const char *created_by, lp_db_release *out,
-                                      char **signed_json, size_t *signed_len, lp_error *err);
+                                      const char *targeting, const char *created_by,
+                                      lp_db_release *out, char **signed_json,
+                                      size_t *signed_len, lp_error *err);
 
 /* The app's pending release (*out, may be NULL), the `signed` bytes to sign
  * for it (same bytes as prepare gave; may be NULL) and *signed_by (may be
@@ -323,5 +334,119 @@ lp_status lp_service_publish_sign_ex(lp_service *s, const char *app, const char 
  * published). */
 lp_status lp_service_publish_cancel(lp_service *s, const char *app, const char *version,
                                     lp_error *err);
+
+/* ---- the audit log (service_audit.c, docs/audit.md) ------------------------
+ * Every management action and every automatic decision is appended to the
+ * database's hash-chained audit log (livepush/db.h), in the transaction
+ * that makes the change where there is one, else right after it commits.
+ * After each committed entry the server also appends its head as one line
+ *     {"seq":N,"hash":"<64 hex>"}
+ * to the file audit.head (opened O_APPEND, fsync'd): next to the database
+ * file for a sqlite: database, in the data folder otherwise.  It anchors
+ * the chain against removal of its newest entries (livepush audit verify
+ * compares the log with the file's last line).  If the file cannot be
+ * written the action still stands (it is committed); the server logs an
+ * error.  At start the server logs an error when the database no longer
+ * holds the entry the file's last line names.
+ *
+ * Actors: "token:<id>" for an API token (lp_service_audit_actor), "server"
+ * for the server's own decisions (first start, recovery, automatic halts),
+ * "cli" for local commands. */
+
+/* The head file's name, in the folder given above. */
+#define LP_SERVICE_AUDIT_HEAD "audit.head"
+
+/* "token:<token_id>" into out. */
+void lp_service_audit_actor(const char *token_id, char out[LP_DB_AUDIT_ACTOR_MAX + 1]);
+
+/* Appends one entry in its own transaction (a pooled connection) and
+ * records its head in audit.head.  details: a JSON object or NULL ({});
+ * the reference is taken (released here, whatever happens), so a caller
+ * may pass json_pack(...) directly.  On failure the error is returned and
+ * also logged (callers that record an action already done may ignore it).
+ * The checks and errors of lp_db_audit_append. */
+lp_status lp_service_audit(lp_service *s, const char *actor, const char *action,
+                           const char *app, const char *subject, json_t *details,
+                           lp_error *err);
+
+/* The same with the caller's connection `db`.  Inside its transaction the
+ * entry commits (or rolls back) with the caller's changes, and *pending
+ * gets the entry's head: pass it to lp_service_audit_anchor after the
+ * commit (never after a rollback).  Outside a transaction the entry is
+ * committed and anchored at once (*pending zeroed).  pending may be NULL
+ * only outside a transaction (LP_ERR_INVALID_ARG otherwise).  Errors are
+ * returned, not logged. */
+lp_status lp_service_audit_db(lp_service *s, lp_db *db, const char *actor, const char *action,
+                              const char *app, const char *subject, json_t *details,
+                              lp_db_audit_head *pending, lp_error *err);
+
+/* Appends `head` to audit.head (nothing when head is NULL or its seq is 0
+ * or not newer than a head already written by this server); a failure is
+ * logged. */
+void lp_service_audit_anchor(lp_service *s, const lp_db_audit_head *head);
+
+/* The path of audit.head. */
+const char *lp_service_audit_head_path(const lp_service *s);
+
+/* The details of a release for an entry: {"version","version_code",
+ * "channels":[...]} (new reference; NULL when out of memory). */
+json_t *lp_service_audit_release(const lp_db_release *rel);
+
+/* Reads the last complete line of a head file at `path` into *out.  *found
+ * is false when the file does not exist or holds no complete line (a line
+ * torn by a crash is not one).  LP_ERR_MALFORMED naming the file for a
+ * last line that is not {"seq":N,"hash":"<64 hex>"}, LP_ERR_IO. */
+lp_status lp_service_audit_head_read(const char *path, lp_db_audit_head *out, bool *found,
+                                     lp_error *err);
+
+/* Parses "SEQ:HASH" (an operator's note of a head; HASH 64 hex digits,
+ * either case).  LP_ERR_INVALID_ARG. */
+lp_status lp_service_audit_head_parse(const char *text, lp_db_audit_head *out, lp_error *err);
+
+/* ---- rollouts (service_rollout.c, service_rollout_ops.c; docs/rollouts.md) ----
+ * Each action takes the app's lock, changes the database in one
+ * transaction with its audit entry (`actor` as for lp_service_audit),
+ * re-signs what devices read, and commits.  *enforced (may be NULL) tells
+ * whether the app's targets role delegates the rollout role yet (an app
+ * whose publisher signs gets the delegation with its next signed
+ * release; until then rollouts are recorded, not followed). */
+
+/* What to change in the rollout of a release on a channel; -1 / NULL:
+ * unchanged. */
+typedef struct lp_service_rollout_change {
+    const char *channel;  /* required: a channel the release is on */
+    int percent_bp;       /* 0..10000 */
+    const char *state;    /* LP_DB_ROLLOUT_ACTIVE / PAUSED / HALTED */
+    int weight;           /* 0..10000 (0: not an arm of the channel's A/B split) */
+    const char *reason;   /* why, kept with the rollout (a new state without one clears it) */
+} lp_service_rollout_change;
+
+/* Applies `c` to release `version` of `app`; *out (may be NULL) gets the
+ * rollout as stored.  Errors: LP_ERR_NOT_FOUND (app, release, or the
+ * release is not on that channel), LP_ERR_STATE (the rollout is halted: a
+ * halt is final), LP_ERR_INVALID_ARG (a value out of range), and those of
+ * the database and the repository. */
+lp_status lp_service_rollout_change_apply(lp_service *s, const char *app, const char *version,
+                                          const lp_service_rollout_change *c, const char *actor,
+                                          lp_db_rollout *out, bool *enforced, lp_error *err);
+/* Adds channel `channel` to published release `version` (re-signing its
+ * targets entry, so only for apps whose keys the server holds:
+ * LP_ERR_STATE otherwise).  LP_ERR_EXISTS when it is on it already. */
+lp_status lp_service_promote(lp_service *s, const char *app, const char *version,
+                             const char *channel, const char *actor, lp_error *err);
+/* Sets a channel's maintenance window (minutes after midnight UTC, see
+ * lp_db_channel_window_set; -1, -1 removes it). */
+lp_status lp_service_channel_window(lp_service *s, const char *app, const char *channel,
+                                    int start, int end, const char *actor, lp_error *err);
+/* Sets the app's guardrail (see lp_db_app_guard_set). */
+lp_status lp_service_guard_set(lp_service *s, const char *app, int rate_bp, int min_devices,
+                               const char *actor, lp_error *err);
+/* One guardrail check over every app: halts each rolling-out release whose
+ * failure-or-rollback share passed its app's rate once at least its
+ * minimum of devices tried it (audit actor "server", reason recorded and
+ * logged).  *halted (may be NULL) counts the halts.  An app whose check
+ * fails is logged and the others are still checked; the first error is
+ * returned.  `now` is unused (0). */
+lp_status lp_service_guard_run(lp_service *s, int64_t now, size_t *halted, lp_error *err);
 
 #endif

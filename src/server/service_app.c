@@ -93,13 +93,16 @@ static lp_status make_repo(lp_service *s, const char *app, lp_key *keys[LP_SERVI
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/%s", s->repos_dir, app);
     lp_tuf_repo *r = NULL;
+    bool changed = false;
     lp_status st = lp_tuf_repo_create(&r, dir, err);
     for (size_t i = 0; !st && i < LP_SERVICE_NROLES; i++)
         st = lp_tuf_repo_add_key(r, lp_service_roles[i], keys[i], err);
     if (!st)
         st = lp_tuf_repo_touch(r, "targets", err);
     if (!st)
-        st = lp_tuf_repo_publish(r, (const lp_key *const *)keys, LP_SERVICE_NROLES, err);
+        st = lp_service_rollout_delegate(s, app, r, &changed, err);
+    if (!st)
+        st = lp_service_repo_publish(s, app, r, keys, LP_SERVICE_NROLES, err);
     lp_tuf_repo_free(r);
     return st;
 }

@@ -114,8 +114,21 @@ static lp_status refresh_app(lp_service *s, const char *app, int64_t now, bool *
         st = lp_tuf_repo_touch(r, role, err);
         *did = true;
     }
+    if (!st) {
+        /* The rollout role (delegated, signed by the server's online key). */
+        uint64_t version;
+        int64_t expires;
+        role_state(desc, "rollout", &version, &expires);
+        lp_key *rk = NULL;
+        if (version && expires - now < lp_repo_default_lifetime(LP_MD_TARGETS) / 2 &&
+            !(st = lp_service_rollout_key(s, app, false, &rk, err)) && rk) {
+            st = lp_tuf_repo_touch(r, "rollout", err);
+            *did = true;
+        }
+        lp_key_free(rk);
+    }
     if (!st && *did)
-        st = lp_tuf_repo_publish(r, (const lp_key *const *)keys, LP_SERVICE_NROLES, err);
+        st = lp_service_repo_publish(s, app, r, keys, LP_SERVICE_NROLES, err);
     if (st)
         lp_error_prefix(err, st, "app %s: re-signing metadata", app);
     json_decref(desc);

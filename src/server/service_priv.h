@@ -7,6 +7,7 @@
  * service_sync.c     making an app's TUF repository match the database
  * service_signed.c   apps whose publisher signs: creation, two-step publish
  * service_deltas.c   deltas between releases: planning, making, the summary
+ * service_audit.c    the audit log: appending entries, the audit.head file
  */
 #ifndef LP_SERVER_SERVICE_PRIV_H
 #define LP_SERVER_SERVICE_PRIV_H
@@ -38,12 +39,43 @@ struct lp_service {
     void (*release_hook)(void *ctx);
     void *release_hook_ctx;
 
+    char *audit_head;        /* audit.head (service_audit.c) */
+    pthread_mutex_t audit_mu; /* orders the lines written to it */
+    int64_t audit_anchored;  /* newest seq written to it by this server */
+
     pthread_mutex_t mu; /* guards the pool */
     pthread_cond_t cv;
     lp_db **pool;
     bool *busy;
     unsigned npool;
 };
+
+/* ---- the rollout role (service_rollout.c) ---- */
+
+/* Loads <keys>/<app>/rollout.pem; when it does not exist, makes it if
+ * `create`, else *out = NULL and LP_OK. */
+lp_status lp_service_rollout_key(lp_service *s, const char *app, bool create, lp_key **out,
+                                 lp_error *err);
+/* Makes the targets role delegate "rollout/" + star to the app's rollout key
+ * (and only it); *changed is set when the repository was edited. */
+lp_status lp_service_rollout_delegate(lp_service *s, const char *app, lp_tuf_repo *r,
+                                      bool *changed, lp_error *err);
+/* Whether the repository as published delegates the rollout role. */
+bool lp_service_rollout_enforced(lp_tuf_repo *r);
+/* Makes the rollout role list each channel's policy as the database has
+ * it (nothing when the role is not delegated). */
+lp_status lp_service_rollout_reconcile(lp_service *s, lp_db *db, const lp_db_app *app,
+                                       lp_tuf_repo *r, bool *changed, lp_error *err);
+/* lp_tuf_repo_publish with `keys` and the app's rollout key when it has one. */
+lp_status lp_service_repo_publish(lp_service *s, const char *app, lp_tuf_repo *r,
+                                  lp_key *const *keys, size_t n, lp_error *err);
+/* Brings the rollout role in line with the database and publishes it with
+ * the online keys when it changed; *enforced (may be NULL) tells whether
+ * the repository delegates the role at all. */
+lp_status lp_service_rollout_sync(lp_service *s, lp_db *db, const lp_db_app *app, bool *enforced,
+                                  lp_error *err);
+/* The cohort salt of a channel (32 hex digits). */
+void lp_service_channel_salt(const char *app, const char *channel, char out[33]);
 
 /* Takes the app's lock (flock on <repos>/<app>.lock), waiting for it.
  * *fd_out is released with lp_service_unlock. */
@@ -97,8 +129,9 @@ lp_status lp_service_publish_with(lp_service *s, const char *app, const char *bu
                                   lp_error *err);
 lp_status lp_service_rollback_with(lp_service *s, const char *app, const char *target_version,
                                    const char *const *channels, size_t n_channels,
-                                   const char *created_by, lp_service_insert_fn insert,
-                                   void *ctx, lp_db_release *out, lp_error *err);
+                                   const char *targeting, const char *created_by,
+                                   lp_service_insert_fn insert, void *ctx, lp_db_release *out,
+                                   lp_error *err);
 
 /* Recovery of an app whose publisher signs (service_signed.c): never signs
  * anything; marks a pending release published when the repository already
@@ -114,5 +147,20 @@ void lp_service_delta_plan(lp_service *s, lp_db *db, const char *app, int64_t re
 
 /* Calls the release hook (lp_service_set_release_hook), if any. */
 void lp_service_notify_release(lp_service *s);
+
+/* The audit log at open (service_audit.c): sets the head file's path from
+ * the database URL and the data folder, and logs an error when the file's
+ * last line names an entry the database does not hold.  Needs the pool. */
+lp_status lp_service_audit_open(lp_service *s, const char *db_url, lp_error *err);
+
+/* Appends the entry for release `rel` just inserted by a publish or
+ * rollback (in db's transaction): action release.published,
+ * rollback.published, release.prepared or rollback.prepared by its state
+ * and rollback_of; actor the token rel->created_by, else "server"; details
+ * its version, code, channels and, for a rollback, the release restored.
+ * *pending as lp_service_audit_db. */
+lp_status lp_service_audit_insert(lp_service *s, lp_db *db, const lp_db_app *app,
+                                  const lp_db_release_new *rel, lp_db_audit_head *pending,
+                                  lp_error *err);
 
 #endif

@@ -5,8 +5,10 @@
  * the blob store and store the tree manifest as a blob (content-addressed:
  * a release that never appears leaves only unreferenced blobs).  Under the
  * app's lock, inside one database transaction: pick the version code,
- * insert the release, make the TUF repository list it (lp_service_sync_app,
- * which writes timestamp.json last), then commit.  A failure before the
+ * insert the release and its audit entry (service_audit.c; the entry's
+ * head goes to audit.head after the commit), make the TUF repository list
+ * it (lp_service_sync_app, which writes timestamp.json last), then
+ * commit.  A failure before the
  * commit rolls the transaction back and syncs the repository again, so it
  * never lists a release the database does not have; a crash in that window
  * is repaired the same way by lp_service_recover at the next start.
@@ -22,6 +24,7 @@
 #include "server/service_priv.h"
 
 #include "core/file.h"
+#include "tuf/json.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +40,7 @@ static lp_status insert_and_sync(lp_service *s, const lp_db_app *app, lp_db_rele
     (void)ctx;
     int lock = -1;
     lp_db *db = NULL;
+    lp_db_audit_head audit = {0};
     lp_status st = lp_service_lock_app(s, app->name, &lock, err);
     if (!st)
         st = lp_service_db_acquire(s, &db, err);
@@ -49,6 +53,8 @@ static lp_status insert_and_sync(lp_service *s, const lp_db_app *app, lp_db_rele
     }
     if (!st)
         st = lp_db_release_insert(db, rel, id_out, err);
+    if (!st)
+        st = lp_service_audit_insert(s, db, app, rel, &audit, err);
     if (!st)
         st = lp_service_sync_app(s, db, app, NULL, err);
     if (!st)
@@ -68,6 +74,8 @@ static lp_status insert_and_sync(lp_service *s, const lp_db_app *app, lp_db_rele
     }
     lp_service_db_release(s, db);
     lp_service_unlock(lock);
+    if (!st)
+        lp_service_audit_anchor(s, &audit);
     if (!st)
         lp_service_notify_release(s);
     return st;
@@ -160,6 +168,9 @@ lp_status lp_service_publish_with(lp_service *s, const char *app_name, const cha
         .mandatory = f->mandatory,
         .notes = f->notes,
         .created_by = f->created_by,
+        .targeting = f->targeting,
+        .staged = f->staged,
+        .rollout_bp = f->rollout_bp,
     };
     int64_t id = 0;
     st = (insert ? insert : insert_and_sync)(s, &app, &rel, &id, ctx, err);
@@ -176,17 +187,18 @@ lp_status lp_service_publish_with(lp_service *s, const char *app_name, const cha
 
 lp_status lp_service_rollback(lp_service *s, const char *app_name, const char *target_version,
                               const char *const *channels, size_t n_channels,
-                              const char *created_by, lp_db_release *out, lp_error *err)
+                              const char *targeting, const char *created_by,
+                              lp_db_release *out, lp_error *err)
 {
     return lp_service_rollback_with(s, app_name, target_version, channels, n_channels,
-                                    created_by, NULL, NULL, out, err);
+                                    targeting, created_by, NULL, NULL, out, err);
 }
 
 lp_status lp_service_rollback_with(lp_service *s, const char *app_name,
                                    const char *target_version, const char *const *channels,
-                                   size_t n_channels, const char *created_by,
-                                   lp_service_insert_fn insert, void *ctx, lp_db_release *out,
-                                   lp_error *err)
+                                   size_t n_channels, const char *targeting,
+                                   const char *created_by, lp_service_insert_fn insert,
+                                   void *ctx, lp_db_release *out, lp_error *err)
 {
     if (out)
         memset(out, 0, sizeof *out);
@@ -231,6 +243,7 @@ lp_status lp_service_rollback_with(lp_service *s, const char *app_name,
             .notes = old.notes,
             .created_by = created_by,
             .rollback_of = restores,
+            .targeting = targeting ? targeting : old.targeting,
         };
         if (!lp_blobstore_has(s->bs, old.manifest_sha256))
             st = lp_error_set(err, LP_ERR_NOT_FOUND,
@@ -311,6 +324,13 @@ lp_status lp_service_release_json(lp_service *s, lp_db *db, const char *app,
         "files", files, "bytes", bytes);
     if (!o)
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    json_t *targeting = json_null();
+    if (rel->targeting &&
+        (st = lp_json_parse(rel->targeting, strlen(rel->targeting), NULL, &targeting, err))) {
+        json_decref(o);
+        return lp_error_prefix(err, st, "release %s: stored targeting", rel->version);
+    }
+    json_object_set_new(o, "targeting", targeting);
     json_t *deltas = NULL;
     if ((st = lp_service_delta_summary_json(db, rel->id, &deltas, err))) {
         json_decref(o);

@@ -483,6 +483,10 @@ static lp_status prepare_targets(lp_service *s, lp_db *db, const lp_db_app *app,
     if (!st)
         st = lp_service_reconcile(s, db, app, r, also_id, &changed, err);
     if (!st)
+        st = lp_service_rollout_delegate(s, app->name, r, &changed, err);
+    if (!st)
+        st = lp_service_rollout_reconcile(s, db, app, r, &changed, err);
+    if (!st)
         st = lp_tuf_repo_set_expires(r, "targets", expires, err);
     if (!st)
         st = lp_tuf_repo_prepare(r, "targets", canon, len, err);
@@ -546,6 +550,7 @@ static lp_status insert_pending(lp_service *s, const lp_db_app *app, lp_db_relea
     lp_tuf_repo *r = NULL;
     pending p = {0};
     bool recorded = false;
+    lp_db_audit_head audit = {0};
     lp_status st = lp_service_lock_app(s, app->name, &lock, err);
     if (!st)
         st = lp_service_db_acquire(s, &db, err);
@@ -569,6 +574,8 @@ static lp_status insert_pending(lp_service *s, const lp_db_app *app, lp_db_relea
     rel->state = LP_DB_STATE_PENDING;
     if (!st)
         st = lp_db_release_insert(db, rel, id_out, err);
+    if (!st)
+        st = lp_service_audit_insert(s, db, app, rel, &audit, err);
     if (!st) {
         p.release_id = *id_out;
         p.version_code = rel->version_code;
@@ -599,6 +606,8 @@ static lp_status insert_pending(lp_service *s, const lp_db_app *app, lp_db_relea
     lp_db_release_free(&other);
     lp_service_db_release(s, db);
     lp_service_unlock(lock);
+    if (!st)
+        lp_service_audit_anchor(s, &audit);
     return st;
 }
 
@@ -667,8 +676,9 @@ lp_status lp_service_publish_prepare(lp_service *s, const char *app, const char 
 
 lp_status lp_service_rollback_prepare(lp_service *s, const char *app, const char *target_version,
                                       const char *const *channels, size_t n_channels,
-                                      const char *created_by, lp_db_release *out,
-                                      char **signed_json, size_t *signed_len, lp_error *err)
+                                      const char *targeting, const char *created_by,
+                                      lp_db_release *out, char **signed_json,
+                                      size_t *signed_len, lp_error *err)
 {
     if (out)
         memset(out, 0, sizeof *out);
@@ -680,8 +690,8 @@ lp_status lp_service_rollback_prepare(lp_service *s, const char *app, const char
         return st;
     prepared pr = {0};
     lp_db_release rel = {0};
-    st = lp_service_rollback_with(s, app, target_version, channels, n_channels, created_by,
-                                  insert_pending, &pr, &rel, err);
+    st = lp_service_rollback_with(s, app, target_version, channels, n_channels, targeting,
+                                  created_by, insert_pending, &pr, &rel, err);
     if (st) {
         free(pr.canon);
         return st;
@@ -795,6 +805,24 @@ static lp_status repo_lists(lp_service *s, const char *app, const lp_db_release 
     return st ? lp_error_prefix(err, st, "app %s: repository", app) : LP_OK;
 }
 
+/* The audit entry of a pending release that the server marked published
+ * on its own, finding its signed metadata written (a crash came between
+ * the two).  `db` is outside a transaction; a failure is logged. */
+static void audit_repaired(lp_service *s, lp_db *db, const char *app, const lp_db_release *rel)
+{
+    lp_error e;
+    lp_error_clear(&e);
+    json_t *d = lp_service_audit_release(rel);
+    if (d)
+        json_object_set_new(d, "reason", json_string("its signed metadata was written before"));
+    if (lp_service_audit_db(s, db, "server", "release.published", app, rel->version, d, NULL,
+                            &e) != LP_OK &&
+        s->log)
+        lp_log_event(s->log, LP_LOG_ERROR, "audit entry not written",
+                     json_pack("{s:s,s:s,s:s}", "action", "release.published", "app", app,
+                               "error", e.msg));
+}
+
 /* Marks o->rel published (its metadata is written) and drops the pending
  * file. */
 static lp_status mark_published(lp_service *s, op *o, const char *how, lp_error *err)
@@ -896,6 +924,8 @@ lp_status lp_service_publish_sign_ex(lp_service *s, const char *app, const char 
          * database: finish it. */
         st = mark_published(s, &o, "release published (its signed metadata was written before)",
                             err);
+        if (!st)
+            audit_repaired(s, o.db, o.app.name, &o.rel);
         goto done;
     }
     if (!st)
@@ -929,7 +959,7 @@ lp_status lp_service_publish_sign_ex(lp_service *s, const char *app, const char 
     if (!st)
         st = load_online(s, o.app.name, keys, err);
     if (!st) {
-        st = lp_tuf_repo_publish(r, (const lp_key *const *)keys, NONLINE, err);
+        st = lp_service_repo_publish(s, o.app.name, r, keys, NONLINE, err);
         if (st == LP_ERR_BAD_SIGNATURE) {
             /* Below the threshold: nothing was written; keep what verified. */
             progress->short_of_threshold = true;
@@ -980,6 +1010,8 @@ lp_status lp_service_publish_cancel(lp_service *s, const char *app, const char *
         st = mark_published(s, &o, "release published (its signed metadata was written before)",
                             err);
         if (!st)
+            audit_repaired(s, o.db, o.app.name, &o.rel);
+        if (!st)
             st = lp_error_set(err, LP_ERR_STATE,
                               "release %s cannot be cancelled: its signed metadata was written "
                               "already, so it is published",
@@ -1026,6 +1058,8 @@ lp_status lp_service_publish_pending(lp_service *s, const char *app, lp_db_relea
     if (!st && written) {
         st = mark_published(s, &o, "release published (its signed metadata was written before)",
                             err);
+        if (!st)
+            audit_repaired(s, o.db, o.app.name, &o.rel);
         if (!st)
             st = lp_error_set(err, LP_ERR_NOT_FOUND,
                               "app %s has no release waiting for signatures (%s is published)",
@@ -1110,6 +1144,7 @@ lp_status lp_service_signed_recover_app(lp_service *s, lp_db *db, const lp_db_ap
                     break;
                 pending_remove(s, app->name);
                 lp_service_delta_plan(s, db, app->name, rel->id);
+                audit_repaired(s, db, app->name, rel);
                 published = true;
                 if (s->log)
                     lp_log_event(s->log, LP_LOG_WARN,

@@ -22,6 +22,7 @@
 
 #include "core/file.h"
 #include "livepush/tuf_repo.h"
+#include "tuf/json.h"
 #include "tuf/repo_priv.h"
 
 #include <stdio.h>
@@ -36,17 +37,35 @@ void lp_service_target_name(int64_t version_code, char out[48])
 }
 
 /* The custom field of a release's target: the release fields, nulls left
- * out.  New reference or NULL on OOM. */
-static json_t *release_custom(const lp_db_release *rel, const lp_db_release *restored)
+ * out, and the targeting rules as stored (canonical JSON, read back
+ * strictly: rules that cannot be read fail the target rather than being
+ * left out, which would widen who installs).  This is the only place the
+ * custom field is made, for apps the server signs and for those whose
+ * publisher signs (service_signed.c prepares through lp_service_reconcile).
+ * *out is a new reference. */
+static lp_status release_custom(const lp_db_release *rel, const lp_db_release *restored,
+                                json_t **out, lp_error *err)
 {
+    *out = NULL;
+    json_t *targeting = NULL;
+    if (rel->targeting) {
+        lp_status st = lp_json_parse(rel->targeting, strlen(rel->targeting), NULL, &targeting,
+                                     err);
+        if (st)
+            return lp_error_prefix(err, st, "stored targeting");
+    }
     json_t *chans = json_array();
     for (size_t i = 0; chans && i < rel->n_channels; i++)
         json_array_append_new(chans, json_string(rel->channels[i]));
     json_t *c = json_pack("{s:s,s:I,s:o,s:b}", "version", rel->version, "version_code",
                           (json_int_t)rel->version_code, "channels", chans, "mandatory",
                           rel->mandatory);
-    if (!c)
-        return NULL;
+    if (!c) {
+        json_decref(targeting);
+        return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    }
+    if (targeting)
+        json_object_set_new(c, "targeting", targeting);
     if (rel->runtime_version)
         json_object_set_new(c, "runtime_version", json_string(rel->runtime_version));
     if (rel->platform)
@@ -57,7 +76,8 @@ static json_t *release_custom(const lp_db_release *rel, const lp_db_release *res
         json_object_set_new(c, "notes", json_string(rel->notes));
     if (restored)
         json_object_set_new(c, "rollback_of", json_integer(restored->version_code));
-    return c;
+    *out = c;
+    return LP_OK;
 }
 
 /* Adds the target of `rel` to the repository from its manifest blob. */
@@ -69,8 +89,9 @@ static lp_status add_release_target(lp_service *s, lp_db *db, lp_tuf_repo *r,
     if (rel->rollback_of && (st = lp_db_release_get(db, rel->rollback_of, &restored, err)))
         return st;
     char *path = NULL, *custom_text = NULL;
-    json_t *custom = release_custom(rel, rel->rollback_of ? &restored : NULL);
-    if (!custom || !(custom_text = json_dumps(custom, JSON_COMPACT | JSON_SORT_KEYS)))
+    json_t *custom = NULL;
+    st = release_custom(rel, rel->rollback_of ? &restored : NULL, &custom, err);
+    if (!st && !(custom_text = json_dumps(custom, JSON_COMPACT | JSON_SORT_KEYS)))
         st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     if (!st)
         st = lp_blobstore_path_of(s->bs, rel->manifest_sha256, &path, err);
@@ -162,17 +183,22 @@ lp_status lp_service_sync_app(lp_service *s, lp_db *db, const lp_db_app *app, bo
     snprintf(dir, sizeof dir, "%s/%s", s->repos_dir, app->name);
     lp_tuf_repo *r = NULL;
     lp_key *keys[LP_SERVICE_NROLES] = {0};
+    bool signed_elsewhere = lp_service_app_publisher_signed(s, app->name);
     lp_status st = lp_tuf_repo_open(&r, dir, err);
+    if (!st && !signed_elsewhere)
+        st = lp_service_rollout_delegate(s, app->name, r, changed, err);
     if (!st)
         st = lp_service_reconcile(s, db, app, r, 0, changed, err);
-    if (!st && *changed && lp_service_app_publisher_signed(s, app->name))
+    if (!st && !signed_elsewhere)
+        st = lp_service_rollout_reconcile(s, db, app, r, changed, err);
+    if (!st && *changed && signed_elsewhere)
         st = lp_error_set(err, LP_ERR_STATE,
                           "its targets are signed by the publisher, and the published releases "
                           "differ from what was signed");
     if (!st && *changed)
         st = lp_service_keys_load(s, app->name, keys, err);
     if (!st && *changed)
-        st = lp_tuf_repo_publish(r, (const lp_key *const *)keys, LP_SERVICE_NROLES, err);
+        st = lp_service_repo_publish(s, app->name, r, keys, LP_SERVICE_NROLES, err);
     if (st)
         lp_error_prefix(err, st, "app %s: repository", app->name);
     lp_service_keys_free(keys);
@@ -195,6 +221,8 @@ lp_status lp_service_recover(lp_service *s, lp_error *err)
             st = lp_service_signed_recover_app(s, db, &apps.items[i], err);
         else if (!st)
             st = lp_service_sync_app(s, db, &apps.items[i], &changed, err);
+        if (!st)
+            st = lp_service_rollout_sync(s, db, &apps.items[i], NULL, err);
         lp_service_unlock(lock);
         if (!st && changed && s->log)
             lp_log_event(s->log, LP_LOG_WARN, "recovery: repository brought in line with the "

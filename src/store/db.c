@@ -2,9 +2,10 @@
  * db.c — the metadata database front: URL dispatch, input checks,
  * transaction bookkeeping and the release rules (see include/livepush/db.h).
  *
- * Each public function checks its input with db_check.c, replaces "0 =
- * now" times, and calls the back end through its operations table
- * (db_backend.h).  Write functions run through `lp_db_write_begin` /
+ * Each public function checks its input with db_check.c (a release's
+ * targeting rules with lp_targeting_canonical, which also gives the form
+ * stored), replaces "0 = now" times, and calls the back end through its
+ * operations table (db_backend.h).  Write functions run through `lp_db_write_begin` /
  * `lp_db_write_end`: when the caller has no transaction open they open one
  * around the single call, so every write is atomic and serialised with
  * other writers; inside the caller's transaction they just join it.
@@ -21,6 +22,7 @@
 #include "store/db_backend.h"
 
 #include "core/timeutil.h"
+#include "livepush/targeting.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -278,6 +280,10 @@ static lp_status check_release(const lp_db_release_new *r, lp_error *err)
         return lp_error_set(err, LP_ERR_INVALID_ARG, "rollback_of: %lld is not a release id",
                             (long long)r->rollback_of);
     TRY(lp_db_check_time("created_at", r->created_at, err));
+    if (r->staged && (r->rollout_bp < 0 || r->rollout_bp > LP_DB_BP_MAX))
+        return lp_error_set(err, LP_ERR_INVALID_ARG,
+                            "rollout_bp: %d, expected 0..%d basis points", r->rollout_bp,
+                            LP_DB_BP_MAX);
     return LP_OK;
 }
 
@@ -343,17 +349,40 @@ lp_status lp_db_release_insert(lp_db *db, const lp_db_release_new *rel, int64_t 
     lp_status st = check_release(rel, err);
     if (st)
         return lp_error_prefix(err, st, "release");
+    /* Targeting rules are stored in canonical form: the server signs what
+     * it stores, and equal rules give equal bytes. */
+    char *targeting = NULL;
+    if (rel->targeting &&
+        (st = lp_targeting_canonical(rel->targeting, strlen(rel->targeting), &targeting, err)))
+        return lp_error_prefix(err, st, "release");
     lp_db_release_new r = *rel;
+    r.targeting = targeting;
     r.created_at = now_or(r.created_at);
     if (!r.state)
         r.state = LP_DB_STATE_PUBLISHED;
     bool own;
-    TRY(lp_db_write_begin(db, &own, err));
+    st = lp_db_write_begin(db, &own, err);
+    if (st) {
+        free(targeting);
+        return st;
+    }
     st = release_rules(db, &r, err);
+    int64_t id = 0;
     if (!st)
-        st = db->ops->release_insert(db, &r, id_out, err);
+        st = db->ops->release_insert(db, &r, &id, err);
+    for (size_t i = 0; !st && r.staged && i < r.n_channels; i++) {
+        lp_db_rollout_new ro = {.release_id = id,
+                                .channel = r.channels[i],
+                                .percent_bp = r.rollout_bp,
+                                .state = LP_DB_ROLLOUT_ACTIVE,
+                                .at = r.created_at};
+        st = lp_db_rollout_put(db, &ro, err);
+    }
+    if (!st && id_out)
+        *id_out = id;
     if (st)
         lp_error_prefix(err, st, "release %s", r.version);
+    free(targeting);
     return lp_db_write_end(db, own, st, err);
 }
 
@@ -606,6 +635,7 @@ void lp_db_release_free(lp_db_release *rel)
     free(rel->notes);
     free(rel->created_by);
     free(rel->state);
+    free(rel->targeting);
     memset(rel, 0, sizeof *rel);
 }
 

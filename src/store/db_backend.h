@@ -22,6 +22,25 @@
 
 #include "livepush/db.h"
 
+/* A stored audit entry as the back end read it, for the audit walk: text
+ * columns are borrowed (valid during the callback only), with their byte
+ * length, and NULL when the column is NULL.  Nothing is checked: the walk
+ * shows a changed row as it is, for lp_db_audit_verify to judge. */
+typedef struct lp_db_audit_text {
+    const char *s;
+    size_t len;
+} lp_db_audit_text;
+
+typedef struct lp_db_audit_row {
+    int64_t seq;
+    bool at_is_int;               /* false: the at column is not an integer */
+    int64_t at;
+    lp_db_audit_text actor, action, app, subject, details, prev_hash, hash;
+} lp_db_audit_row;
+
+typedef lp_status (*lp_db_audit_fn)(void *ctx, const lp_db_audit_row *row, bool *stop,
+                                    lp_error *err);
+
 typedef struct lp_db_ops {
     const char *name;
     void (*close)(lp_db *db);
@@ -81,12 +100,12 @@ typedef struct lp_db_ops {
      * creates the device row (first_seen = last_seen = when) or sets
      * last_seen and dropped to the larger of stored and given. */
     lp_status (*device_touch)(lp_db *db, int64_t app_id, const char *device_id, int64_t when,
-                              int64_t dropped, lp_error *err);
+                              int64_t dropped, const char *channel, lp_error *err);
     /* Stores one event unless the device's seq is stored already; *added
      * tells which. */
     lp_status (*event_insert)(lp_db *db, int64_t app_id, const char *device_id,
-                              const lp_db_event_new *ev, int64_t received_at, bool *added,
-                              lp_error *err);
+                              const lp_db_event_new *ev, int64_t received_at,
+                              const char *channel, bool *added, lp_error *err);
     /* Sets the device's version_code and newest event from its events. */
     lp_status (*device_refresh)(lp_db *db, int64_t app_id, const char *device_id, lp_error *err);
     lp_status (*event_list)(lp_db *db, int64_t app_id, const lp_db_event_query *q,
@@ -113,6 +132,32 @@ typedef struct lp_db_ops {
                             lp_db_delta *out, lp_error *err);
     lp_status (*delta_summary)(lp_db *db, int64_t to_id, lp_db_delta_summary *out,
                                lp_error *err);
+    /* Rollouts (db_rollouts.c checks the input; the writes run inside its
+     * write transaction).  rollout_get fills the defaults when no row. */
+    lp_status (*rollout_put)(lp_db *db, const lp_db_rollout_new *r, int64_t at, lp_error *err);
+    lp_status (*rollout_get)(lp_db *db, int64_t release_id, const char *channel,
+                             lp_db_rollout *out, lp_error *err);
+    lp_status (*rollout_list)(lp_db *db, int64_t app_id, const char *channel,
+                              lp_db_rollout_list *out, lp_error *err);
+    lp_status (*release_add_channel)(lp_db *db, int64_t release_id, const char *channel,
+                                     int64_t at, lp_error *err);
+    lp_status (*channel_window)(lp_db *db, int64_t app_id, const char *channel, bool set,
+                                int *start, int *end, lp_error *err);
+    lp_status (*app_guard)(lp_db *db, int64_t app_id, bool set, int *rate_bp, int *min_devices,
+                           lp_error *err);
+    lp_status (*release_stats)(lp_db *db, int64_t app_id, int64_t version_code,
+                               const char *channel, lp_db_release_stats *out, lp_error *err);
+    /* The audit log (db_audit.c checks, canonicalises and hashes; an
+     * append runs audit_last then audit_insert inside its write
+     * transaction).  audit_last: the newest entry's seq and hash as stored
+     * (seq 0, hash "" when empty).  audit_walk: calls fn for each entry
+     * with seq > after_seq (only app's when app is not NULL) in seq order,
+     * at most `limit` (0: all), with the columns as stored; fn returns an
+     * error to stop with it, or sets *stop to stop early with LP_OK. */
+    lp_status (*audit_last)(lp_db *db, lp_db_audit_head *out, lp_error *err);
+    lp_status (*audit_insert)(lp_db *db, const lp_db_audit_entry *e, lp_error *err);
+    lp_status (*audit_walk)(lp_db *db, const char *app, int64_t after_seq, size_t limit,
+                            lp_db_audit_fn fn, void *ctx, lp_error *err);
 } lp_db_ops;
 
 struct lp_db {

@@ -107,6 +107,8 @@ static lp_status check_batch(const lp_db_event_batch *b, lp_error *err)
         return lp_error_set(err, LP_ERR_INVALID_ARG, "events: missing");
     TRY(check_range("dropped", b->dropped, 0, INT64_MAX, err));
     TRY(lp_db_check_time("received_at", b->received_at, err));
+    if (b->channel)
+        TRY(lp_db_check_name("channel", b->channel, err));
     for (size_t i = 0; i < b->n_events; i++)
         TRY(check_event(i, &b->events[i], err));
     return LP_OK;
@@ -125,11 +127,13 @@ lp_status lp_db_events_insert(lp_db *db, const lp_db_event_batch *b, size_t *ins
     int64_t now = b->received_at ? b->received_at : lp_time_now();
     bool own;
     TRY(lp_db_write_begin(db, &own, err));
-    lp_status st = db->ops->device_touch(db, b->app_id, b->device_id, now, b->dropped, err);
+    lp_status st = db->ops->device_touch(db, b->app_id, b->device_id, now, b->dropped, b->channel,
+                                          err);
     size_t added = 0;
     for (size_t i = 0; !st && i < b->n_events; i++) {
         bool one = false;
-        st = db->ops->event_insert(db, b->app_id, b->device_id, &b->events[i], now, &one, err);
+        st = db->ops->event_insert(db, b->app_id, b->device_id, &b->events[i], now, b->channel,
+                                   &one, err);
         added += one;
     }
     if (!st && added)

@@ -17,10 +17,13 @@
 /* Prepared statements are cached per connection, by slot number:
  * db_sqlite_ops.c uses the slots below SQ_SLOTS_DEVICES, db_sqlite_devices.c
  * those from it up to SQ_SLOTS_DELTAS, db_sqlite_deltas.c those from
- * SQ_SLOTS_DELTAS. */
-#define SQ_STMT_SLOTS 64
+ * SQ_SLOTS_DELTAS up to SQ_SLOTS_AUDIT, db_sqlite_audit.c those from
+ * SQ_SLOTS_AUDIT up to SQ_SLOTS_ROLLOUTS, db_sqlite_rollouts.c the rest. */
+#define SQ_STMT_SLOTS 96
 #define SQ_SLOTS_DEVICES 36
 #define SQ_SLOTS_DELTAS 48
+#define SQ_SLOTS_AUDIT 64
+#define SQ_SLOTS_ROLLOUTS 80
 
 typedef struct sq_db {
     lp_db base;
@@ -110,10 +113,10 @@ lp_status sq_upload_list_stale(lp_db *db, int64_t updated_before, lp_db_upload_l
 
 /* Devices and events (db_sqlite_devices.c). */
 lp_status sq_device_touch(lp_db *db, int64_t app_id, const char *device_id, int64_t when,
-                          int64_t dropped, lp_error *err);
+                          int64_t dropped, const char *channel, lp_error *err);
 lp_status sq_event_insert(lp_db *db, int64_t app_id, const char *device_id,
-                          const lp_db_event_new *ev, int64_t received_at, bool *added,
-                          lp_error *err);
+                          const lp_db_event_new *ev, int64_t received_at, const char *channel,
+                          bool *added, lp_error *err);
 lp_status sq_device_refresh(lp_db *db, int64_t app_id, const char *device_id, lp_error *err);
 lp_status sq_event_list(lp_db *db, int64_t app_id, const lp_db_event_query *q,
                         lp_db_event_list *out, lp_error *err);
@@ -137,5 +140,26 @@ lp_status sq_delta_list(lp_db *db, int64_t from_id, int64_t to_id, const char *s
 lp_status sq_delta_find(lp_db *db, const char *base, const char *result, bool *found,
                         lp_db_delta *out, lp_error *err);
 lp_status sq_delta_summary(lp_db *db, int64_t to_id, lp_db_delta_summary *out, lp_error *err);
+
+/* The audit log (db_sqlite_audit.c). */
+lp_status sq_audit_last(lp_db *db, lp_db_audit_head *out, lp_error *err);
+lp_status sq_audit_insert(lp_db *db, const lp_db_audit_entry *e, lp_error *err);
+lp_status sq_audit_walk(lp_db *db, const char *app, int64_t after_seq, size_t limit,
+                        lp_db_audit_fn fn, void *ctx, lp_error *err);
+
+/* Rollouts (db_sqlite_rollouts.c). */
+lp_status sq_rollout_put(lp_db *db, const lp_db_rollout_new *r, int64_t at, lp_error *err);
+lp_status sq_rollout_get(lp_db *db, int64_t release_id, const char *channel,
+                         lp_db_rollout *out, lp_error *err);
+lp_status sq_rollout_list(lp_db *db, int64_t app_id, const char *channel,
+                          lp_db_rollout_list *out, lp_error *err);
+lp_status sq_release_add_channel(lp_db *db, int64_t release_id, const char *channel, int64_t at,
+                                 lp_error *err);
+lp_status sq_channel_window(lp_db *db, int64_t app_id, const char *channel, bool set, int *start,
+                            int *end, lp_error *err);
+lp_status sq_app_guard(lp_db *db, int64_t app_id, bool set, int *rate_bp, int *min_devices,
+                       lp_error *err);
+lp_status sq_release_stats(lp_db *db, int64_t app_id, int64_t version_code, const char *channel,
+                           lp_db_release_stats *out, lp_error *err);
 
 #endif

@@ -52,7 +52,7 @@ _Static_assert(S_DEVICES_END <= SQ_SLOTS_DELTAS, "too many cached statements");
 /* A device with its newest event (NULL columns when it has none). */
 #define DEVICE_COLS                                                                      \
     "SELECT d.app_id, d.device_id, d.first_seen, d.last_seen, d.version_code, d.dropped, " \
-    EVENT_FIELDS "FROM devices d LEFT JOIN events e ON e.app_id = d.app_id AND "         \
+    EVENT_FIELDS ", coalesce(d.channel, '') FROM devices d LEFT JOIN events e ON e.app_id = d.app_id AND "         \
     "e.device_id = d.device_id AND e.seq = d.last_event_seq "
 
 static sq_db *D(lp_db *db)
@@ -113,17 +113,18 @@ static lp_status read_event(sqlite3_stmt *s, int c, lp_db_event *out, lp_error *
 /* ---- writes --------------------------------------------------------------- */
 
 lp_status sq_device_touch(lp_db *db, int64_t app_id, const char *device_id, int64_t when,
-                          int64_t dropped, lp_error *err)
+                          int64_t dropped, const char *channel, lp_error *err)
 {
     sq_db *d = D(db);
     sqlite3_stmt *s;
     lp_status st = sq_stmt(d, S_DEVICE_TOUCH,
                            "INSERT INTO devices (app_id, device_id, first_seen, last_seen, "
-                           "dropped) VALUES (?1, ?2, ?3, ?3, ?4) "
+                           "dropped, channel) VALUES (?1, ?2, ?3, ?3, ?4, ?5) "
                            "ON CONFLICT (app_id, device_id) DO UPDATE SET "
                            "first_seen = min(first_seen, excluded.first_seen), "
                            "last_seen = max(last_seen, excluded.last_seen), "
-                           "dropped = max(dropped, excluded.dropped)",
+                           "dropped = max(dropped, excluded.dropped), "
+                           "channel = coalesce(excluded.channel, channel)",
                            &s, err);
     if (st)
         return st;
@@ -131,6 +132,7 @@ lp_status sq_device_touch(lp_db *db, int64_t app_id, const char *device_id, int6
     sqlite3_bind_text(s, 2, device_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, when);
     sqlite3_bind_int64(s, 4, dropped);
+    sq_bind_opt_text(s, 5, channel);
     int rc = sqlite3_step(s);
     if (rc != SQLITE_DONE)
         st = sq_fail(d, rc, err, "device '%s' of app id %lld", device_id, (long long)app_id);
@@ -139,8 +141,8 @@ lp_status sq_device_touch(lp_db *db, int64_t app_id, const char *device_id, int6
 }
 
 lp_status sq_event_insert(lp_db *db, int64_t app_id, const char *device_id,
-                          const lp_db_event_new *ev, int64_t received_at, bool *added,
-                          lp_error *err)
+                          const lp_db_event_new *ev, int64_t received_at, const char *channel,
+                          bool *added, lp_error *err)
 {
     sq_db *d = D(db);
     sqlite3_stmt *s;
@@ -149,8 +151,8 @@ lp_status sq_event_insert(lp_db *db, int64_t app_id, const char *device_id,
                            "INSERT INTO events (app_id, device_id, seq, type, at, version, "
                            "version_code, from_version_code, reason, duration_ms, received_at, "
                            "bytes, files_fetched, files_delta, bytes_delta_saved, "
-                           "delta_fallbacks) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
-                           "?11, ?12, ?13, ?14, ?15, ?16) "
+                           "delta_fallbacks, channel) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                           "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) "
                            "ON CONFLICT (app_id, device_id, seq) DO NOTHING",
                            &s, err);
     if (st)
@@ -170,6 +172,7 @@ lp_status sq_event_insert(lp_db *db, int64_t app_id, const char *device_id,
                                ev->bytes_delta_saved, ev->delta_fallbacks};
     for (int k = 0; k < 5; k++)
         bind_opt_int(s, 12 + k, figures[k], figures[k] >= 0);
+    sq_bind_opt_text(s, 17, channel);
     char ctx[160];
     snprintf(ctx, sizeof ctx, "event %lld of device '%s'", (long long)ev->seq, device_id);
     st = sq_step_done(d, s, err, ctx);
@@ -256,6 +259,8 @@ static lp_status read_device(sqlite3_stmt *s, lp_db_device *out, lp_error *err)
     out->version_code = sqlite3_column_int64(s, 4);
     out->dropped = sqlite3_column_int64(s, 5);
     lp_status st = col_fixed(s, 1, out->device_id, sizeof out->device_id, "device_id", err);
+    const unsigned char *ch = sqlite3_column_text(s, 22);
+    snprintf(out->channel, sizeof out->channel, "%s", ch ? (const char *)ch : "");
     out->has_last_event = sqlite3_column_type(s, 6) != SQLITE_NULL;
     if (!st && out->has_last_event)
         st = read_event(s, 6, &out->last_event, err);

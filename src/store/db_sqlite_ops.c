@@ -58,7 +58,7 @@ _Static_assert(S_COUNT <= SQ_SLOTS_DEVICES, "too many cached statements");
 #define RELEASE_COLS                                                                    \
     "SELECT r.id, r.app_id, r.version, r.version_code, r.manifest_sha256, "           \
     "r.manifest_size, r.runtime_version, r.platform, r.arch, r.mandatory, r.notes, "   \
-    "r.created_by, r.state, r.rollback_of, r.created_at FROM releases r "
+    "r.created_by, r.state, r.rollback_of, r.created_at, r.targeting FROM releases r "
 
 /* "release r is on channel ?2 (or ?2 is NULL)" */
 #define ON_CHANNEL                                                                    \
@@ -347,8 +347,8 @@ lp_status sq_release_insert(lp_db *db, const lp_db_release_new *r, int64_t *id_o
     lp_status st = sq_stmt(d, S_RELEASE_INSERT,
                            "INSERT INTO releases (app_id, version, version_code, manifest_sha256, "
                            "manifest_size, runtime_version, platform, arch, mandatory, notes, "
-                           "created_at, created_by, state, rollback_of) VALUES "
-                           "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                           "created_at, created_by, state, rollback_of, targeting) VALUES "
+                           "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                            &s, err);
     if (st)
         return st;
@@ -366,6 +366,7 @@ lp_status sq_release_insert(lp_db *db, const lp_db_release_new *r, int64_t *id_o
     sq_bind_opt_text(s, 12, r->created_by);
     sqlite3_bind_text(s, 13, r->state, -1, SQLITE_STATIC);
     bind_opt_id(s, 14, r->rollback_of);
+    sq_bind_opt_text(s, 15, r->targeting);
     int rc = sqlite3_step(s);
     if (rc != SQLITE_DONE)
         st = sq_fail(d, rc, err, "inserting release (app id %lld, version_code %lld)",
@@ -423,7 +424,7 @@ static lp_status read_release(sq_db *d, sqlite3_stmt *s, lp_db_release *out, lp_
     if (!sq_col_dup(s, 2, &out->version) || !sq_col_dup(s, 6, &out->runtime_version) ||
         !sq_col_dup(s, 7, &out->platform) || !sq_col_dup(s, 8, &out->arch) ||
         !sq_col_dup(s, 10, &out->notes) || !sq_col_dup(s, 11, &out->created_by) ||
-        !sq_col_dup(s, 12, &out->state))
+        !sq_col_dup(s, 12, &out->state) || !sq_col_dup(s, 15, &out->targeting))
         return nomem(err);
     return load_channels(d, out, err);
 }

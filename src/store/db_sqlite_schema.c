@@ -183,4 +183,38 @@ const char *const sq_migrations[LP_DB_SCHEMA_VERSION] = {
     /* 5 -> 6: targeting rules of a release (a JSON object in canonical
      * form, signed with the release; NULL: no rules beyond the columns). */
     "ALTER TABLE releases ADD COLUMN targeting TEXT;",
+    /* 6 -> 7: rollouts.  A row of `rollouts` is the staged rollout of a
+     * release on one of its channels: the share of devices offered it (in
+     * basis points, 10000 = all), its state, and its weight when it is an
+     * arm of the channel's A/B split; no row means all devices, active.
+     * A channel may have a maintenance window (minutes after midnight,
+     * UTC; start = end is refused).  The app's guardrail: the failure rate
+     * (basis points) and the least number of devices that trigger an
+     * automatic halt.  Events and devices carry the channel the device
+     * reported, for the aggregates per release and channel. */
+    "CREATE TABLE rollouts ("
+    "  release_id INTEGER NOT NULL REFERENCES releases(id),"
+    "  channel_id INTEGER NOT NULL REFERENCES channels(id),"
+    "  percent_bp INTEGER NOT NULL CHECK (percent_bp BETWEEN 0 AND 10000),"
+    "  state TEXT NOT NULL CHECK (state IN ('active', 'paused', 'halted')),"
+    "  weight INTEGER CHECK (weight IS NULL OR weight BETWEEN 1 AND 10000),"
+    "  reason TEXT,"
+    "  updated_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (release_id, channel_id)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX rollouts_by_channel ON rollouts (channel_id, release_id);"
+    "ALTER TABLE channels ADD COLUMN window_start INTEGER"
+    "  CHECK (window_start IS NULL OR window_start BETWEEN 0 AND 1439);"
+    "ALTER TABLE channels ADD COLUMN window_end INTEGER"
+    "  CHECK (window_end IS NULL OR (window_end BETWEEN 0 AND 1439"
+    "         AND window_start IS NOT NULL AND window_end <> window_start));"
+    "ALTER TABLE apps ADD COLUMN guard_rate_bp INTEGER NOT NULL DEFAULT 500"
+    "  CHECK (guard_rate_bp BETWEEN 1 AND 10000);"
+    "ALTER TABLE apps ADD COLUMN guard_min_devices INTEGER NOT NULL DEFAULT 20"
+    "  CHECK (guard_min_devices >= 1);"
+    "ALTER TABLE events ADD COLUMN channel TEXT;"
+    "ALTER TABLE devices ADD COLUMN channel TEXT;"
+    "CREATE INDEX events_by_release ON events (app_id, version_code, type);"
+    "CREATE INDEX events_rolled_back ON events (app_id, from_version_code)"
+    "  WHERE type = 'rolled_back';",
 };

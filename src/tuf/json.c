@@ -532,3 +532,30 @@ lp_status lp_json_get_bool_opt(const json_t *obj, const char *where, const char 
 {
     return get_bool(obj, where, key, true, out, present, err);
 }
+
+lp_status lp_json_parse_canonical(const char *text, const lp_json_limits *lim, json_t **out,
+                                  lp_error *err)
+{
+    *out = NULL;
+    lp_buf b;
+    lp_buf_init(&b, 0);
+    bool in_string = false, escaped = false;
+    lp_status st = LP_OK;
+    for (const unsigned char *p = (const unsigned char *)text; !st && *p; p++) {
+        if (in_string && !escaped && *p < 0x20) {
+            st = lp_buf_printf(&b, err, "\\u%04x", *p);
+            continue;
+        }
+        if (in_string && escaped)
+            escaped = false;
+        else if (in_string && *p == '\\')
+            escaped = true;
+        else if (*p == '"')
+            in_string = !in_string;
+        st = lp_buf_append(&b, p, 1, err);
+    }
+    if (!st)
+        st = lp_json_parse(b.data, b.len, lim, out, err);
+    lp_buf_free(&b);
+    return st;
+}

@@ -48,6 +48,13 @@ lp_status lp_json_parse(const void *data, size_t len, const lp_json_limits *lim,
  * number (naming it).  */
 lp_status lp_cjson_encode(const json_t *v, lp_buf *out, lp_error *err);
 
+/* Parses canonical JSON text (NUL-terminated, at most lim's size) into a
+ * new value: canonical JSON escapes only '"' and '\\' in strings, so a raw
+ * control character there (a newline in release notes) is escaped as
+ * \u00XX first, then the text is parsed strictly like lp_json_parse. */
+lp_status lp_json_parse_canonical(const char *text, const lp_json_limits *lim, json_t **out,
+                                  lp_error *err);
+
 /* Canonical JSON of v into a new malloc'd, NUL-terminated string; *len
  * excludes the NUL. */
 lp_status lp_cjson_dumps(const json_t *v, char **out, size_t *len, lp_error *err);

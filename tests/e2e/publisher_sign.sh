@@ -221,6 +221,8 @@ def tamper(doc):
         t["expires"] = "2099-01-01T00:00:00Z"
     elif mode == "code":
         t["targets"][new]["custom"]["version_code"] += 10
+    elif mode == "deleg":
+        t["delegations"]["roles"][0]["paths"] = ["*"]
     elif mode == "notes":
         t["targets"][new]["custom"]["notes"] = "not what was asked"
     elif mode == "content":
@@ -273,7 +275,8 @@ PROXY="http://127.0.0.1:$(cat "$WORK/proxy.port")"
 for case in "drop:target releases/2.json, published now, is removed" \
     "extra:they add target evil.bin" "version:their version is 5" \
     "expires:their expiry 2099-01-01T00:00:00Z is not between" \
-    "code:releases/4.json is not release v3" "content:releases/4.json lists a tree manifest"; do
+    "code:releases/4.json is not release v3" "content:releases/4.json lists a tree manifest" \
+    "deleg:field 'delegations' is not the rollout delegation"; do
     echo "${case%%:*}" >"$WORK/tamper"
     expect_rc 1 lp sign --server "$PROXY" --app shop --version v3 --sign-key "$K/rel1.pem" \
         --root "$ROOT" --bundle "$B2"
@@ -282,7 +285,7 @@ for case in "drop:target releases/2.json, published now, is removed" \
 done
 curl -sf -H "Authorization: Bearer $LIVEPUSH_TOKEN" "$URL/api/v1/apps/shop/pending" |
     jq_py 'len(d["sign"]["signatures"])' | grep -qx 0 || die "a tampered release got a signature"
-ok "a lying server (a proxy altering the bytes to sign: a target removed or added, the version, the expiry, the version code, the content) is refused; nothing signed"
+ok "a lying server (a proxy altering the bytes to sign: a target removed or added, the version, the expiry, the version code, the content, the rollout delegation widened to every path) is refused; nothing signed"
 echo notes >"$WORK/tamper"
 expect_rc 0 lp cancel --app shop --version v3
 expect_rc 1 lp upload --server "$PROXY" --app shop --bundle "$B2" --version v3b --notes real \

@@ -190,6 +190,18 @@ static size_t build_cases(world *w, rcase *c)
     /* devices and their events (api_devices.c) */
     CASE("GET", LP_SCOPE_READ, 200, "", "/api/v1/apps/default/devices");
     CASE("GET", LP_SCOPE_READ, 200, "", "/api/v1/apps/default/events");
+    /* the audit log (api_audit.c) */
+    CASE("GET", LP_SCOPE_ADMIN, 200, "", "/api/v1/audit");
+    /* rollouts (api_rollouts.c) */
+    CASE("GET", LP_SCOPE_READ, 200, "", "/api/v1/apps/default/rollouts");
+    CASE("PUT", LP_SCOPE_ROLLOUT, 200, "{\"channel\":\"stable\",\"percent_bp\":5000}",
+         "/api/v1/apps/default/releases/v1/rollout");
+    CASE("POST", LP_SCOPE_ROLLOUT, 200, "{\"channel\":\"beta\"}",
+         "/api/v1/apps/default/releases/v1/promote");
+    CASE("PUT", LP_SCOPE_ROLLOUT, 200, "{\"start\":\"02:00\",\"end\":\"04:00\"}",
+         "/api/v1/apps/default/channels/stable/window");
+    CASE("PUT", LP_SCOPE_ADMIN, 200, "{\"rate_bp\":1000,\"min_devices\":5}",
+         "/api/v1/apps/default/guardrail");
 #undef CASE
     return n;
 }
@@ -248,10 +260,10 @@ static void forged_tokens(const world *w, char unknown[LP_TOKEN_TEXT_SIZE],
 static void test_every_route(void **state)
 {
     world *w = *state;
-    rcase *cases = calloc(32, sizeof *cases);
+    rcase *cases = calloc(40, sizeof *cases);
     assert_non_null(cases);
     size_t n = build_cases(w, cases);
-    assert_int_equal(n, 26); /* every management route of docs/api.md */
+    assert_int_equal(n, 32); /* every management route of docs/api.md */
     char unknown[LP_TOKEN_TEXT_SIZE], wrong[LP_TOKEN_TEXT_SIZE], lower[80];
     forged_tokens(w, unknown, wrong);
     snprintf(lower, sizeof lower, "bearer   %s", w->read);
@@ -270,8 +282,10 @@ static void test_every_route(void **state)
             expect_403(w, c, w->read, "upload");
         else if (c->need == LP_SCOPE_ADMIN)
             expect_403(w, c, w->upload, "admin");
+        else if (c->need == LP_SCOPE_ROLLOUT)
+            expect_403(w, c, w->upload, "rollout");
         /* the right token; upload implies read, admin implies everything */
-        const char *tok = c->need == LP_SCOPE_ADMIN ? w->t->admin
+        const char *tok = c->need == LP_SCOPE_ADMIN || c->need == LP_SCOPE_ROLLOUT ? w->t->admin
                           : c->need == LP_SCOPE_READ && (i & 1) ? w->upload
                           : c->need == 0 ? w->download
                                          : (c->need == LP_SCOPE_READ ? w->read : w->upload);

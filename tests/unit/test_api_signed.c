@@ -454,14 +454,16 @@ static void test_threshold_flow(void **state)
     json_decref(p2);
     assert_int_equal(client_finds(w, "quorum", root, rlen, 3, 0, NULL), 2);
 
-    /* the data folder holds no root or targets key of this app */
+    /* the data folder holds no root or targets key of this app: only the
+     * online keys (rollout, snapshot, timestamp) */
     char keys[4096];
     snprintf(keys, sizeof keys, "%s/keys/quorum", w->t->dir);
     struct dirent **names = NULL;
     int n = scandir(keys, &names, NULL, alphasort);
-    assert_int_equal(n, 4);
-    assert_string_equal(names[2]->d_name, "snapshot.pem");
-    assert_string_equal(names[3]->d_name, "timestamp.pem");
+    assert_int_equal(n, 5);
+    assert_string_equal(names[2]->d_name, "rollout.pem");
+    assert_string_equal(names[3]->d_name, "snapshot.pem");
+    assert_string_equal(names[4]->d_name, "timestamp.pem");
     for (int i = 0; i < n; i++)
         free(names[i]);
     free(names);

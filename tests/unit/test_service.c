@@ -211,7 +211,8 @@ static void test_publish_refuse_rollback(void **state)
     assert_int_equal(count_listed(f, "shop", 12, 0, NULL), 2);
 
     /* Rollback to v1: a new, higher code with v1's tree. */
-    assert_int_equal(lp_service_rollback(f->svc, "shop", "v1", NULL, 0, NULL, &r, &err), LP_OK);
+    assert_int_equal(lp_service_rollback(f->svc, "shop", "v1", NULL, 0, NULL, NULL, &r, &err),
+                     LP_OK);
     assert_int_equal(r.version_code, 11);
     assert_string_equal(r.version, "v1");
     assert_string_equal(r.manifest_sha256, sha1);
@@ -228,7 +229,7 @@ static void test_publish_refuse_rollback(void **state)
         1);
     json_decref(j);
     lp_db_release_free(&r);
-    assert_int_equal(lp_service_rollback(f->svc, "shop", "v7", NULL, 0, NULL, &r, &err),
+    assert_int_equal(lp_service_rollback(f->svc, "shop", "v7", NULL, 0, NULL, NULL, &r, &err),
                      LP_ERR_NOT_FOUND);
     custom = NULL;
     assert_int_equal(count_listed(f, "shop", 12, 11, &custom), 3);

@@ -512,9 +512,10 @@ static void test_whole_flow(void **state)
     assert_int_equal(count_listed(f, "shop", 5, 0, NULL), 2);
 
     /* Rollback to v1: pending, then signed. */
-    REFUSED(lp_service_rollback(f->svc, "shop", "v1", NULL, 0, NULL, NULL, &err), LP_ERR_STATE,
-            "publisher signs");
-    OK(lp_service_rollback_prepare(f->svc, "shop", "v1", NULL, 0, NULL, &r, &canon, &clen, &err));
+    REFUSED(lp_service_rollback(f->svc, "shop", "v1", NULL, 0, NULL, NULL, NULL, &err),
+            LP_ERR_STATE, "publisher signs");
+    OK(lp_service_rollback_prepare(f->svc, "shop", "v1", NULL, 0, NULL, NULL, &r, &canon, &clen,
+                                   &err));
     assert_int_equal(r.version_code, 3);
     assert_true(r.rollback_of > 0);
     assert_string_equal(r.state, LP_DB_STATE_PENDING);
@@ -667,7 +668,7 @@ static void test_refusals(void **state)
     REFUSED(lp_service_publish_cancel(f->svc, "strict", "v1", &err), LP_ERR_STATE, "withdrawn");
     REFUSED(sign_and_send(f, "strict", "v1", canon, clen, (const int[]){P_REL1}, 1, NULL, &err),
             LP_ERR_STATE, "withdrawn");
-    REFUSED(lp_service_rollback_prepare(f->svc, "strict", "v1", NULL, 0, NULL, NULL, &canon2,
+    REFUSED(lp_service_rollback_prepare(f->svc, "strict", "v1", NULL, 0, NULL, NULL, NULL, &canon2,
                                         &clen2, &err),
             LP_ERR_STATE, "only a published release");
     free(canon);
@@ -678,7 +679,7 @@ static void test_refusals(void **state)
     OK(sign_and_send(f, "strict", "v2", canon, clen, (const int[]){P_REL1}, 1, NULL, &err));
     assert_int_equal(count_listed(f, "strict", 4, 0, NULL), 1);
     REFUSED(lp_service_rollback_prepare(f->svc, "strict", "v2", NULL, 0, NULL, NULL, NULL, NULL,
-                                        &err),
+                                        NULL, &err),
             LP_ERR_INVALID_ARG, "signed bytes");
     free(canon);
     lp_db_release_free(&r);
