@@ -724,6 +724,29 @@ typedef struct lp_db_release_stats {
 lp_status lp_db_release_stats_get(lp_db *db, int64_t app_id, int64_t version_code,
                                   const char *channel, lp_db_release_stats *out, lp_error *err);
 
+/* Adoption over time: per period of `bucket_s` seconds (server time the
+ * events were received, periods aligned to multiples of bucket_s), the
+ * distinct devices that installed the release ("activated"), failed it
+ * and rolled back from it in that period.  Periods without any such
+ * event are left out; at most LP_DB_ADOPTION_MAX periods, the newest. */
+#define LP_DB_ADOPTION_MAX 1000
+typedef struct lp_db_adoption_point {
+    int64_t at;           /* start of the period */
+    int64_t installed, failed, rolled_back;
+} lp_db_adoption_point;
+
+typedef struct lp_db_adoption {
+    lp_db_adoption_point *points; /* oldest first */
+    size_t count;
+} lp_db_adoption;
+
+/* bucket_s 60..31 days; channel NULL: every channel.  Free with
+ * lp_db_adoption_free. */
+lp_status lp_db_release_adoption(lp_db *db, int64_t app_id, int64_t version_code,
+                                 const char *channel, int64_t bucket_s, lp_db_adoption *out,
+                                 lp_error *err);
+void lp_db_adoption_free(lp_db_adoption *a);
+
 /* ---- audit log ------------------------------------------------------------
  * An append-only record of every management action and every automatic
  * decision of the server (docs/audit.md).  Entries are numbered 1, 2, 3, ...

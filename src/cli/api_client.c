@@ -84,6 +84,29 @@ lp_status lp_client_parse_int(const char *s, const char *what, long long min, lo
     return LP_OK;
 }
 
+lp_status lp_client_parse_percent(const char *s, const char *what, int *bp, lp_error *err)
+{
+    long whole = 0, frac = 0;
+    int digits = 0, fdigits = 0;
+    const char *p = s ? s : "";
+    for (; *p >= '0' && *p <= '9' && digits < 4; p++, digits++)
+        whole = whole * 10 + (*p - '0');
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9' && fdigits < 2; p++, fdigits++)
+            frac = frac * 10 + (*p - '0');
+    if (fdigits == 1)
+        frac *= 10;
+    if (*p == '%')
+        p++;
+    long v = whole * 100 + frac;
+    if (!digits || *p || v > 10000)
+        return lp_error_set(err, LP_ERR_INVALID_ARG,
+                            "%s: \"%s\" is not a percentage from 0 to 100 (at most two decimals)",
+                            what, s ? s : "");
+    *bp = (int)v;
+    return LP_OK;
+}
+
 lp_status lp_client_parse_size(const char *s, const char *what, uint64_t *out, lp_error *err)
 {
     if (!s || *s < '0' || *s > '9')

@@ -207,5 +207,9 @@ lp_status lp_client_parse_size(const char *s, const char *what, uint64_t *out, l
 /* Parses a decimal integer in [min, max].  LP_ERR_INVALID_ARG naming `what`. */
 lp_status lp_client_parse_int(const char *s, const char *what, long long min, long long max,
                            long long *out, lp_error *err);
+/* Parses a percentage "0".."100" with at most two decimals and an optional
+ * '%' ("12.5", "0.25%") into basis points (1250, 25).  LP_ERR_INVALID_ARG
+ * naming `what`. */
+lp_status lp_client_parse_percent(const char *s, const char *what, int *bp, lp_error *err);
 
 #endif

@@ -197,6 +197,34 @@ static void targeting_str(const json_t *rel, char *out, size_t cap)
                  json_array_size(d) == 1 ? "" : "s");
 }
 
+/* The "approvals" lines of a release of an app whose publisher signs:
+ * "2 of 3 (1 missing)" or "2 of 2 (the quorum is met)", then one line per
+ * release key saying whether it approved.  Nothing for other releases. */
+static void approvals_lines(const json_t *rel, FILE *f)
+{
+    const json_t *a = json_object_get(rel, "approvals");
+    if (!json_is_object(a))
+        return;
+    char buf[256];
+    long long missing = lp_client_int(a, "missing", 0);
+    if (missing > 0)
+        snprintf(buf, sizeof buf, "%lld of %lld (%lld missing)", lp_client_int(a, "present", 0),
+                 lp_client_int(a, "required", 0), missing);
+    else
+        snprintf(buf, sizeof buf, "%lld of %lld (the quorum is met)",
+                 lp_client_int(a, "present", 0), lp_client_int(a, "required", 0));
+    line(f, "approvals", buf);
+    size_t i;
+    const json_t *k;
+    json_array_foreach(json_object_get(a, "keys"), i, k)
+    {
+        snprintf(buf, sizeof buf, "%-12s key %s",
+                 json_is_true(json_object_get(k, "approved")) ? "approved" : "not approved",
+                 str_or_dash(k, "keyid"));
+        line(f, "", buf);
+    }
+}
+
 void lp_print_release(const json_t *rel, FILE *f)
 {
     char buf[512], t[24], b[16];
@@ -207,6 +235,7 @@ void lp_print_release(const json_t *rel, FILE *f)
     lp_print_join(json_object_get(rel, "channels"), buf, sizeof buf);
     line(f, "channels", buf);
     line(f, "state", str_or_dash(rel, "state"));
+    approvals_lines(rel, f);
     rollback_str(rel, buf, sizeof buf);
     line(f, "rollback of", buf);
     time_str(rel, "created_at", t);
@@ -254,7 +283,15 @@ void lp_print_release_table(const json_t *releases, FILE *f)
         lp_client_format_bytes((uint64_t)lp_client_int(rel, "bytes", 0), size);
         time_str(rel, "created_at", created);
         rollback_str(rel, rb, sizeof rb);
-        const char *cells[] = {code,  lp_client_str(rel, "version"), ch,      lp_client_str(rel, "state"),
+        /* a pending release of an app whose publisher signs: its approvals */
+        char st[64];
+        const json_t *a = json_object_get(rel, "approvals");
+        if (json_is_object(a))
+            snprintf(st, sizeof st, "%s (%lld of %lld)", lp_client_str(rel, "state"),
+                     lp_client_int(a, "present", 0), lp_client_int(a, "required", 0));
+        else
+            snprintf(st, sizeof st, "%s", lp_client_str(rel, "state"));
+        const char *cells[] = {code,  lp_client_str(rel, "version"), ch,      st,
                                files, size,                        created, rb};
         lp_table_add(&t, cells);
     }

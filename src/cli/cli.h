@@ -40,12 +40,15 @@ int lp_cmd_releases(int argc, char **argv);
 int lp_cmd_rollback(int argc, char **argv);
 int lp_cmd_app(int argc, char **argv);
 int lp_cmd_channel(int argc, char **argv);
+int lp_cmd_rollout(int argc, char **argv);
 int lp_cmd_token(int argc, char **argv);
 /* `livepush audit list|verify` (cmd_audit.c). */
 int lp_cmd_audit(int argc, char **argv);
 int lp_cmd_devices(int argc, char **argv);
 int lp_cmd_events(int argc, char **argv);
 int lp_cmd_sign(int argc, char **argv);
+/* `livepush approve`: `sign` worded as a quorum's approval (cmd_sign.c). */
+int lp_cmd_approve(int argc, char **argv);
 int lp_cmd_cancel(int argc, char **argv);
 int lp_cmd_agent(int argc, char **argv);
 int lp_cmd_device(int argc, char **argv);

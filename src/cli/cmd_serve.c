@@ -99,7 +99,7 @@ static void guard_task(lp_service *svc)
 {
     lp_error err;
     lp_error_clear(&err);
-    (void)lp_service_guard_run(svc, 0, NULL, &err);
+    (void)lp_service_guard_run(svc, NULL, &err);
 }
 
 int lp_cmd_serve(int argc, char **argv)

@@ -108,6 +108,9 @@ static const char usage_text[] =
     "  --platform P           platform it is for\n"
     "  --arch A               architecture it is for\n"
     "  --mandatory            clients must install it\n"
+    "  --rollout PERCENT      start a staged rollout: offered to PERCENT of the devices of\n"
+    "                         each channel (0..100, e.g. 10 or 12.5); raise it with\n"
+    "                         'livepush rollout set'\n"
     "  --min-from-code N      only for devices running version code N or higher\n"
     "                         (a device with no release runs 0)\n"
     "  --max-from-code N      only for devices running version code N or lower\n"
@@ -150,6 +153,7 @@ typedef struct uopts {
     const char *channels[MAX_CHANNELS];
     size_t nchannels;
     bool mandatory;
+    const char *rollout; /* --rollout PERCENT: a staged start */
     const char *root;
     const char *keys[LP_SIGNER_KEYS_MAX];
     size_t nkeys;
@@ -180,6 +184,7 @@ static int parse(int argc, char **argv, uopts *o)
                                        {"platform", required_argument, NULL, 'p'},
                                        {"arch", required_argument, NULL, 'a'},
                                        {"mandatory", no_argument, NULL, 'm'},
+                                       {"rollout", required_argument, NULL, 'o'},
                                        {"notes", required_argument, NULL, 'n'},
                                        {"notes-file", required_argument, NULL, 'N'},
                                        {"file-name", required_argument, NULL, 'f'},
@@ -240,6 +245,14 @@ static int parse(int argc, char **argv, uopts *o)
         case 'p': o->platform = optarg; break;
         case 'a': o->arch = optarg; break;
         case 'm': o->mandatory = true; break;
+        case 'o': {
+            int bp;
+            lp_error e;
+            if (lp_client_parse_percent(optarg, "--rollout", &bp, &e))
+                return usage_error("%s", e.msg);
+            o->rollout = optarg;
+            break;
+        }
         case 'n': o->notes = optarg; break;
         case 'N': o->notes_file = optarg; break;
         case 'f': o->file_name = optarg; break;
@@ -803,6 +816,10 @@ static lp_status release_body(const uopts *o, const char *id, const bundle *b, c
     if (!st)
         st = add_str(body, "arch", o->arch, err);
     if (!st && o->mandatory && json_object_set_new(body, "mandatory", json_true()))
+        st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    int bp = 0;
+    if (!st && o->rollout && !(st = lp_client_parse_percent(o->rollout, "--rollout", &bp, err)) &&
+        json_object_set_new(body, "rollout_percent_bp", json_integer(bp)))
         st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     if (!st)
         st = add_str(body, "notes", notes, err);

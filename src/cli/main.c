@@ -18,6 +18,8 @@ static const lp_cli_command commands[] = {
     {"inspect", lp_cmd_inspect, "show an app (channels, latest releases) or one release"},
     {"releases", lp_cmd_releases, "list an app's releases"},
     {"rollback", lp_cmd_rollback, "republish an earlier release as a new one"},
+    {"rollout", lp_cmd_rollout, "staged rollouts: share, pause, halt, A/B split, windows, guardrail"},
+    {"approve", lp_cmd_approve, "approve a release that waits for its quorum (k of n release keys)"},
     {"sign", lp_cmd_sign, "sign a release that waits for the publisher's signatures"},
     {"cancel", lp_cmd_cancel, "withdraw a release that waits for signatures"},
     {"app", lp_cmd_app, "list, create and show apps on a server"},

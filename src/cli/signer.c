@@ -739,13 +739,63 @@ static void print_waiting(const char *app, const char *version, long long code, 
                "release keys (%zu held)\n",
                version, code, app, held);
     printf("a holder of a release key signs it with:\n"
-           "  livepush sign --app %s --version %s --sign-key KEY.pem --root ROOT.json\n",
+           "  livepush sign --app %s --version %s --sign-key KEY.pem --root ROOT.json\n"
+           "(`livepush approve` with the same options does the same, worded as approvals)\n",
+           app, version);
+}
+
+/* The outcome of `approve`: "approved release V (code C) of app A: P of K
+ * approvals, M missing" (with the keys that have not approved yet and the
+ * command another approver runs) or "...: P of K approvals: published".
+ * The counts are the release's "approvals" object when the server sends
+ * one, else `held` of `threshold`. */
+static void print_approved(const char *app, const json_t *rel, bool published, size_t held,
+                           unsigned threshold)
+{
+    const json_t *a = json_object_get(rel, "approvals");
+    bool known = json_is_object(a);
+    long long present = known ? lp_client_int(a, "present", 0) : (long long)held;
+    long long required = known ? lp_client_int(a, "required", 0) : (long long)threshold;
+    long long missing = known ? lp_client_int(a, "missing", 0)
+                              : (required > present ? required - present : 0);
+    const char *version = lp_client_str(rel, "version");
+    printf("approved release %s (code %lld) of app %s: %lld of %lld approval%s", version,
+           lp_client_int(rel, "version_code", 0), app, present, required,
+           required == 1 ? "" : "s");
+    if (published) {
+        printf(": published\n");
+        return;
+    }
+    printf(", %lld missing\n", missing);
+    size_t i;
+    const json_t *k;
+    bool any = false;
+    json_array_foreach(json_object_get(a, "keys"), i, k)
+    {
+        if (json_is_true(json_object_get(k, "approved")))
+            continue;
+        printf("%s%s", any ? ", " : "not approved yet by the release keys ",
+               lp_client_str(k, "keyid"));
+        any = true;
+    }
+    if (any)
+        printf("\n");
+    printf("another approver (a holder of a release key) approves it with:\n"
+           "  livepush approve --app %s --version %s --sign-key KEY.pem --root ROOT.json\n",
            app, version);
 }
 
 int lp_signer_finish(lp_client *c, const char *cmd, const char *app, const json_t *prepared,
                      const lp_signer_published *pub, const lp_signer_expect *expect,
                      const lp_signer_keys *ks, bool json)
+{
+    return lp_signer_finish_as(c, cmd, LP_SIGNER_SIGNATURES, app, prepared, pub, expect, ks,
+                               json);
+}
+
+int lp_signer_finish_as(lp_client *c, const char *cmd, lp_signer_words words, const char *app,
+                        const json_t *prepared, const lp_signer_published *pub,
+                        const lp_signer_expect *expect, const lp_signer_keys *ks, bool json)
 {
     const json_t *rel = json_object_get(prepared, "release");
     const json_t *sign = json_object_get(prepared, "sign");
@@ -755,11 +805,17 @@ int lp_signer_finish(lp_client *c, const char *cmd, const char *app, const json_
     lp_error err;
     lp_error_clear(&err);
     if (!ks || ks->n == 0) {
+        /* the threshold: the trusted root's, else the release's approvals */
+        unsigned thr = pub ? pub->threshold : 0;
+        const json_t *appr = json_object_get(rel, "approvals");
+        long long req = lp_client_int(appr, "required", 0);
+        if (!thr && req > 0 && req <= 1024)
+            thr = (unsigned)req;
         if (json)
             lp_client_print_json(prepared);
         else
-            print_waiting(app, version, code, held, pub ? pub->threshold : 0,
-                          pub && pub->threshold > held ? (long long)(pub->threshold - held) : 1);
+            print_waiting(app, version, code, held, thr,
+                          thr > held ? (long long)(thr - held) : 1);
         return LP_EXIT_PENDING;
     }
     json_t *sg = NULL, *body = NULL, *arr = NULL, *ans = NULL;
@@ -767,10 +823,11 @@ int lp_signer_finish(lp_client *c, const char *cmd, const char *app, const json_
     lp_status st = check_prepared(pub, prepared, expect, &sg, &entry, &err);
     if (st) {
         fprintf(stderr,
-                "livepush %s: refusing to sign release %s (code %lld) of app %s: %s\n"
+                "livepush %s: refusing to %s release %s (code %lld) of app %s: %s\n"
                 "livepush %s: nothing was signed; the release stays pending (withdraw it with "
                 "'livepush cancel --app %s --version %s')\n",
-                cmd, version, code, app, err.msg, cmd, app, version);
+                cmd, words == LP_SIGNER_APPROVALS ? "approve" : "sign", version, code, app,
+                err.msg, cmd, app, version);
         json_decref(sg);
         return LP_EXIT_FAIL;
     }
@@ -810,6 +867,9 @@ int lp_signer_finish(lp_client *c, const char *cmd, const char *app, const json_
     if (!st) {
         if (json) {
             lp_client_print_json(ans);
+        } else if (words == LP_SIGNER_APPROVALS) {
+            print_approved(app, json_object_get(ans, "release"), true,
+                           held + ks->n, pub ? pub->threshold : 0);
         } else {
             const json_t *r = json_object_get(ans, "release");
             char ch[256];
@@ -825,6 +885,10 @@ int lp_signer_finish(lp_client *c, const char *cmd, const char *app, const json_
         const json_t *s = json_object_get(ans, "sign");
         if (json)
             lp_client_print_json(ans);
+        else if (words == LP_SIGNER_APPROVALS)
+            print_approved(app, json_object_get(ans, "release"), false,
+                           json_array_size(json_object_get(s, "signatures")),
+                           (unsigned)lp_client_int(s, "threshold", 0));
         else
             print_waiting(app, version, code, json_array_size(json_object_get(s, "signatures")),
                           (unsigned)lp_client_int(s, "threshold", 0),

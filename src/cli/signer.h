@@ -1,7 +1,7 @@
 /*
  * signer.h — the publisher's side of apps whose publisher signs (internal
  * to the livepush command; docs/signing.md): used by `upload`, `rollback`,
- * `sign` and `app create`.
+ * `sign`, `approve` and `app create`.
  *
  * The server prepares a release and hands out the canonical bytes of the
  * app's next targets metadata.  Before any key signs them, the command
@@ -31,6 +31,15 @@
  *      publishes once the targets threshold is met (exit 0), or keeps them
  *      and says how many more are needed (exit LP_EXIT_PENDING, with the
  *      command another key holder runs).
+ *
+ * Approvals.  Each signature by a distinct release key is one approval of
+ * the release, and the targets role's threshold (k of the n release keys)
+ * is the quorum: no device installs the release before k have signed,
+ * because the server writes nothing devices read before then.  `livepush
+ * approve` is `livepush sign` worded so (lp_signer_finish_as with
+ * LP_SIGNER_APPROVALS): the same checks, the same request, the same exit
+ * codes; it reports how many approvals are present and missing from the
+ * release's "approvals" object in the server's answer.
  *
  * Nothing here is global; every function says what it allocates.
  */
@@ -141,6 +150,21 @@ lp_status lp_signer_local_manifest(const char *bundle, const lp_ingest_opts *io,
 int lp_signer_finish(lp_client *c, const char *cmd, const char *app, const json_t *prepared,
                      const lp_signer_published *pub, const lp_signer_expect *expect,
                      const lp_signer_keys *ks, bool json);
+
+/* How a signing command speaks of what it sends. */
+typedef enum lp_signer_words {
+    LP_SIGNER_SIGNATURES = 0, /* upload, rollback, sign: "published ...", "waiting for N
+                                 more signatures" */
+    LP_SIGNER_APPROVALS,      /* approve: "approved release V (code C) of app A: P of K
+                                 approvals, M missing" / "...: P of K approvals: published" */
+} lp_signer_words;
+
+/* lp_signer_finish with the outcome worded as `words` says (--json prints
+ * the server's answer either way).  lp_signer_finish is this with
+ * LP_SIGNER_SIGNATURES. */
+int lp_signer_finish_as(lp_client *c, const char *cmd, lp_signer_words words, const char *app,
+                        const json_t *prepared, const lp_signer_published *pub,
+                        const lp_signer_expect *expect, const lp_signer_keys *ks, bool json);
 
 /* `livepush app create NAME --signing publisher ...` (cmd_app.c hands it
  * over); returns the exit code. */

@@ -163,7 +163,9 @@ static void list_releases(lp_http_request *rq, void *user)
 
 /* ---- GET .../releases/<version> ----------------------------------------------- */
 
-/* Answers {"release": ...} for release `id` (201/200). */
+/* Answers {"release": ...} for release `id` (201/200).  A published
+ * release of an app whose publisher signs also gets its approvals (the
+ * releases list leaves them null: each costs a few metadata reads). */
 static void answer_release(lp_http_request *rq, lp_service *svc, const char *app,
                            const lp_db_release *rel, unsigned status)
 {
@@ -171,9 +173,13 @@ static void answer_release(lp_http_request *rq, lp_service *svc, const char *app
     if (!lp_api_db(rq, svc, &db))
         return;
     lp_error err;
-    json_t *r = NULL;
+    json_t *r = NULL, *appr = NULL;
     lp_status st = lp_service_release_json(svc, db, app, rel, &r, &err);
     lp_service_db_release(svc, db);
+    if (!st && (st = lp_service_release_approvals(svc, app, rel, true, &appr, &err)))
+        json_decref(r);
+    if (!st && appr)
+        json_object_set_new(r, "approvals", appr);
     if (st)
         lp_api_respond_status(rq, st, &err);
     else

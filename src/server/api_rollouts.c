@@ -6,6 +6,9 @@
  *     POST /api/v1/apps/<app>/releases/<v>/promote        rollout  add a channel
  *     PUT  /api/v1/apps/<app>/channels/<ch>/window        rollout  maintenance window
  *     PUT  /api/v1/apps/<app>/guardrail                   admin    rate and minimum devices
+ *     GET  /api/v1/apps/<app>/releases/<v>/adoption?channel=&period=
+ *                                                         read     installs, failures and
+ *                                                                  rollbacks over time
  *
  * Each write is one service action (service_rollout_ops.c): database,
  * audit entry and signed metadata change together.  The rollout answer
@@ -295,6 +298,59 @@ static void put_guardrail(lp_http_request *rq, void *user)
     json_decref(body);
 }
 
+static void adoption(lp_http_request *rq, void *user)
+{
+    lp_service *svc = user;
+    lp_auth who;
+    lp_db *db = NULL;
+    lp_db_app app = {0};
+    lp_db_release rel = {0};
+    lp_db_adoption a = {0};
+    if (!lp_auth_require(rq, svc, LP_SCOPE_READ, &who) || !lp_api_db(rq, svc, &db))
+        return;
+    const char *channel = lp_api_query(rq, "channel");
+    const char *period = lp_api_query(rq, "period");
+    long long bucket = 3600;
+    char *end = NULL;
+    if (period)
+        bucket = strtoll(period, &end, 10);
+    lp_error err;
+    lp_error_clear(&err);
+    if (period && (!*period || *end || bucket < 60 || bucket > 31 * 86400)) {
+        lp_http_respond_error(rq, MHD_HTTP_BAD_REQUEST, "bad_request",
+                              "query 'period': expected seconds from 60 to 2678400");
+    } else if (lp_api_app(rq, db, 0, &app)) {
+        lp_status st = lp_db_release_get_by_version(db, app.id, lp_http_param(rq, 1), &rel, &err);
+        if (!st)
+            st = lp_db_release_adoption(db, app.id, rel.version_code,
+                                        channel && *channel ? channel : NULL, bucket, &a, &err);
+        json_t *points = json_array();
+        int64_t total = 0;
+        for (size_t i = 0; !st && points && i < a.count; i++) {
+            total += a.points[i].installed;
+            json_array_append_new(
+                points, json_pack("{s:I,s:I,s:I,s:I,s:I}", "at", (json_int_t)a.points[i].at,
+                                  "installed", (json_int_t)a.points[i].installed,
+                                  "installed_total", (json_int_t)total, "failed",
+                                  (json_int_t)a.points[i].failed, "rolled_back",
+                                  (json_int_t)a.points[i].rolled_back));
+        }
+        if (st)
+            lp_api_respond_status(rq, st, &err);
+        else
+            lp_api_respond(rq, MHD_HTTP_OK,
+                           json_pack("{s:s,s:I,s:o,s:I,s:O}", "version", rel.version,
+                                     "version_code", (json_int_t)rel.version_code, "channel",
+                                     channel && *channel ? json_string(channel) : json_null(),
+                                     "period", (json_int_t)bucket, "points", points));
+        json_decref(points);
+    }
+    lp_db_adoption_free(&a);
+    lp_db_release_free(&rel);
+    lp_db_app_free(&app);
+    lp_service_db_release(svc, db);
+}
+
 lp_status lp_api_add_rollout_routes(lp_http_server *s, lp_service *svc, lp_error *err)
 {
     lp_status st = lp_http_server_route(s, "GET", "/api/v1/apps/*/rollouts", list_rollouts, svc,
@@ -310,6 +366,9 @@ lp_status lp_api_add_rollout_routes(lp_http_server *s, lp_service *svc, lp_error
                                   err);
     if (!st)
         st = lp_http_server_route(s, "PUT", "/api/v1/apps/*/guardrail", put_guardrail, svc,
+                                  err);
+    if (!st)
+        st = lp_http_server_route(s, "GET", "/api/v1/apps/*/releases/*/adoption", adoption, svc,
                                   err);
     return st;
 }

@@ -6,13 +6,19 @@
  *     GET    /api/v1/apps/<app>/pending                     read    the release waiting for
  *                                                                   signatures, and its bytes
  *     DELETE /api/v1/apps/<app>/pending[?version=V]         upload  cancel it
- *     POST   /api/v1/apps/<app>/releases/<v>/signatures     upload  signatures; published once
- *                                                                   they reach the threshold
+ *     POST   /api/v1/apps/<app>/releases/<v>/signatures     upload  signatures (approvals);
+ *                                                           or      published once they
+ *                                                           approve reach the threshold
  *
  * The app is begun with POST /api/v1/apps {"signing":"publisher"}
  * (api_apps.c), and a release is prepared by the usual POST .../releases
  * and POST .../rollback (api_releases.c), which answer 202 with the bytes
  * to sign (lp_api_answer_pending, here) for such an app.
+ *
+ * Release objects of such an app carry "approvals" (how many of the
+ * targets role's keys have signed, how many the threshold requires, and
+ * which; lp_service_release_approvals): in every answer for a pending
+ * release, and here for the release just published too.
  *
  * The bytes to sign travel as one JSON string ("signed"): the canonical
  * JSON exactly as the server will publish it, which the client turns back
@@ -74,7 +80,8 @@ static json_t *sign_json(const char *signed_json, size_t len, const json_t *sign
     return json_pack("{s:s,s:o,s:o}", "role", "targets", "signed", text, "signatures", ids);
 }
 
-/* The release as JSON, or NULL with the failure answered. */
+/* The release as JSON with its approvals (a published one's too), or NULL
+ * with the failure answered. */
 static json_t *release_json(lp_http_request *rq, lp_service *svc, const char *app,
                             const lp_db_release *rel)
 {
@@ -83,9 +90,15 @@ static json_t *release_json(lp_http_request *rq, lp_service *svc, const char *ap
         return NULL;
     lp_error err;
     lp_error_clear(&err);
-    json_t *r = NULL;
+    json_t *r = NULL, *appr = NULL;
     lp_status st = lp_service_release_json(svc, db, app, rel, &r, &err);
     lp_service_db_release(svc, db);
+    if (!st && (st = lp_service_release_approvals(svc, app, rel, true, &appr, &err))) {
+        json_decref(r);
+        r = NULL;
+    }
+    if (!st && appr)
+        json_object_set_new(r, "approvals", appr);
     if (st) {
         lp_api_respond_status(rq, st, &err);
         return NULL;
@@ -342,7 +355,8 @@ static void post_signatures(lp_http_request *rq, void *user)
     lp_service *svc = user;
     lp_auth who;
     json_t *body = NULL;
-    if (!lp_auth_require(rq, svc, LP_SCOPE_UPLOAD, &who) ||
+    /* the uploader's token, or an approver's that may do nothing else */
+    if (!lp_auth_require_any(rq, svc, LP_SCOPE_UPLOAD | LP_SCOPE_APPROVE, &who) ||
         !lp_api_parse_body(rq, signatures_fields, 1, &body))
         return;
     const char *app = lp_http_param(rq, 0);

@@ -91,7 +91,36 @@ static void missing_scopes(lp_scopes have, lp_scopes need, char *out, size_t cap
         snprintf(out, cap, "(unknown)");
 }
 
-bool lp_auth_require(lp_http_request *rq, lp_service *svc, lp_scopes need, lp_auth *out)
+/* "upload or approve": the names of the scope bits in `any`. */
+static void any_names(lp_scopes any, char *out, size_t cap)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (unsigned b = 0; b < 32; b++) {
+        const char *name = (any >> b) & 1u ? lp_token_scope_name((lp_scopes)1u << b) : NULL;
+        if (name && used < cap)
+            used += (size_t)snprintf(out + used, cap - used, "%s'%s'", used ? " or " : "", name);
+    }
+    if (!out[0])
+        snprintf(out, cap, "(unknown)");
+}
+
+/* Whether a token holding `have` holds one of the scopes in `any` (after
+ * expansion); true when `any` is 0. */
+static bool allows_any(lp_scopes have, lp_scopes any)
+{
+    if (!any)
+        return true;
+    for (unsigned b = 0; b < 32; b++)
+        if ((any >> b) & 1u && lp_token_scopes_allow(have, (lp_scopes)1u << b))
+            return true;
+    return false;
+}
+
+/* lp_auth_require and lp_auth_require_any: every scope of `need` and, when
+ * `any` is not 0, one of the scopes of `any`. */
+static bool require(lp_http_request *rq, lp_service *svc, lp_scopes need, lp_scopes any,
+                    lp_auth *out)
 {
     memset(out, 0, sizeof *out);
     lp_error err;
@@ -163,7 +192,27 @@ bool lp_auth_require(lp_http_request *rq, lp_service *svc, lp_scopes need, lp_au
         lp_http_respond_error(rq, MHD_HTTP_FORBIDDEN, "forbidden", "%s", msg);
         return false;
     }
+    if (!allows_any(rec.scopes, any)) {
+        char names[LP_SCOPES_TEXT_SIZE + 64];
+        any_names(any, names, sizeof names);
+        char msg[384];
+        snprintf(msg, sizeof msg, "token %s lacks the scope %s that %s %s needs", id, names,
+                 lp_http_method(rq), lp_http_path(rq));
+        log_refusal(rq, 403, id, msg);
+        lp_http_respond_error(rq, MHD_HTTP_FORBIDDEN, "forbidden", "%s", msg);
+        return false;
+    }
     memcpy(out->token_id, id, sizeof out->token_id);
     out->scopes = rec.scopes;
     return true;
+}
+
+bool lp_auth_require(lp_http_request *rq, lp_service *svc, lp_scopes need, lp_auth *out)
+{
+    return require(rq, svc, need, 0, out);
+}
+
+bool lp_auth_require_any(lp_http_request *rq, lp_service *svc, lp_scopes any, lp_auth *out)
+{
+    return require(rq, svc, 0, any, out);
 }

@@ -40,6 +40,12 @@ typedef struct lp_auth {
  * false when a refusal has been answered (the handler then returns). */
 bool lp_auth_require(lp_http_request *rq, lp_service *svc, lp_scopes need, lp_auth *out);
 
+/* The same for a route that one of several scopes opens: the token must
+ * hold at least one scope of `any` (after expansion; 0: any valid token).
+ * The 403 names them ("lacks the scope 'upload' or 'approve' that ...
+ * needs"). */
+bool lp_auth_require_any(lp_http_request *rq, lp_service *svc, lp_scopes any, lp_auth *out);
+
 /* Scopes from a stored, comma-separated list; names this version does not
  * know are ignored (a newer server may have written them). */
 lp_scopes lp_auth_scopes_from_text(const char *text);

@@ -196,8 +196,11 @@ void lp_service_target_name(int64_t version_code, char out[48]);
 
 /* The JSON object describing a release as the API returns it (see
  * docs/api.md): the database fields, "rollback_of" as {version,
- * version_code} (looked up with `db`), and "files"/"bytes" counted from the
- * tree manifest in the blob store.  *out is a new reference. */
+ * version_code} (looked up with `db`), "files"/"bytes" counted from the
+ * tree manifest in the blob store, and for an app whose publisher signs
+ * "approvals" (lp_service_release_approvals without published_too: an
+ * object for a pending release, null otherwise).  *out is a new
+ * reference. */
 lp_status lp_service_release_json(lp_service *s, lp_db *db, const char *app,
                                   const lp_db_release *rel, json_t **out, lp_error *err);
 
@@ -335,6 +338,24 @@ lp_status lp_service_publish_sign_ex(lp_service *s, const char *app, const char 
 lp_status lp_service_publish_cancel(lp_service *s, const char *app, const char *version,
                                     lp_error *err);
 
+/* The approvals of release `rel` of app `app` (docs/signing.md, "Quorum
+ * approval"): a new object in *out,
+ *     {"present": n, "required": k, "missing": max(k - n, 0),
+ *      "keys": [{"keyid": "<64 hex>", "approved": true|false}, ...]}
+ * listing every key of the targets role of the app's current root, in the
+ * root's order, k its threshold.  For a pending release a key approved when
+ * the server holds its signature over the prepared bytes; for a published
+ * release (only with published_too) when it signed the first targets
+ * metadata version that listed the release (a binary search over the kept
+ * versions: a few file reads).  *out is NULL (LP_OK) when there is nothing
+ * to show: a server-signed app, a withdrawn release, a published one
+ * without published_too, a pending record gone meanwhile (signed or
+ * cancelled since `rel` was read), or old metadata no longer kept.  Takes
+ * no lock.  Errors: the root or a metadata file unreadable (LP_ERR_IO,
+ * LP_ERR_MALFORMED), LP_ERR_NOMEM. */
+lp_status lp_service_release_approvals(lp_service *s, const char *app, const lp_db_release *rel,
+                                       bool published_too, json_t **out, lp_error *err);
+
 /* ---- the audit log (service_audit.c, docs/audit.md) ------------------------
  * Every management action and every automatic decision is appended to the
  * database's hash-chained audit log (livepush/db.h), in the transaction
@@ -446,7 +467,7 @@ lp_status lp_service_guard_set(lp_service *s, const char *app, int rate_bp, int 
  * minimum of devices tried it (audit actor "server", reason recorded and
  * logged).  *halted (may be NULL) counts the halts.  An app whose check
  * fails is logged and the others are still checked; the first error is
- * returned.  `now` is unused (0). */
-lp_status lp_service_guard_run(lp_service *s, int64_t now, size_t *halted, lp_error *err);
+ * returned. */
+lp_status lp_service_guard_run(lp_service *s, size_t *halted, lp_error *err);
 
 #endif

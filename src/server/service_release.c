@@ -337,6 +337,16 @@ lp_status lp_service_release_json(lp_service *s, lp_db *db, const char *app,
         return lp_error_prefix(err, st, "release %s", rel->version);
     }
     json_object_set_new(o, "deltas", deltas);
+    if (lp_service_app_publisher_signed(s, app)) {
+        /* a pending release's approvals; null otherwise (a published
+         * one's are added by the single-release answers) */
+        json_t *appr = NULL;
+        if ((st = lp_service_release_approvals(s, app, rel, false, &appr, err))) {
+            json_decref(o);
+            return st;
+        }
+        json_object_set_new(o, "approvals", appr ? appr : json_null());
+    }
     *out = o;
     return LP_OK;
 }

@@ -313,9 +313,8 @@ static lp_status guard_app(lp_service *s, const lp_db_app *app, size_t *halted, 
     return st;
 }
 
-lp_status lp_service_guard_run(lp_service *s, int64_t now, size_t *halted, lp_error *err)
+lp_status lp_service_guard_run(lp_service *s, size_t *halted, lp_error *err)
 {
-    (void)now;
     size_t dummy;
     if (!halted)
         halted = &dummy;

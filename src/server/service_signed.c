@@ -45,6 +45,17 @@
  * after another.  Once published, the release is marked "published" in the
  * database and the pending file removed.
  *
+ * Approvals (lp_service_release_approvals).  Each signature by a release
+ * key is one approval of the release; the targets threshold is the quorum.
+ * What the release objects show is read from what is already kept, without
+ * the app's lock: the key IDs in the pending file for a pending release,
+ * the signatures of the first targets metadata version that listed it for
+ * a published one, and for both the key list and threshold of the targets
+ * role in the current root.json.  Nothing is installable before the quorum
+ * is met because nothing is written before it: the repository, and so
+ * every device, sees the release only once the threshold of signatures is
+ * attached.
+ *
  * Crash safety.  The order is: repository written (timestamp.json last),
  * then the database state, then the pending file removed.  A crash or a
  * failure after the repository was written leaves a pending release that
@@ -68,6 +79,7 @@
 #include "tuf/metadata.h"
 #include "tuf/repo_priv.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1103,6 +1115,187 @@ lp_status lp_service_publish_pending(lp_service *s, const char *app, lp_db_relea
     pending_free(&p);
     op_end(s, &o);
     return st;
+}
+
+/* ---- approvals ------------------------------------------------------- */
+
+/* The app's current root, parsed (its targets role: the release keys and
+ * their threshold).  The caller frees *out. */
+static lp_status current_root(lp_service *s, const char *app, lp_md **out, lp_error *err)
+{
+    char path[4300];
+    snprintf(path, sizeof path, "%s/%s/metadata/root.json", s->repos_dir, app);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    lp_status st = lp_file_read(path, LP_REPO_METADATA_MAX_BYTES, &data, &len, err);
+    if (!st)
+        st = lp_md_parse(data, len, LP_MD_ROOT, path, out, err);
+    free(data);
+    return st;
+}
+
+/* The approvals object for the targets role `role`: each of its keys,
+ * approved when `held` (an object keyed by key ID) has it.  NULL when out
+ * of memory. */
+static json_t *approvals_json(const lp_md_role *role, const json_t *held)
+{
+    json_t *keys = json_array();
+    json_int_t present = 0;
+    for (size_t i = 0; keys && i < role->nkeyids; i++) {
+        bool yes = json_object_get(held, role->keyids[i]) != NULL;
+        present += yes;
+        if (json_array_append_new(keys, json_pack("{s:s,s:b}", "keyid", role->keyids[i],
+                                                  "approved", yes)) != 0) {
+            json_decref(keys);
+            keys = NULL;
+        }
+    }
+    if (!keys)
+        return NULL;
+    json_int_t k = (json_int_t)role->threshold;
+    return json_pack("{s:I,s:I,s:I,s:o}", "present", present, "required", k, "missing",
+                     present >= k ? (json_int_t)0 : k - present, "keys", keys);
+}
+
+/* The highest N of the app's <N>.targets.json files (0: none yet). */
+static lp_status newest_targets_version(lp_service *s, const char *app, uint64_t *out,
+                                        lp_error *err)
+{
+    *out = 0;
+    char dir[4300];
+    snprintf(dir, sizeof dir, "%s/%s/metadata", s->repos_dir, app);
+    DIR *dh = opendir(dir);
+    if (!dh)
+        return lp_error_set(err, LP_ERR_IO, "%s: %s", dir, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(dh)) != NULL) {
+        const char *n = e->d_name;
+        if (n[0] < '1' || n[0] > '9')
+            continue;
+        char *end = NULL;
+        errno = 0;
+        unsigned long long v = strtoull(n, &end, 10);
+        if (errno == 0 && end && strcmp(end, ".targets.json") == 0 && v > *out)
+            *out = v;
+    }
+    closedir(dh);
+    return LP_OK;
+}
+
+/* Whether version `v` of the app's targets metadata lists target `name`
+ * with sha256 `sha`; when it does and `held` is not NULL, *held gets the
+ * key IDs of its signatures (an object, key ID -> true).  LP_ERR_NOT_FOUND
+ * when that version's file does not exist. */
+static lp_status targets_version_lists(lp_service *s, const char *app, uint64_t v,
+                                       const char *name, const char *sha, bool *yes,
+                                       json_t **held, lp_error *err)
+{
+    *yes = false;
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s/metadata/%llu.targets.json", s->repos_dir, app,
+             (unsigned long long)v);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    json_t *doc = NULL;
+    lp_status st = lp_file_read(path, LP_REPO_METADATA_MAX_BYTES, &data, &len, err);
+    if (!st) {
+        lp_json_limits lim = {.max_bytes = LP_REPO_METADATA_MAX_BYTES};
+        st = lp_json_parse(data, len, &lim, &doc, err);
+    }
+    free(data);
+    if (st)
+        return st == LP_ERR_NOT_FOUND ? st : lp_error_prefix(err, st, "%s", path);
+    const json_t *targets = json_object_get(json_object_get(doc, "signed"), "targets");
+    const char *have = listed_sha256((json_t *)targets, name);
+    *yes = have && strcmp(have, sha) == 0;
+    if (*yes && held) {
+        json_t *ids = json_object();
+        const json_t *sig;
+        size_t i;
+        json_array_foreach(json_object_get(doc, "signatures"), i, sig)
+        {
+            const char *kid = json_string_value(json_object_get(sig, "keyid"));
+            if (ids && kid && json_object_set_new(ids, kid, json_true()) != 0) {
+                json_decref(ids);
+                ids = NULL;
+            }
+        }
+        if (!ids)
+            st = oom(err);
+        *held = ids;
+    }
+    json_decref(doc);
+    return st;
+}
+
+/* The signers of the first targets version that lists published release
+ * `rel` (*held, key ID -> true), or *held NULL when that cannot be told
+ * (the newest version does not list it, or a version's file is gone).  A
+ * published release stays listed from the version that first listed it to
+ * the newest, so a binary search over the versions finds it in a few
+ * reads. */
+static lp_status first_listing(lp_service *s, const char *app, const lp_db_release *rel,
+                               json_t **held, lp_error *err)
+{
+    *held = NULL;
+    char name[48];
+    lp_service_target_name(rel->version_code, name);
+    uint64_t lo = 1, hi = 0;
+    bool yes = false;
+    lp_status st = newest_targets_version(s, app, &hi, err);
+    if (!st && hi > 0)
+        st = targets_version_lists(s, app, hi, name, rel->manifest_sha256, &yes, NULL, err);
+    if (st || !yes)
+        return st == LP_ERR_NOT_FOUND ? LP_OK : st;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        st = targets_version_lists(s, app, mid, name, rel->manifest_sha256, &yes, NULL, err);
+        if (st)
+            return st == LP_ERR_NOT_FOUND ? LP_OK : st;
+        if (yes)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    st = targets_version_lists(s, app, hi, name, rel->manifest_sha256, &yes, held, err);
+    return st == LP_ERR_NOT_FOUND ? LP_OK : st;
+}
+
+lp_status lp_service_release_approvals(lp_service *s, const char *app, const lp_db_release *rel,
+                                       bool published_too, json_t **out, lp_error *err)
+{
+    *out = NULL;
+    if (!rel || !lp_service_app_publisher_signed(s, app))
+        return LP_OK;
+    const char *state = rel->state ? rel->state : LP_DB_STATE_PUBLISHED;
+    bool is_pending = strcmp(state, LP_DB_STATE_PENDING) == 0;
+    if (!is_pending && !(published_too && strcmp(state, LP_DB_STATE_PUBLISHED) == 0))
+        return LP_OK;
+    json_t *held = NULL;
+    lp_md *root = NULL;
+    lp_status st = LP_OK;
+    if (is_pending) {
+        /* Read without the app's lock (the file is replaced atomically):
+         * a record that is gone or names another release means the
+         * release was signed or cancelled meanwhile: nothing to show. */
+        pending p = {0};
+        st = pending_read(s, app, rel, &p, err);
+        if (!st)
+            held = json_incref(p.sigs);
+        else if (st == LP_ERR_STATE)
+            st = LP_OK;
+        pending_free(&p);
+    } else {
+        st = first_listing(s, app, rel, &held, err);
+    }
+    if (!st && held)
+        st = current_root(s, app, &root, err);
+    if (!st && held && !(*out = approvals_json(&root->roles[LP_MD_TARGETS], held)))
+        st = oom(err);
+    json_decref(held);
+    lp_md_free(root);
+    return st ? lp_error_prefix(err, st, "app %s: approvals of release %s", app, rel->version)
+              : LP_OK;
 }
 
 /* ---- recovery -------------------------------------------------------- */

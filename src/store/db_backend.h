@@ -147,6 +147,9 @@ typedef struct lp_db_ops {
                            lp_error *err);
     lp_status (*release_stats)(lp_db *db, int64_t app_id, int64_t version_code,
                                const char *channel, lp_db_release_stats *out, lp_error *err);
+    lp_status (*release_adoption)(lp_db *db, int64_t app_id, int64_t version_code,
+                                  const char *channel, int64_t bucket_s, lp_db_adoption *out,
+                                  lp_error *err);
     /* The audit log (db_audit.c checks, canonicalises and hashes; an
      * append runs audit_last then audit_insert inside its write
      * transaction).  audit_last: the newest entry's seq and hash as stored

@@ -214,3 +214,32 @@ lp_status lp_db_release_stats_get(lp_db *db, int64_t app_id, int64_t version_cod
         TRY(lp_db_check_name("channel name", channel, err));
     return db->ops->release_stats(db, app_id, version_code, channel, out, err);
 }
+
+lp_status lp_db_release_adoption(lp_db *db, int64_t app_id, int64_t version_code,
+                                 const char *channel, int64_t bucket_s, lp_db_adoption *out,
+                                 lp_error *err)
+{
+    NEED(db, out);
+    memset(out, 0, sizeof *out);
+    TRY(lp_db_check_positive("app id", app_id, err));
+    TRY(lp_db_check_positive("version code", version_code, err));
+    if (channel)
+        TRY(lp_db_check_name("channel name", channel, err));
+    if (bucket_s < 60 || bucket_s > 31 * 86400)
+        return lp_error_set(err, LP_ERR_INVALID_ARG,
+                            "adoption period: %lld seconds, expected 60 to 31 days",
+                            (long long)bucket_s);
+    lp_status st = db->ops->release_adoption(db, app_id, version_code, channel, bucket_s, out,
+                                             err);
+    if (st)
+        lp_db_adoption_free(out);
+    return st;
+}
+
+void lp_db_adoption_free(lp_db_adoption *a)
+{
+    if (!a)
+        return;
+    free(a->points);
+    memset(a, 0, sizeof *a);
+}

@@ -366,4 +366,5 @@ const lp_db_ops lp_db_sqlite_ops = {
     .channel_window = sq_channel_window,
     .app_guard = sq_app_guard,
     .release_stats = sq_release_stats,
+    .release_adoption = sq_release_adoption,
 };

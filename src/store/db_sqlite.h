@@ -161,5 +161,8 @@ lp_status sq_app_guard(lp_db *db, int64_t app_id, bool set, int *rate_bp, int *m
                        lp_error *err);
 lp_status sq_release_stats(lp_db *db, int64_t app_id, int64_t version_code, const char *channel,
                            lp_db_release_stats *out, lp_error *err);
+lp_status sq_release_adoption(lp_db *db, int64_t app_id, int64_t version_code,
+                              const char *channel, int64_t bucket_s, lp_db_adoption *out,
+                              lp_error *err);
 
 #endif

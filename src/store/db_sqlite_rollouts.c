@@ -35,6 +35,7 @@ enum {
     S_GUARD_GET,
     S_GUARD_SET,
     S_STATS,
+    S_ADOPTION,
     S_ROLLOUTS_END
 };
 
@@ -372,5 +373,63 @@ lp_status sq_release_stats(lp_db *db, int64_t app_id, int64_t version_code, cons
         st = sq_fail(d, rc, err, "figures of version code %lld", (long long)version_code);
     }
     sqlite3_reset(s);
+    return st;
+}
+
+lp_status sq_release_adoption(lp_db *db, int64_t app_id, int64_t version_code,
+                              const char *channel, int64_t bucket_s, lp_db_adoption *out,
+                              lp_error *err)
+{
+    sq_db *d = D(db);
+    sqlite3_stmt *s;
+    lp_status st = sq_stmt(
+        d, S_ADOPTION,
+        "SELECT t, count(DISTINCT CASE WHEN k = 'activated' THEN device_id END), "
+        "count(DISTINCT CASE WHEN k = 'failed' THEN device_id END), "
+        "count(DISTINCT CASE WHEN k = 'rolled_back' THEN device_id END) "
+        "FROM (SELECT received_at / ?4 * ?4 AS t, device_id, type AS k FROM events "
+        "      WHERE app_id = ?1 AND version_code = ?2 AND type IN ('activated', 'failed') "
+        "      AND (?3 IS NULL OR channel IS NULL OR channel = ?3) "
+        "      UNION ALL "
+        "      SELECT received_at / ?4 * ?4, device_id, 'rolled_back' FROM events "
+        "      WHERE app_id = ?1 AND from_version_code = ?2 AND type = 'rolled_back' "
+        "      AND (?3 IS NULL OR channel IS NULL OR channel = ?3)) "
+        "GROUP BY t ORDER BY t DESC LIMIT ?5",
+        &s, err);
+    if (st)
+        return st;
+    sqlite3_bind_int64(s, 1, app_id);
+    sqlite3_bind_int64(s, 2, version_code);
+    sq_bind_opt_text(s, 3, channel);
+    sqlite3_bind_int64(s, 4, bucket_s);
+    sqlite3_bind_int(s, 5, LP_DB_ADOPTION_MAX);
+    size_t cap = 0;
+    int rc = SQLITE_DONE;
+    while (!st && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (out->count == cap) {
+            size_t ncap = cap ? cap * 2 : 32;
+            lp_db_adoption_point *n = realloc(out->points, ncap * sizeof *n);
+            if (!n) {
+                st = nomem(err);
+                break;
+            }
+            out->points = n;
+            cap = ncap;
+        }
+        lp_db_adoption_point *p = &out->points[out->count++];
+        p->at = sqlite3_column_int64(s, 0);
+        p->installed = sqlite3_column_int64(s, 1);
+        p->failed = sqlite3_column_int64(s, 2);
+        p->rolled_back = sqlite3_column_int64(s, 3);
+    }
+    if (!st && rc != SQLITE_DONE)
+        st = sq_fail(d, rc, err, "adoption of version code %lld", (long long)version_code);
+    sqlite3_reset(s);
+    /* newest first from the query; oldest first for the caller */
+    for (size_t i = 0; !st && i < out->count / 2; i++) {
+        lp_db_adoption_point tmp = out->points[i];
+        out->points[i] = out->points[out->count - 1 - i];
+        out->points[out->count - 1 - i] = tmp;
+    }
     return st;
 }

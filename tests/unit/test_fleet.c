@@ -239,6 +239,17 @@ static void test_fleet(void **state)
     print_message("fleet: %u more at 50%% (%u in all)\n", added, n10 + added);
     assert_in_range(n10 + added, 470, 530);
     assert_in_range(added, 370, 430);
+    /* adoption over time: every install of 2.0 counted once */
+    json_t *ad = lp_apitest_json(f->t, "GET",
+                                 "/api/v1/apps/fleet/releases/2.0/adoption?channel=stable&period=60",
+                                 f->t->admin, NULL, 200);
+    json_t *pts = json_object_get(ad, "points");
+    assert_true(json_array_size(pts) >= 1);
+    json_t *last = json_array_get(pts, json_array_size(pts) - 1);
+    assert_int_equal(json_integer_value(json_object_get(last, "installed_total")), n10 + added);
+    json_decref(ad);
+    json_decref(lp_apitest_json(f->t, "GET", "/api/v1/apps/fleet/releases/2.0/adoption?period=5",
+                                f->t->admin, NULL, 400));
 
     /* 3. targeting: 3.0 for region=eu devices that run 2 or later */
     publish(f, "v3\n", "3.0",
@@ -278,7 +289,7 @@ static void test_fleet(void **state)
                 install(f, d, 4);
         }
         if ((i + 1) % PER_INTERVAL == 0 && !halted) {
-            assert_int_equal(lp_service_guard_run(f->t->svc, 0, &halted, &err), LP_OK);
+            assert_int_equal(lp_service_guard_run(f->t->svc, &halted, &err), LP_OK);
             if (halted)
                 halted_at = i + 1;
         }

@@ -573,13 +573,103 @@ static void test_service_cohorts(void **state)
     lp_apitest_stop(t);
 }
 
+/* Two releases of one channel as the arms of an A/B split: each device gets
+ * the same arm on every check, the arms' shares follow the weights, and the
+ * figures the server shows are per arm. */
+static void test_service_split(void **state)
+{
+    (void)state;
+    lp_apitest *t = lp_apitest_start(0);
+    assert_non_null(t);
+    json_decref(lp_apitest_json(t, "POST", "/api/v1/apps", t->admin, "{\"name\":\"shop\"}", 201));
+    publish_release(t, "one\n", "1.0");
+    publish_release(t, "two\n", "2.0");
+    publish_release(t, "three\n", "3.0");
+    json_decref(lp_apitest_json(t, "PUT", "/api/v1/apps/shop/releases/2.0/rollout", t->admin,
+                                "{\"channel\":\"stable\",\"weight\":25}", 200));
+    json_decref(lp_apitest_json(t, "PUT", "/api/v1/apps/shop/releases/3.0/rollout", t->admin,
+                                "{\"channel\":\"stable\",\"weight\":75}", 200));
+    lp_error err;
+    trust dev = {0};
+    dev.dir = lp_test_tmpdir("rolloutsplit");
+    dev.state = lp_test_join(dev.dir, "device");
+    dev.work = lp_test_join(dev.state, "downloads");
+    char *m = lp_test_join(dev.state, "metadata");
+    char *root = lp_test_join(t->dir, "repos/shop/metadata/1.root.json");
+    assert_int_equal(lp_tuf_init_trusted_root(m, root, &err), LP_OK);
+    free(m);
+    free(root);
+    lp_net_config c = {.server_url = t->base, .app = "shop", .state_dir = dev.state,
+                       .attempts = 2, .backoff_base_ms = 5, .backoff_max_ms = 10};
+    assert_int_equal(lp_net_open(&c, &dev.net, &err), LP_OK);
+    assert_int_equal(lp_net_open_tuf(dev.net, &dev.tuf, &err), LP_OK);
+    unsigned arm2 = 0, arm3 = 0;
+    skips s;
+    for (unsigned i = 0; i < 400; i++) {
+        char id[33];
+        device_id(i, id);
+        uint64_t a = offered(&dev, 1, id, &s);
+        assert_true(a == 2 || a == 3);
+        assert_int_equal(offered(&dev, 1, id, &s), a); /* sticky */
+        if (a == 2)
+            assert_non_null(strstr(s.text, "releases/3.json: A/B split on channel stable: this "
+                                           "device is in the arm of version code 2"));
+        /* the device installs its arm and reports it */
+        char body[512];
+        snprintf(body, sizeof body,
+                 "{\"device_id\":\"%s\",\"channel\":\"stable\",\"events\":["
+                 "{\"seq\":1,\"type\":\"activated\",\"at\":1796000000,\"version_code\":%llu,"
+                 "\"from_version_code\":1}]}",
+                 id, (unsigned long long)a);
+        lp_apiresp r;
+        assert_int_equal(lp_apitest_call(t, "POST", "/v1/apps/shop/events", NULL, NULL, NULL, body,
+                                         strlen(body), &r),
+                         0);
+        assert_int_equal(r.status, 200);
+        lp_apiresp_free(&r);
+        arm2 += a == 2;
+        arm3 += a == 3;
+    }
+    print_message("A/B split 25/75: %u and %u of 400 devices\n", arm2, arm3);
+    assert_in_range(arm2, 70, 130);
+    /* telemetry per arm */
+    json_t *list = lp_apitest_json(t, "GET", "/api/v1/apps/shop/rollouts", t->admin, NULL, 200);
+    json_t *rows = json_object_get(list, "rollouts");
+    assert_int_equal(json_array_size(rows), 2);
+    for (size_t k = 0; k < 2; k++) {
+        json_t *row = json_array_get(rows, k);
+        json_int_t code = json_integer_value(json_object_get(row, "version_code"));
+        json_int_t inst =
+            json_integer_value(json_object_get(json_object_get(row, "devices"), "installed"));
+        assert_int_equal(inst, code == 2 ? arm2 : arm3);
+    }
+    json_decref(list);
+    /* the split ended: the newest release for everyone */
+    json_decref(lp_apitest_json(t, "PUT", "/api/v1/apps/shop/releases/2.0/rollout", t->admin,
+                                "{\"channel\":\"stable\",\"weight\":0}", 200));
+    json_decref(lp_apitest_json(t, "PUT", "/api/v1/apps/shop/releases/3.0/rollout", t->admin,
+                                "{\"channel\":\"stable\",\"weight\":0}", 200));
+    for (unsigned i = 0; i < 20; i++) {
+        char id[33];
+        device_id(i, id);
+        assert_int_equal(offered(&dev, 2, id, &s), 3);
+    }
+    lp_tuf_client_free(dev.tuf);
+    lp_net_close(dev.net);
+    lp_test_rmtree(dev.dir);
+    free(dev.dir);
+    free(dev.state);
+    free(dev.work);
+    lp_apitest_stop(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bucket_formula),   cmocka_unit_test(test_cohorts_grow),
         cmocka_unit_test(test_states_and_split), cmocka_unit_test(test_window),
         cmocka_unit_test(test_policy_refusals),  cmocka_unit_test(test_trust),
-        cmocka_unit_test(test_service_cohorts),
+        cmocka_unit_test(test_service_cohorts),  cmocka_unit_test(test_service_split),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
