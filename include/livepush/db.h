@@ -442,6 +442,8 @@ typedef struct lp_db_event_batch {
     int64_t received_at;          /* 0 = now */
     const char *channel;          /* NULL, or the channel the device follows (a name):
                                      stored with each event and on the device row */
+    bool *stored;                 /* NULL, or n_events flags set on success to whether
+                                     each event was new (false: a duplicate) */
 } lp_db_event_batch;
 
 typedef struct lp_db_event {

@@ -202,6 +202,7 @@ int lp_cmd_serve(int argc, char **argv)
         .max_header_bytes = cfg.max_header_bytes,
         .max_body_bytes = cfg.max_body_bytes,
         .log = &log,
+        .metrics = lp_service_metrics(svc),
     };
     lp_http_server *srv = NULL;
     st = lp_http_server_new(&srv, &opt, &err);

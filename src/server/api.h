@@ -51,6 +51,7 @@ lp_status lp_api_add_device_routes(lp_http_server *s, lp_service *svc, lp_error 
 lp_status lp_api_add_delta_routes(lp_http_server *s, lp_service *svc, lp_error *err);
 lp_status lp_api_add_audit_routes(lp_http_server *s, lp_service *svc, lp_error *err);
 lp_status lp_api_add_rollout_routes(lp_http_server *s, lp_service *svc, lp_error *err);
+lp_status lp_api_add_metrics_routes(lp_http_server *s, lp_service *svc, lp_error *err);
 
 /* Answers GET/HEAD with an immutable, content-addressed file (api_blobs.c;
  * blobs and deltas): fd is taken (closed here), `tag` is the name that

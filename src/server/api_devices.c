@@ -29,6 +29,7 @@
  */
 #include "server/api.h"
 #include "server/auth.h"
+#include "server/metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,9 +192,10 @@ static void post_events(lp_http_request *rq, void *user)
     const json_t *arr = json_object_get(body, "events");
     size_t n = json_array_size(arr);
     lp_db_event_new *events = calloc(n ? n : 1, sizeof *events);
+    bool *stored = calloc(n ? n : 1, sizeof *stored);
     lp_db *db = NULL;
     lp_db_app app = {0};
-    if (!events) {
+    if (!events || !stored) {
         lp_http_respond_error(rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
     } else if (events_from_json(rq, arr, events) && lp_api_db(rq, svc, &db)) {
         if (lp_api_app(rq, db, 0, &app)) {
@@ -203,11 +205,20 @@ static void post_events(lp_http_request *rq, void *user)
                                    .events = events,
                                    .n_events = n,
                                    .dropped = member_int(body, "dropped", &g),
-                                   .channel = lp_api_str(body, "channel")};
+                                   .channel = lp_api_str(body, "channel"),
+                                   .stored = stored};
             lp_error err;
             lp_error_clear(&err);
             size_t added = 0;
             lp_status st = lp_db_events_insert(db, &b, &added, &err);
+            if (!st) {
+                lp_metrics *m = lp_service_metrics(svc);
+                lp_metrics_add(m, LP_M_CHECKINS, (const char *[]){app.name}, 1);
+                for (size_t i = 0; i < n; i++)
+                    if (stored[i])
+                        lp_metrics_add(m, LP_M_DEVICE_EVENTS,
+                                       (const char *[]){app.name, events[i].type}, 1);
+            }
             if (st)
                 lp_api_respond_status(rq, st, &err);
             else
@@ -219,6 +230,7 @@ static void post_events(lp_http_request *rq, void *user)
     }
     lp_db_app_free(&app);
     free(events);
+    free(stored);
     json_decref(body);
 }
 

@@ -30,6 +30,7 @@
 
 #include "core/buf.h"
 #include "server/config.h"
+#include "server/metrics.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -51,6 +52,7 @@
 
 typedef struct route {
     char *method;
+    char *pattern; /* as given: the "route" label of the request metrics */
     char *segs[MAX_SEGMENTS];
     size_t nsegs;
     bool rest; /* last segment is "**" */
@@ -97,6 +99,7 @@ struct lp_http_request {
     bool responded;
     unsigned status;
     uint64_t bytes;
+    const char *route; /* the pattern that matched the path (metrics), or NULL */
 };
 
 /* ---- JSON text that survives any input bytes ---------------------------- */
@@ -248,9 +251,11 @@ lp_status lp_http_server_route(lp_http_server *s, const char *method, const char
     route rt = {.handler = handler, .user = user};
     char *copy = strdup(pattern);
     rt.method = strdup(method);
-    if (!copy || !rt.method) {
+    rt.pattern = strdup(pattern);
+    if (!copy || !rt.method || !rt.pattern) {
         free(copy);
         free(rt.method);
+        free(rt.pattern);
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     }
     char *segs[MAX_SEGMENTS];
@@ -280,6 +285,7 @@ lp_status lp_http_server_route(lp_http_server *s, const char *method, const char
         for (size_t i = 0; i < rt.nsegs; i++)
             free(rt.segs[i]);
         free(rt.method);
+        free(rt.pattern);
         return st;
     }
     s->routes = grown;
@@ -390,6 +396,7 @@ static void dispatch(lp_http_request *rq)
         const route *rt = &rq->srv->routes[i];
         if (!match(rt, segs, (size_t)n, NULL))
             continue;
+        rq->route = rt->pattern;
         if (method_is(rt, rq->method)) {
             hit = rt;
         } else if (!strstr(allow, rt->method)) {
@@ -540,12 +547,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_ctx,
     if (!rq)
         return;
     *req_ctx = NULL;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double ms = (double)(now.tv_sec - rq->start.tv_sec) * 1e3 +
+                (double)(now.tv_nsec - rq->start.tv_nsec) / 1e6;
+    bool ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
+    lp_metrics_request(s->opt.metrics, rq->method, rq->route ? rq->route : "unmatched",
+                       rq->status, ms / 1e3, ok ? rq->bytes : 0);
     if (s->opt.log && s->opt.log->min_level <= LP_LOG_INFO) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        double ms = (double)(now.tv_sec - rq->start.tv_sec) * 1e3 +
-                    (double)(now.tv_nsec - rq->start.tv_nsec) / 1e6;
-        bool ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
         format_remote(conn, rq->remote, sizeof rq->remote);
         json_t *f = json_object();
         if (f) {
@@ -753,6 +762,7 @@ void lp_http_server_free(lp_http_server *s)
     for (size_t i = 0; i < s->nroutes; i++) {
         for (size_t j = 0; j < s->routes[i].nsegs; j++)
             free(s->routes[i].segs[j]);
+        free(s->routes[i].pattern);
         free(s->routes[i].method);
     }
     free(s->routes);

@@ -61,6 +61,8 @@ typedef struct lp_http_server_options {
     size_t max_header_bytes;     /* per-connection memory limit; 0: 32 KiB */
     uint64_t max_body_bytes;     /* 0: no body accepted beyond 0 bytes */
     const lp_log *log;           /* borrowed; may be NULL (no log) */
+    struct lp_metrics *metrics;  /* borrowed; may be NULL: every finished request is
+                                    counted there by method, route pattern and status */
 } lp_http_server_options;
 
 /* Makes a server (not yet listening).  The options are copied. */

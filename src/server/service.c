@@ -105,7 +105,8 @@ static lp_status open_pool(lp_service *s, const char *url, unsigned n, lp_error 
 {
     s->pool = calloc(n, sizeof *s->pool);
     s->busy = calloc(n, sizeof *s->busy);
-    if (!s->pool || !s->busy)
+    s->taken = calloc(n, sizeof *s->taken);
+    if (!s->pool || !s->busy || !s->taken)
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     for (unsigned i = 0; i < n; i++) {
         lp_status st = lp_db_open(url, &s->pool[i], err);
@@ -147,7 +148,9 @@ lp_status lp_service_open(lp_service **out, const lp_service_options *opt, lp_er
     else
         lp_ingest_limits_default(&s->limits);
 
-    lp_status st = make_dirs(s, err);
+    lp_status st = lp_metrics_new(&s->metrics, err);
+    if (!st)
+        st = make_dirs(s, err);
     if (!st)
         st = lock_data_dir(s, err);
     char *blobs = NULL, *url = NULL;
@@ -192,6 +195,8 @@ void lp_service_close(lp_service *s)
         lp_db_close(s->pool[i]);
     free(s->pool);
     free(s->busy);
+    free(s->taken);
+    lp_metrics_free(s->metrics);
     lp_blobstore_close(s->bs);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
@@ -213,17 +218,29 @@ lp_blobstore *lp_service_blobstore(lp_service *s) { return s->bs; }
 const lp_ingest_limits *lp_service_limits(const lp_service *s) { return &s->limits; }
 const lp_log *lp_service_log(const lp_service *s) { return s->log; }
 bool lp_service_device_token(const lp_service *s) { return s->device_token; }
+lp_metrics *lp_service_metrics(lp_service *s) { return s->metrics; }
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+}
 
 lp_status lp_service_db_acquire(lp_service *s, lp_db **db, lp_error *err)
 {
     (void)err;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     pthread_mutex_lock(&s->mu);
     for (;;) {
         for (unsigned i = 0; i < s->npool; i++) {
             if (!s->busy[i]) {
                 s->busy[i] = true;
                 *db = s->pool[i];
+                clock_gettime(CLOCK_MONOTONIC, &s->taken[i]);
                 pthread_mutex_unlock(&s->mu);
+                lp_metrics_observe(s->metrics, LP_M_DB_WAIT, NULL, seconds_since(&t0));
                 return LP_OK;
             }
         }
@@ -241,6 +258,7 @@ void lp_service_db_release(lp_service *s, lp_db *db)
             if (lp_db_in_transaction(db))
                 lp_db_rollback(db, NULL);
             s->busy[i] = false;
+            lp_metrics_observe(s->metrics, LP_M_DB_HOLD, NULL, seconds_since(&s->taken[i]));
             pthread_cond_signal(&s->cv);
             break;
         }

@@ -96,6 +96,10 @@ const lp_log *lp_service_log(const lp_service *s);
 /* The device_token option: whether device API routes need a token. */
 bool lp_service_device_token(const lp_service *s);
 
+/* The server's counters and histograms (server/metrics.h), owned by the
+ * service. */
+struct lp_metrics *lp_service_metrics(lp_service *s);
+
 /* A database connection for the calling thread; waits while all are in use.
  * Give it back with lp_service_db_release (never close it). */
 lp_status lp_service_db_acquire(lp_service *s, lp_db **db, lp_error *err);

@@ -210,6 +210,7 @@ static lp_status make_one(lp_service *s, const char *app, const char *base, cons
     if (mk) {
         unlink(tmp);
         *state = LP_DB_DELTA_FAILED;
+        lp_metrics_add(s->metrics, LP_M_DELTAS, (const char *[]){"failed"}, 1);
         if (s->log)
             lp_log_event(s->log, LP_LOG_WARN, "delta failed",
                          json_pack("{s:s,s:s,s:s,s:s}", "app", app, "base", base, "result",
@@ -220,12 +221,14 @@ static lp_status make_one(lp_service *s, const char *app, const char *base, cons
     if ((double)stats.delta_size > s->deltas.max_ratio * (double)size) {
         unlink(tmp);
         *state = LP_DB_DELTA_TOO_LARGE;
+        lp_metrics_add(s->metrics, LP_M_DELTAS, (const char *[]){"too_large"}, 1);
         return LP_OK;
     }
     if (rename(tmp, final) != 0) {
         int e = errno;
         unlink(tmp);
         *state = LP_DB_DELTA_FAILED;
+        lp_metrics_add(s->metrics, LP_M_DELTAS, (const char *[]){"failed"}, 1);
         *dsize = 0;
         if (s->log)
             lp_log_event(s->log, LP_LOG_WARN, "delta failed",
@@ -238,6 +241,7 @@ static lp_status make_one(lp_service *s, const char *app, const char *base, cons
                      json_pack("{s:s,s:s}", "path", dir, "error", e2.msg));
     *state = LP_DB_DELTA_MADE;
     *made = true;
+    lp_metrics_add(s->metrics, LP_M_DELTAS, (const char *[]){"made"}, 1);
     if (s->log)
         lp_log_event(s->log, LP_LOG_DEBUG, "delta made",
                      json_pack("{s:s,s:s,s:s,s:I,s:I,s:s,s:f}", "app", app, "base", base,

@@ -14,9 +14,11 @@
 
 #include "livepush/key.h"
 #include "livepush/tuf_repo.h"
+#include "server/metrics.h"
 #include "server/service.h"
 
 #include <pthread.h>
+#include <time.h>
 
 /* Top-level roles, in the order their keys are kept. */
 #define LP_SERVICE_NROLES 4
@@ -47,7 +49,9 @@ struct lp_service {
     pthread_cond_t cv;
     lp_db **pool;
     bool *busy;
+    struct timespec *taken; /* when each busy connection was handed out */
     unsigned npool;
+    struct lp_metrics *metrics; /* the server's counters (metrics.h) */
 };
 
 /* ---- the rollout role (service_rollout.c) ---- */

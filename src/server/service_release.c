@@ -176,6 +176,8 @@ lp_status lp_service_publish_with(lp_service *s, const char *app_name, const cha
     st = (insert ? insert : insert_and_sync)(s, &app, &rel, &id, ctx, err);
     if (!st && out)
         st = get_release(s, id, out, err);
+    if (!st && !insert)
+        lp_metrics_add(s->metrics, LP_M_PUBLISHES, (const char *[]){app.name}, 1);
     if (!st && s->log && !insert)
         lp_log_event(s->log, LP_LOG_INFO, "release published",
                      json_pack("{s:s,s:s,s:I,s:s}", "app", app.name, "version", f->version,
@@ -254,6 +256,8 @@ lp_status lp_service_rollback_with(lp_service *s, const char *app_name,
         st = (insert ? insert : insert_and_sync)(s, &app, &rel, &id, ctx, err);
     if (!st && out)
         st = get_release(s, id, out, err);
+    if (!st && !insert)
+        lp_metrics_add(s->metrics, LP_M_PUBLISHES, (const char *[]){app.name}, 1);
     if (!st && s->log && !insert)
         lp_log_event(s->log, LP_LOG_WARN, "rollback published",
                      json_pack("{s:s,s:s,s:I}", "app", app.name, "version", old.version,

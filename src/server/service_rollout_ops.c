@@ -301,6 +301,7 @@ static lp_status guard_app(lp_service *s, const lp_db_app *app, size_t *halted, 
             break;
         }
         (*halted)++;
+        lp_metrics_add(s->metrics, LP_M_GUARDRAIL_HALTS, (const char *[]){app->name}, 1);
         if (s->log)
             lp_log_event(s->log, LP_LOG_WARN, "rollout halted by the guardrail",
                          json_pack("{s:s,s:s,s:I,s:s,s:I,s:I,s:s}", "app", app->name, "version",

@@ -847,6 +847,7 @@ static lp_status mark_published(lp_service *s, op *o, const char *how, lp_error 
                                o->rel.version);
     pending_remove(s, o->app.name);
     lp_service_delta_plan(s, o->db, o->app.name, o->rel.id);
+    lp_metrics_add(s->metrics, LP_M_PUBLISHES, (const char *[]){o->app.name}, 1);
     if (s->log)
         lp_log_event(s->log, LP_LOG_INFO, how,
                      json_pack("{s:s,s:s,s:I,s:s}", "app", o->app.name, "version",

@@ -135,6 +135,8 @@ lp_status lp_db_events_insert(lp_db *db, const lp_db_event_batch *b, size_t *ins
         st = db->ops->event_insert(db, b->app_id, b->device_id, &b->events[i], now, b->channel,
                                    &one, err);
         added += one;
+        if (b->stored)
+            b->stored[i] = one;
     }
     if (!st && added)
         st = db->ops->device_refresh(db, b->app_id, b->device_id, err);

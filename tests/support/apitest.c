@@ -48,6 +48,8 @@ static int open_server(lp_apitest *t, const lp_apitest_opts *o, bool first)
     bool made = false;
     lp_status st = lp_service_open(&t->svc, &so, &err);
     if (!st)
+        ho.metrics = lp_service_metrics(t->svc);
+    if (!st)
         st = lp_service_bootstrap(t->svc, "default", &made, &err);
     if (!st)
         st = lp_http_server_new(&t->srv, &ho, &err);
