@@ -862,6 +862,11 @@ typedef struct lp_device lp_device;
  * true stops the update there (the step in progress finishes). */
 typedef bool (*lp_device_stop_fn)(void *ctx);
 
+/* Told of each event a device queues: the event (valid during the call), the
+ * channel the device follows, its device id. */
+typedef void (*lp_device_event_fn)(void *ctx, const lp_event *e, const char *channel,
+                                   const char *device_id);
+
 /* Settings of a device.  Strings are copied by lp_device_open. */
 typedef struct lp_device_config {
     lp_updater_config updater;   /* the install root (required) and its settings */
@@ -896,6 +901,11 @@ typedef struct lp_device_config {
     bool no_deltas;
     lp_delta_note_fn on_delta;   /* what happened with deltas; may be NULL */
     void *delta_ctx;
+    /* Every event the device queues for the server, as it is queued, with
+     * the channel the device follows and its id (the update life cycle on
+     * the device's side, docs/lifecycle.md); may be NULL. */
+    lp_device_event_fn on_event;
+    void *event_ctx;
 } lp_device_config;
 
 /* Opens the install root (lp_updater_open: recovery runs, the device id is

@@ -53,6 +53,19 @@ bool lp_device_stop_requested(lp_device *d)
     return d->stopped;
 }
 
+lp_status lp_device_queue(lp_device *d, const lp_event *e, lp_error *err)
+{
+    lp_status st = lp_events_add(d->events, e, err);
+    if (d->on_event) {
+        char channel[LP_DEVICE_MAX_CHANNEL + 1];
+        lp_error ignored;
+        if (lp_device_channel(d, channel, NULL, &ignored))
+            channel[0] = '\0';
+        d->on_event(d->event_ctx, e, channel, lp_updater_device_id(d->u));
+    }
+    return st;
+}
+
 void lp_device_event(lp_device *d, lp_event_type type, const char *version, uint64_t code,
                      uint64_t from, const char *reason, int64_t duration_ms)
 {
@@ -63,7 +76,7 @@ void lp_device_event(lp_device *d, lp_event_type type, const char *version, uint
                   .from_version_code = from,
                   .reason = reason,
                   .duration_ms = duration_ms};
-    lp_events_add(d->events, &e, &ignored);
+    lp_device_queue(d, &e, &ignored);
 }
 
 const char *lp_device_version_of(lp_device *d, uint64_t id, char *buf, size_t cap)
@@ -151,6 +164,8 @@ static lp_status copy_config(lp_device *d, const lp_device_config *cfg, lp_error
     d->stop_ctx = cfg->stop_ctx;
     d->no_deltas = cfg->no_deltas;
     d->on_delta = cfg->on_delta;
+    d->on_event = cfg->on_event;
+    d->event_ctx = cfg->event_ctx;
     d->delta_ctx = cfg->delta_ctx;
     if (oom)
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
@@ -448,7 +463,7 @@ static lp_status report(lp_device *d, int64_t activate_ms, size_t *queued, lp_er
     for (; !st && added < n; added++) {
         if (!*version)
             ev[added].version = NULL;
-        st = lp_events_add(d->events, &ev[added], err);
+        st = lp_device_queue(d, &ev[added], err);
         if (st)
             break;
     }

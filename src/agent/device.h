@@ -50,6 +50,8 @@ struct lp_device {
     bool no_deltas;       /* configured off: the index is never asked for */
     lp_delta_note_fn on_delta;
     void *delta_ctx;
+    lp_device_event_fn on_event;
+    void *event_ctx;
     lp_delta_index dindex;          /* of the download in progress (count 0: none) */
     struct lp_device_base *bases;   /* the bases it names, sorted, with installed files */
     size_t base_count;
@@ -71,6 +73,9 @@ bool lp_device_stop_requested(lp_device *d);
 
 /* Queues an event; failures are ignored (an event that cannot be queued
  * is lost, the step's own result stands).  version may be NULL. */
+/* Queues `e` for the server and tells on_event (a lost event does not fail
+ * the caller: the error is returned for those that care). */
+lp_status lp_device_queue(lp_device *d, const lp_event *e, lp_error *err);
 void lp_device_event(lp_device *d, lp_event_type type, const char *version, uint64_t code,
                      uint64_t from, const char *reason, int64_t duration_ms);
 

@@ -219,7 +219,7 @@ lp_status lp_device_download(lp_device *d, const lp_update_offer *offer, lp_stag
                    .duration_ms = d->fetch_ms,
                    .figures = &fig};
     lp_error ignored;
-    lp_events_add(d->events, &ev, &ignored); /* a lost event does not fail the step */
+    lp_device_queue(d, &ev, &ignored); /* a lost event does not fail the step */
     lp_device_event(d, LP_EVENT_STAGED, offer->version, offer->version_code, from, NULL,
                     lp_device_mono_ms() - t0);
     return LP_OK;

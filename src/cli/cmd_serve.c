@@ -44,6 +44,7 @@
 #include "server/log.h"
 #include "server/service.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -167,12 +168,25 @@ int lp_cmd_serve(int argc, char **argv)
     limits.max_total_bytes = cfg.max_bundle_bytes;
     limits.max_file_bytes = cfg.max_bundle_file_bytes;
     limits.max_ratio = cfg.max_bundle_ratio;
+    /* The update life cycle, as JSON lines, appended to its own file. */
+    FILE *lf = NULL;
+    lp_log lifecycle = {.format = LP_LOG_JSON, .min_level = LP_LOG_INFO};
+    if (cfg.lifecycle_log[0]) {
+        if (!(lf = fopen(cfg.lifecycle_log, "ae"))) {
+            fprintf(stderr, "livepush serve: lifecycle log %s: %s\n", cfg.lifecycle_log,
+                    strerror(errno));
+            return LP_EXIT_FAIL;
+        }
+        setvbuf(lf, NULL, _IOLBF, 0);
+        lifecycle.out = lf;
+    }
     lp_service_options so = {.data_dir = cfg.data_dir,
                              .db_url = cfg.db_url[0] ? cfg.db_url : NULL,
                              .limits = &limits,
                              .db_connections = cfg.db_connections,
                              .log = &log,
                              .device_token = cfg.device_auth_token,
+                             .lifecycle = lf ? &lifecycle : NULL,
                              .deltas = {.releases = cfg.delta_releases,
                                         .min_size = cfg.delta_min_size,
                                         .max_ratio = cfg.delta_max_ratio,
@@ -187,6 +201,8 @@ int lp_cmd_serve(int argc, char **argv)
                                   &err);
     if (st) {
         lp_service_close(svc);
+        if (lf)
+            fclose(lf);
         return lp_cli_fail(&err, "serve");
     }
     if (made_token) {
@@ -225,6 +241,8 @@ int lp_cmd_serve(int argc, char **argv)
         lp_maintainer_stop(upkeep);
         lp_http_server_free(srv);
         lp_service_close(svc);
+        if (lf)
+            fclose(lf);
         return lp_cli_fail(&err, "serve");
     }
     printf("listening on %s\n", lp_http_server_url(srv));
@@ -246,6 +264,8 @@ int lp_cmd_serve(int argc, char **argv)
     lp_maintainer_stop(upkeep);
     lp_http_server_free(srv);
     lp_service_close(svc);
+    if (lf)
+        fclose(lf);
     if (st) {
         lp_log_event(&log, LP_LOG_ERROR, "shutdown", json_pack("{s:s}", "error", err.msg));
         return LP_EXIT_FAIL;

@@ -97,6 +97,10 @@ static const row rows[] = {
      "attempt", K_UINT, F(connect_timeout_s), 1, 600},
     {"stall-timeout", "LIVEPUSH_STALL_TIMEOUT", "SECONDS", "30", "a transfer that moves no byte "
      "this long is cut (and retried)", K_UINT, F(stall_timeout_s), 1, 3600},
+    {"lifecycle-log", "LIVEPUSH_LIFECYCLE_LOG", "FILE", "", "append each update event "
+     "(fetched, verified, staged, activated, rolled back, failed, ...) to FILE as a JSON "
+     "line with the release, rollout and device ids (docs/lifecycle.md)", K_PATH,
+     F(lifecycle_log), 0, 0},
     {"max-events", "LIVEPUSH_MAX_EVENTS", "N", "1000", "events kept queued at most", K_UINT,
      F(max_events), 1, 100000},
     {"log-format", "LIVEPUSH_LOG_FORMAT", "json|text", "json", "agent: log line format on "
@@ -480,6 +484,9 @@ static lp_status read_token(lp_devcfg *cfg, lp_error *err)
     return st;
 }
 
+static void lifecycle_line(void *ctx, const lp_event *e, const char *channel,
+                           const char *device_id);
+
 lp_status lp_devcfg_device(lp_devcfg *cfg, lp_device_config *out, lp_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -528,7 +535,56 @@ lp_status lp_devcfg_device(lp_devcfg *cfg, lp_device_config *out, lp_error *err)
     out->trusted_root = cfg->trusted_root[0] ? cfg->trusted_root : NULL;
     out->max_events = cfg->max_events;
     out->no_deltas = !cfg->deltas;
+    if (cfg->lifecycle_log[0]) {
+        out->on_event = lifecycle_line;
+        out->event_ctx = cfg;
+    }
     return LP_OK;
+}
+
+/* One line of the update life cycle (docs/lifecycle.md): the device's side,
+ * with the same names and ids as the server's lifecycle log.  The file is
+ * opened, appended to and closed per event (they are few), so nothing stays
+ * open between them. */
+static void lifecycle_line(void *ctx, const lp_event *e, const char *channel,
+                           const char *device_id)
+{
+    const lp_devcfg *cfg = ctx;
+    bool back = e->type == LP_EVENT_ROLLED_BACK;
+    uint64_t code = back ? e->from_version_code : e->version_code;
+    const char *name = e->type == LP_EVENT_DOWNLOADED ? "fetched"
+                       : e->type == LP_EVENT_CHECKED  ? (code ? "offered" : "checked")
+                                                      : lp_event_type_name(e->type);
+    json_t *f = json_pack("{s:s,s:s,s:s,s:s}", "side", "device", "event", name, "app", cfg->app,
+                          "device", device_id ? device_id : "");
+    char id[200];
+    if (f && code) {
+        snprintf(id, sizeof id, "%s/%llu", cfg->app, (unsigned long long)code);
+        json_object_set_new(f, "release", json_string(id));
+        if (channel && *channel) {
+            snprintf(id, sizeof id, "%s/%llu@%s", cfg->app, (unsigned long long)code, channel);
+            json_object_set_new(f, "rollout", json_string(id));
+        }
+    }
+    uint64_t other = back ? e->version_code : e->from_version_code;
+    if (f && other) {
+        snprintf(id, sizeof id, "%s/%llu", cfg->app, (unsigned long long)other);
+        json_object_set_new(f, back ? "to_release" : "from_release", json_string(id));
+    }
+    if (f && e->version)
+        json_object_set_new(f, "version", json_string(e->version));
+    if (f && e->reason)
+        json_object_set_new(f, "reason", json_string(e->reason));
+    if (f && e->duration_ms >= 0)
+        json_object_set_new(f, "duration_ms", json_integer(e->duration_ms));
+    FILE *out = fopen(cfg->lifecycle_log, "ae");
+    lp_log log = {.out = out, .format = LP_LOG_JSON, .min_level = LP_LOG_INFO};
+    if (out) {
+        lp_log_event(&log, LP_LOG_INFO, "lifecycle", f);
+        fclose(out);
+    } else {
+        json_decref(f);
+    }
 }
 
 int lp_devcfg_open(lp_devcfg *cfg, const char *cmd, const lp_device_config *extra,
@@ -552,6 +608,7 @@ int lp_devcfg_open(lp_devcfg *cfg, const char *cmd, const lp_device_config *extr
         dc.on_delta = extra->on_delta;
         dc.delta_ctx = extra->delta_ctx;
     }
+
     if (lp_device_open(&dc, out, &err))
         return lp_cli_fail(&err, cmd);
     return -1;

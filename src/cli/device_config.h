@@ -67,6 +67,7 @@ typedef struct lp_devcfg {
     unsigned connect_timeout_s;
     unsigned stall_timeout_s;
     unsigned max_events;
+    char lifecycle_log[LP_DEVCFG_PATH_MAX];    /* "": none (docs/lifecycle.md) */
     lp_log_format log_format;
     lp_log_level log_level;
     /* device attributes (targeting): names, values, and the layer that set

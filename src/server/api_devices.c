@@ -172,6 +172,34 @@ static bool events_from_json(lp_http_request *rq, const json_t *arr, lp_db_event
     return true;
 }
 
+/* A stored device event on the lifecycle log (lp_service_lifecycle): its
+ * name as the life cycle calls it ("downloaded" is "fetched", an offer
+ * "offered"), the device, and the release it is about (for a rollback, the
+ * release left). */
+static void lifecycle_reported(lp_service *svc, const char *app, const lp_db_event_batch *b,
+                               const lp_db_event_new *e)
+{
+    bool back = !strcmp(e->type, "rolled_back");
+    int64_t code = back ? e->from_version_code : e->version_code;
+    if (code <= 0)
+        return; /* a check that found nothing, a failure about no release */
+    const char *event = !strcmp(e->type, "downloaded") ? "fetched"
+                        : !strcmp(e->type, "checked")  ? "offered"
+                                                       : e->type;
+    json_t *f = json_pack("{s:s,s:I}", "device", b->device_id, "seq", (json_int_t)e->seq);
+    if (f && e->version)
+        json_object_set_new(f, "version", json_string(e->version));
+    if (f && e->reason)
+        json_object_set_new(f, "reason", json_string(e->reason));
+    char other[200];
+    int64_t rel = back ? e->version_code : e->from_version_code;
+    if (f && rel > 0) {
+        snprintf(other, sizeof other, "%s/%lld", app, (long long)rel);
+        json_object_set_new(f, back ? "to_release" : "from_release", json_string(other));
+    }
+    lp_service_lifecycle(svc, event, app, code, b->channel, f);
+}
+
 static void post_events(lp_http_request *rq, void *user)
 {
     lp_service *svc = user;
@@ -215,9 +243,11 @@ static void post_events(lp_http_request *rq, void *user)
                 lp_metrics *m = lp_service_metrics(svc);
                 lp_metrics_add(m, LP_M_CHECKINS, (const char *[]){app.name}, 1);
                 for (size_t i = 0; i < n; i++)
-                    if (stored[i])
+                    if (stored[i]) {
                         lp_metrics_add(m, LP_M_DEVICE_EVENTS,
                                        (const char *[]){app.name, events[i].type}, 1);
+                        lifecycle_reported(svc, app.name, &b, &events[i]);
+                    }
             }
             if (st)
                 lp_api_respond_status(rq, st, &err);

@@ -128,6 +128,10 @@ static const row rows[] = {
     {{"delta-threads", "LIVEPUSH_DELTA_THREADS", "delta_threads", "N", "1",
       "threads that compress the dictionary frames of one delta (they share zstd's tables)"},
      K_UINT, OFF(delta_threads), 1, LP_DELTA_THREADS_MAX},
+    {{"lifecycle-log", "LIVEPUSH_LIFECYCLE_LOG", "lifecycle_log", "FILE", "",
+      "append the update life cycle (planned, canary started, rollout changes, halts, and "
+      "what devices report) to FILE as JSON lines (docs/lifecycle.md); empty: none"},
+     K_TEXT_PATH, OFF(lifecycle_log), 0, 0},
     {{"log-format", "LIVEPUSH_LOG_FORMAT", "log_format", "json|text", "json",
       "log line format on stderr"},
      K_FORMAT, OFF(log_format), 0, 0},

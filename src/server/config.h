@@ -33,6 +33,7 @@
 typedef struct lp_server_config {
     char listen[LP_SERVER_LISTEN_MAX];  /* "HOST:PORT" or "[V6]:PORT"; port 0: any free port */
     char data_dir[LP_SERVER_PATH_MAX];  /* the service's data folder (server/service.h) */
+    char lifecycle_log[LP_SERVER_PATH_MAX]; /* "": none */
     char db_url[LP_SERVER_DB_URL_MAX + 1]; /* "" : sqlite:<data_dir>/livepush.db */
     unsigned db_connections;            /* database connection pool size */
     char default_app[LP_SERVER_APP_NAME_MAX + 1]; /* app made at first start; "": none */

@@ -135,6 +135,7 @@ lp_status lp_service_open(lp_service **out, const lp_service_options *opt, lp_er
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->log = opt->log;
+    s->lifecycle = opt->lifecycle;
     s->device_token = opt->device_token;
     s->deltas = opt->deltas;
     if (s->deltas.max_ratio <= 0)

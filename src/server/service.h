@@ -82,6 +82,8 @@ typedef struct lp_service_options {
                                          (serve --device-auth token); false: devices
                                          are anonymous */
     lp_service_delta_options deltas;  /* all zero: no deltas are planned */
+    const lp_log *lifecycle;          /* borrowed, may be NULL: where the update life
+                                         cycle goes as JSON lines (lp_service_lifecycle) */
 } lp_service_options;
 
 /* Opens the data folder and database (applying migrations), then runs
@@ -95,6 +97,14 @@ const lp_ingest_limits *lp_service_limits(const lp_service *s);
 const lp_log *lp_service_log(const lp_service *s);
 /* The device_token option: whether device API routes need a token. */
 bool lp_service_device_token(const lp_service *s);
+
+/* One line of the update life cycle (service_lifecycle.c,
+ * docs/lifecycle.md) on the lifecycle log, when there is one: `event` with
+ * the ids of the app's release `code` (0: none) and, with `channel`, of its
+ * rollout there, plus `fields` (a JSON object or NULL; the reference is
+ * taken). */
+void lp_service_lifecycle(lp_service *s, const char *event, const char *app, int64_t code,
+                          const char *channel, json_t *fields);
 
 /* The server's counters and histograms (server/metrics.h), owned by the
  * service. */

@@ -52,6 +52,7 @@ struct lp_service {
     struct timespec *taken; /* when each busy connection was handed out */
     unsigned npool;
     struct lp_metrics *metrics; /* the server's counters (metrics.h) */
+    const lp_log *lifecycle;    /* lp_service_options.lifecycle (may be NULL) */
 };
 
 /* ---- the rollout role (service_rollout.c) ---- */

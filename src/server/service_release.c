@@ -113,6 +113,26 @@ static lp_status get_release(lp_service *s, int64_t id, lp_db_release *out, lp_e
     return st;
 }
 
+/* The life cycle's first lines of a release: "planned" (published, or
+ * waiting for the publisher's approvals), then "canary_started" on each
+ * channel where it starts as a staged rollout below 100%. */
+static void lifecycle_planned(lp_service *s, const char *app, const lp_db_release_new *rel,
+                              bool pending)
+{
+    json_t *chans = json_array();
+    for (size_t i = 0; chans && i < rel->n_channels; i++)
+        json_array_append_new(chans, json_string(rel->channels[i]));
+    json_t *f = json_pack("{s:s,s:o,s:s}", "version", rel->version, "channels", chans, "state",
+                          pending ? "pending_approval" : "published");
+    if (f && rel->rollback_of)
+        json_object_set_new(f, "rollback", json_true());
+    lp_service_lifecycle(s, "planned", app, rel->version_code, NULL, f);
+    for (size_t i = 0; rel->staged && rel->rollout_bp < LP_DB_BP_MAX && i < rel->n_channels; i++)
+        lp_service_lifecycle(s, "canary_started", app, rel->version_code, rel->channels[i],
+                             json_pack("{s:s,s:i}", "version", rel->version, "percent_bp",
+                                       rel->rollout_bp));
+}
+
 lp_status lp_service_publish(lp_service *s, const char *app_name, const char *bundle_path,
                              const lp_ingest_opts *ingest, const lp_release_fields *f,
                              lp_db_release *out, lp_error *err)
@@ -178,6 +198,8 @@ lp_status lp_service_publish_with(lp_service *s, const char *app_name, const cha
         st = get_release(s, id, out, err);
     if (!st && !insert)
         lp_metrics_add(s->metrics, LP_M_PUBLISHES, (const char *[]){app.name}, 1);
+    if (!st)
+        lifecycle_planned(s, app.name, &rel, insert != NULL);
     if (!st && s->log && !insert)
         lp_log_event(s->log, LP_LOG_INFO, "release published",
                      json_pack("{s:s,s:s,s:I,s:s}", "app", app.name, "version", f->version,
@@ -258,6 +280,8 @@ lp_status lp_service_rollback_with(lp_service *s, const char *app_name,
         st = get_release(s, id, out, err);
     if (!st && !insert)
         lp_metrics_add(s->metrics, LP_M_PUBLISHES, (const char *[]){app.name}, 1);
+    if (!st)
+        lifecycle_planned(s, app.name, &rel, insert != NULL);
     if (!st && s->log && !insert)
         lp_log_event(s->log, LP_LOG_WARN, "rollback published",
                      json_pack("{s:s,s:s,s:I}", "app", app.name, "version", old.version,

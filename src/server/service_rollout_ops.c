@@ -91,6 +91,8 @@ typedef struct change_ctx {
     const char *version;
     const lp_service_rollout_change *c;
     lp_db_rollout *out;
+    int64_t code;        /* the release's version code, once found */
+    int percent_bp;      /* the rollout as stored */
 } change_ctx;
 
 static lp_status do_change(lp_service *s, lp_db *db, const lp_db_app *app, void *vctx,
@@ -117,6 +119,8 @@ static lp_status do_change(lp_service *s, lp_db *db, const lp_db_app *app, void 
             .reason = c->reason ? c->reason : (c->state ? NULL : cur.reason),
         };
         st = lp_db_rollout_put(db, &n, err);
+        x->code = rel.version_code;
+        x->percent_bp = n.percent_bp;
     }
     if (!st && x->out)
         st = lp_db_rollout_get(db, rel.id, c->channel, x->out, err);
@@ -152,6 +156,15 @@ lp_status lp_service_rollout_change_apply(lp_service *s, const char *app, const 
     lp_status st = run_action(s, app, do_change, &x, actor, action, subject, d, enforced, err);
     if (st && out)
         lp_db_rollout_free(out);
+    if (!st) {
+        const char *event = strchr(action, '.') + 1;
+        json_t *f = json_pack("{s:s,s:i,s:s}", "version", version, "percent_bp", x.percent_bp,
+                              "actor", actor ? actor : "");
+        if (f && c->reason)
+            json_object_set_new(f, "reason", json_string(c->reason));
+        lp_service_lifecycle(s, !strcmp(event, "changed") ? "rollout_changed" : event, app,
+                             x.code, c->channel, f);
+    }
     return st ? lp_error_prefix(err, st, "rollout of %s on %s", version, c->channel) : LP_OK;
 }
 

@@ -848,6 +848,8 @@ static lp_status mark_published(lp_service *s, op *o, const char *how, lp_error 
     pending_remove(s, o->app.name);
     lp_service_delta_plan(s, o->db, o->app.name, o->rel.id);
     lp_metrics_add(s->metrics, LP_M_PUBLISHES, (const char *[]){o->app.name}, 1);
+    lp_service_lifecycle(s, "approved", o->app.name, o->rel.version_code, NULL,
+                         json_pack("{s:s}", "version", o->rel.version));
     if (s->log)
         lp_log_event(s->log, LP_LOG_INFO, how,
                      json_pack("{s:s,s:s,s:I,s:s}", "app", o->app.name, "version",
