@@ -51,6 +51,17 @@ bool lp_blob_id_valid(const char *id);
 /* Opens (creating if needed) the store in folder `root` and empties its
  * tmp/ folder.  The caller owns *out (lp_blobstore_close).  LP_ERR_IO. */
 lp_status lp_blobstore_open(const char *root, lp_blobstore **out, lp_error *err);
+
+/* Seconds after which lp_blobstore_open_shared takes a file or staging
+ * folder under tmp/ for one left by a crash. */
+#define LP_BLOBSTORE_TMP_MAX_AGE (24 * 3600)
+
+/* lp_blobstore_open for a store that several processes use at the same time
+ * (servers sharing one folder): tmp/ is not emptied, since another process
+ * may be writing there; only entries unchanged for LP_BLOBSTORE_TMP_MAX_AGE
+ * seconds are removed.  Writes stay safe across processes: temporary names
+ * are unique (mkostemp) and a blob appears by rename(2). */
+lp_status lp_blobstore_open_shared(const char *root, lp_blobstore **out, lp_error *err);
 /* Closes a store; NULL is fine. */
 void lp_blobstore_close(lp_blobstore *bs);
 /* The root folder the store was opened on (borrowed). */

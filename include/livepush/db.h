@@ -10,9 +10,10 @@
  *
  * Back ends: a database is opened from a URL-like string:
  *     "sqlite:/var/lib/livepush/livepush.db"   embedded SQLite (default)
- *     "postgres://..." / "postgresql://..."    reserved for a PostgreSQL
- *                                              back end (LP_ERR_UNSUPPORTED
- *                                              until it exists)
+ *     "postgresql://..." / "postgres://..."    PostgreSQL through libpq (the
+ *                                              URL is libpq's connection
+ *                                              URI); several servers may
+ *                                              share one database
  * Every function below validates its input (names, lengths, character sets,
  * ranges) once, the same way for every back end, and then calls the back
  * end.  The schema is versioned; lp_db_open applies pending migrations and
@@ -23,7 +24,9 @@
  * (the server keeps one per worker thread or a small pool); any number of
  * lp_db handles, in one process or several, may share a database: writes
  * are serialised by the back end (SQLite: BEGIN IMMEDIATE with a 5 s busy
- * timeout), reads never wait for writes.
+ * timeout; PostgreSQL: a transaction-scoped advisory lock taken at the
+ * start of every write transaction, with a 5 s lock_timeout), reads never
+ * wait for writes.  A writer that waits longer fails with LP_ERR_STATE.
  *
  * Transactions: every write function is atomic on its own.  lp_db_begin /
  * lp_db_commit / lp_db_rollback group several calls into one write
@@ -46,6 +49,9 @@
  *     LP_ERR_STATE      transaction misuse; the database is busy for longer
  *                       than the busy timeout
  *     LP_ERR_IO         the back end failed (disk, corruption, ...)
+ *     LP_ERR_NETWORK    PostgreSQL: the connection failed or was lost (a
+ *                       handle reconnects by itself at its next call
+ *                       outside a transaction)
  *
  * Ownership: result structs (lp_db_app, lp_db_release, ...) are filled by
  * the library; their strings and arrays are malloc'd and released with the
@@ -103,11 +109,19 @@ typedef struct lp_db lp_db;
 
 /* Opens (creating if needed) the database named by `url` and brings its
  * schema up to LP_DB_SCHEMA_VERSION.  SQLite: the file is created with mode
- * 0600; its folder must exist.  The caller owns *out (lp_db_close). */
+ * 0600; its folder must exist.  PostgreSQL: connects (LP_ERR_NETWORK when
+ * it cannot) and keeps the tables in the connection's current schema (the
+ * first of search_path that exists; LP_ERR_NOT_FOUND when none does).  The
+ * caller owns *out (lp_db_close). */
 lp_status lp_db_open(const char *url, lp_db **out, lp_error *err);
+/* Copies `url` into out (cap bytes, truncated) with the password of a
+ * scheme://user:password@host URL replaced by ***, for messages and logs
+ * (a password may also be given as ?password=..., which is not shown as
+ * such: prefer the PGPASSWORD environment or ~/.pgpass). */
+void lp_db_url_redact(const char *url, char *out, size_t cap);
 /* Closes the connection, rolling back an open transaction.  NULL is fine. */
 void lp_db_close(lp_db *db);
-/* Name of the back end: "sqlite". */
+/* Name of the back end: "sqlite" or "postgresql". */
 const char *lp_db_backend(const lp_db *db);
 /* The schema version stored in the database. */
 lp_status lp_db_schema_version(lp_db *db, int *version, lp_error *err);

@@ -813,9 +813,15 @@ lp_status lp_events_add(lp_events *q, const lp_event *e, lp_error *err);
  * Any other answer leaves the events queued for the next call, except a
  * refusal of the batch's content (400, 413, 422), which would never
  * change: that batch is deleted and counted as dropped, so one bad event
- * cannot stop every later one.  Errors: LP_ERR_NETWORK (message names the
- * status and the server's answer, and what was dropped), LP_ERR_INVALID_ARG
- * (device id not 16..64 lower-case hex digits), LP_ERR_IO. */
+ * cannot stop every later one.  A static mirror (an export served by a
+ * plain web server, docs/export.md) takes no events: when a POST is answered
+ * 403, 404, 405 or 501 and <server>/v1/apps/<app>/mirror.json says the
+ * server is a static mirror of this app, sending stops with
+ * LP_ERR_UNSUPPORTED (the message says so) and the events stay queued,
+ * bounded as always.  Errors: LP_ERR_UNSUPPORTED (a static mirror),
+ * LP_ERR_NETWORK (message names the status and the server's answer, and
+ * what was dropped), LP_ERR_INVALID_ARG (device id not 16..64 lower-case
+ * hex digits), LP_ERR_IO. */
 lp_status lp_events_send(lp_events *q, lp_net *net, const char *device_id, size_t batch_max,
                          size_t *sent, lp_error *err);
 /* lp_events_send with the channel the device follows as "channel" in each
@@ -1071,8 +1077,13 @@ lp_status lp_device_rollback(lp_device *d, uint64_t to_id, const char *reason, l
 lp_status lp_device_report(lp_device *d, size_t *queued, lp_error *err);
 
 /* lp_events_send of the queue to the server, with the device id.  Errors:
- * those of lp_events_send and lp_net_open. */
+ * those of lp_events_send and lp_net_open.  When the server turns out to be
+ * a static mirror, this call returns LP_ERR_UNSUPPORTED saying so, and every
+ * later call on this lp_device returns LP_OK at once, sending nothing (the
+ * events stay queued, bounded): a caller reports it once. */
 lp_status lp_device_send_events(lp_device *d, size_t *sent, lp_error *err);
+/* Whether lp_device_send_events found the server to be a static mirror. */
+bool lp_device_static_mirror(const lp_device *d);
 
 #ifdef __cplusplus
 }

@@ -61,6 +61,7 @@ struct lp_device {
     size_t delta_listed;            /* entries of the index read */
     uint64_t files_delta, bytes_delta, bytes_delta_saved, delta_fallbacks;
     char first_fallback[512];       /* "<path>: <reason>" of the first fallback */
+    bool static_mirror;             /* the server said it is a static mirror: no events */
 };
 
 typedef struct lp_device_base lp_device_base;

@@ -46,6 +46,13 @@
  * without a 2xx answer; a batch sent twice (an answer lost on the way) is
  * harmless because the server deduplicates by sequence number.
  *
+ * A POST answered 403, 404, 405 or 501 may come from a static mirror (an
+ * export served by a plain web server, docs/export.md), which takes no
+ * events at all: the mirror's marker file is asked for (mirror.c) and, when
+ * it says so, sending ends with LP_ERR_UNSUPPORTED and the events stay in
+ * the queue, which stays bounded by dropping its oldest events as usual,
+ * so a device pointed at a server later still reports what it can.
+ *
  * Nothing is kept in memory between calls: the folder is the queue, so any
  * number of handles in any number of processes see the same one.
  */
@@ -724,6 +731,19 @@ lp_status lp_events_send_on(lp_events *q, lp_net *net, const char *device_id,
             lp_error_prefix(err, st, "events: sending %zu events", seqs.n);
         bool ok = !st && status >= 200 && status <= 299;
         bool refused = !st && (status == 400 || status == 413 || status == 422);
+        if (!st && (status == 403 || status == 404 || status == 405 || status == 501)) {
+            /* Perhaps a static mirror, which takes no events (mirror.c). */
+            bool mirror = false;
+            char murl[512];
+            lp_error ignored;
+            if (lp_net_static_mirror(net, &mirror, murl, sizeof murl, &ignored) == LP_OK &&
+                mirror)
+                st = lp_error_set(err, LP_ERR_UNSUPPORTED,
+                                  "events: the server is a static mirror (%s says so): it takes "
+                                  "no telemetry, so no events are sent; they stay queued (at "
+                                  "most %u, the oldest dropped first)",
+                                  murl, q->max);
+        }
         if (ok || refused)
             st = finish_batch(q, &seqs, refused, qs.dropped, err);
         if (!st && ok && sent)

@@ -926,6 +926,11 @@ const char *lp_net_downloads_dir(const lp_net *n)
     return n->downloads_dir;
 }
 
+const char *lp_net_app(const lp_net *n)
+{
+    return n->app;
+}
+
 char *lp_net_url(const lp_net *n, bool in_app, const char *path)
 {
     return in_app ? str_printf("%s/v1/apps/%s/%s", n->server, n->app, path)

@@ -118,6 +118,17 @@ lp_status lp_net_download(lp_net *n, const lp_net_dl *d, lp_error *err);
 /* <state_dir>/downloads (borrowed; may not exist yet). */
 const char *lp_net_downloads_dir(const lp_net *n);
 
+/* The app's name (borrowed). */
+const char *lp_net_app(const lp_net *n);
+
+/* Whether the server is a static mirror (mirror.c): GETs
+ * <server>/v1/apps/<app>/mirror.json (at most 4 KiB) and sets *mirror when
+ * it is a JSON object with "static": true and "app" naming this app.  The
+ * URL asked goes to url_out (cap bytes).  A 404 is LP_OK with *mirror
+ * false; other failures are the fetch's errors (*mirror false). */
+lp_status lp_net_static_mirror(lp_net *n, bool *mirror, char *url_out, size_t cap,
+                               lp_error *err);
+
 /* A new malloc'd URL: <server>/v1/apps/<app>/<path> (in_app) or
  * <server>/v1/<path>; NULL when out of memory. */
 char *lp_net_url(const lp_net *n, bool in_app, const char *path);

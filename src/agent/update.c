@@ -393,11 +393,20 @@ lp_status lp_device_send_events(lp_device *d, size_t *sent, lp_error *err)
     char channel[LP_DEVICE_MAX_CHANNEL + 1];
     lp_error ignored;
     bool have_channel = lp_device_channel(d, channel, NULL, &ignored) == LP_OK;
+    if (d->static_mirror)
+        return LP_OK; /* said once; the events stay queued (bounded) */
     lp_status st = ensure_net(d, false, err);
     if (!st)
         st = lp_events_send_on(d->events, d->net, lp_updater_device_id(d->u),
                                have_channel ? channel : NULL, 0, sent, err);
+    if (st == LP_ERR_UNSUPPORTED)
+        d->static_mirror = true;
     return st;
+}
+
+bool lp_device_static_mirror(const lp_device *d)
+{
+    return d && d->static_mirror;
 }
 
 const char *lp_update_outcome_name(lp_update_outcome o)

@@ -44,6 +44,9 @@ int lp_cmd_rollout(int argc, char **argv);
 int lp_cmd_token(int argc, char **argv);
 /* `livepush audit list|verify` (cmd_audit.c). */
 int lp_cmd_audit(int argc, char **argv);
+/* `livepush export` and `livepush timestamp refresh` (cmd_export.c). */
+int lp_cmd_export(int argc, char **argv);
+int lp_cmd_timestamp(int argc, char **argv);
 int lp_cmd_devices(int argc, char **argv);
 int lp_cmd_events(int argc, char **argv);
 int lp_cmd_sign(int argc, char **argv);
@@ -59,6 +62,9 @@ int lp_cmd_delta(int argc, char **argv);
 int lp_cmd_delta_tree(int argc, char **argv);
 /* `livepush status|mark-healthy|launch`: shorthands for `livepush device ...`. */
 int lp_cmd_device_alias(int argc, char **argv);
+/* `livepush run -- COMMAND`: the app under a supervisor that restarts it into
+ * each new release without dropping a connection (cmd_run.c). */
+int lp_cmd_run(int argc, char **argv);
 
 /* One entry of a command table: the name typed, the function run, one line
  * for the usage text. */

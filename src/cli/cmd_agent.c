@@ -6,7 +6,8 @@
  * Each tick: check the probation of the current release (the window passed:
  * roll back, report), run one update cycle (lp_device_update: check,
  * download, verify, activate as --auto-apply says), send the queued events
- * (unless --report false, for a static mirror that takes no events).
+ * (unless --report false; a static mirror, which takes no events, is
+ * recognised and said once).
  * Between ticks it waits --interval seconds plus a random 0..--jitter (so a
  * fleet started together does not check together), or less when the
  * probation window of the current release ends sooner.  --once runs one
@@ -34,7 +35,9 @@
  * Logs are structured lines on stderr (server/log.h): "agent started",
  * "tick" (what the update did, with its timings and delta figures), "rolled
  * back", "events", "delta fell back" (a delta that failed, with the file,
- * the blob and the reason), and warnings for failures.
+ * the blob and the reason), "no telemetry: static mirror" (once, when the
+ * server turns out to be a static export that takes no events), and
+ * warnings for failures.
  *
  * Exit codes: 0 stopped by a signal, or --once with a tick that succeeded;
  * 1 the install root cannot be opened, or --once with a tick that failed;
@@ -263,8 +266,13 @@ static int tick(agent *a, int64_t *wait_s)
         log_result(a, &r, channel);
     }
     size_t sent = 0;
-    /* --report false (a static mirror): the events stay queued, bounded. */
-    if (a->cfg.report && lp_device_send_events(a->dev, &sent, &err))
+    /* --report false, or a static mirror (said once, when found; not a
+     * failure of the tick): the events stay queued, bounded. */
+    lp_status est = a->cfg.report ? lp_device_send_events(a->dev, &sent, &err) : LP_OK;
+    if (est == LP_ERR_UNSUPPORTED)
+        lp_log_event(&a->log, LP_LOG_INFO, "no telemetry: static mirror",
+                     json_pack("{s:s,s:s}", "server", a->cfg.server, "detail", err.msg));
+    else if (est)
         log_error(a, LP_LOG_WARN, "sending events failed", &err);
     else if (sent)
         lp_log_event(&a->log, LP_LOG_INFO, "events", json_pack("{s:I}", "sent", (json_int_t)sent));

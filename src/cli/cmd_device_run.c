@@ -66,7 +66,10 @@ static void send_quietly(lp_device *d, const char *cmd)
 {
     lp_error err;
     size_t sent;
-    if (lp_device_send_events(d, &sent, &err))
+    lp_status st = lp_device_send_events(d, &sent, &err);
+    if (st == LP_ERR_UNSUPPORTED) /* a static mirror: said, not a failure */
+        fprintf(stderr, "livepush %s: no telemetry: %s\n", cmd, err.msg);
+    else if (st)
         fprintf(stderr, "livepush %s: warning: events stay queued: %s\n", cmd, err.msg);
 }
 

@@ -12,7 +12,8 @@
  * device API (POST /v1/apps/<app>/events, anonymous or with a `download`
  * token as --device-auth says), the deltas between releases (GET
  * /v1/apps/<app>/deltas/<from>/<to>.json and /v1/deltas/<base>/<result>,
- * made in the background by the delta worker, server/delta_worker.h) and
+ * made in the background by the delta worker, server/delta_worker.h), the
+ * web dashboard (GET /dashboard, built into the binary, server/api.h) and
  * GET /healthz.  Options come from flags,
  * LIVEPUSH_* environment variables and a JSON config file (flags win; see
  * server/config.h); the --help text is generated from the same option
@@ -68,6 +69,7 @@ static void usage(FILE *f)
                "  GET /v1/blobs/<sha256>               GET /healthz\n"
                "  GET /v1/apps/<app>/deltas/<from>/<to>.json   GET /v1/deltas/<base>/<result>\n"
                "  POST /v1/apps/<app>/events           device events (see --device-auth)\n"
+               "  GET /dashboard                       the web dashboard (/ leads there)\n"
                "On first start it writes an admin token to DIR/admin.token (0600) and\n"
                "creates the default app.  Prints \"listening on http://HOST:PORT\" once\n"
                "ready; logs to stderr.\n"

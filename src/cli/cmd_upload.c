@@ -118,7 +118,7 @@ static const char usage_text[] =
     "                         the same KEY again means any of the values)\n"
     "  --device ID            only for the devices listed (repeatable)\n"
     "  --devices-file FILE    device ids for the list, one per line (empty lines\n"
-    "                         and lines starting with # are skipped)"
+    "                         and lines starting with # are skipped)\n"
     "  --notes TEXT           release notes\n"
     "  --notes-file FILE      release notes from FILE (at most 64 KiB)\n"
     "  --file-name NAME       a single-file bundle's name in the release\n"

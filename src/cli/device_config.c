@@ -87,7 +87,7 @@ static const row rows[] = {
     {"allow-http", "LIVEPUSH_ALLOW_HTTP", "true|false", "false", "allow plain http to hosts "
      "other than loopback", K_BOOL, F(allow_http), 0, 0},
     {"report", "LIVEPUSH_REPORT", "true|false", "true", "send the device's events to the server "
-     "(false for a static mirror: they stay queued, bounded)", K_BOOL, F(report), 0, 0},
+     "(false: they stay queued, bounded; a static mirror is recognised anyway)", K_BOOL, F(report), 0, 0},
     {"deltas", "LIVEPUSH_DELTAS", "true|false", "true", "download changed files as deltas "
      "against the installed release when the server lists them (falling back to the full "
      "file)", K_BOOL, F(deltas), 0, 0},

@@ -26,6 +26,8 @@ static const lp_cli_command commands[] = {
     {"channel", lp_cmd_channel, "list and create an app's channels"},
     {"token", lp_cmd_token, "create, list and revoke API tokens"},
     {"audit", lp_cmd_audit, "list the server's audit log; verify its hash chain"},
+    {"export", lp_cmd_export, "write an app's repository as static files any web server can serve"},
+    {"timestamp", lp_cmd_timestamp, "re-sign an app's timestamp.json (refresh), for exports too"},
     {"devices", lp_cmd_devices, "list the devices that report events for an app"},
     {"events", lp_cmd_events, "list the events devices sent (updates, failures, rollbacks)"},
     {"agent", lp_cmd_agent, "device: the update daemon (check, download, verify, switch, report)"},
@@ -34,6 +36,7 @@ static const lp_cli_command commands[] = {
     {"status", lp_cmd_device_alias, "device: what is installed and running (= device status)"},
     {"mark-healthy", lp_cmd_device_alias, "device: confirm the current release (= device mark-healthy)"},
     {"launch", lp_cmd_device_alias, "device: count a launch and exec the app (= device launch)"},
+    {"run", lp_cmd_run, "device: run the app; restart it into new releases, no connection dropped"},
 };
 
 int main(int argc, char **argv)

@@ -17,6 +17,7 @@ static const lp_cli_command commands[] = {
     {"status", lp_cmd_device_alias, "what is installed and running (= device status)"},
     {"mark-healthy", lp_cmd_device_alias, "confirm the current release (= device mark-healthy)"},
     {"launch", lp_cmd_device_alias, "count a launch and exec the app (= device launch)"},
+    {"run", lp_cmd_run, "run the app; restart it into new releases, no connection dropped"},
 };
 
 int main(int argc, char **argv)

@@ -16,6 +16,9 @@
  *     api_devices.c   POST /v1/apps/<app>/events (the device API) and the
  *                     devices and events lists
  *     api_audit.c     GET /api/v1/audit: the audit log (docs/audit.md)
+ *     api_dashboard.c GET /dashboard and its files: the web dashboard, served
+ *                     from memory (public; it reads /api/v1 with the
+ *                     operator's token; docs/dashboard.md)
  * and shares the helpers below:
  *     api_body.c      strict JSON request bodies (a field table per route)
  *     api_common.c    answers, lp_status to HTTP, lookups, JSON objects,
@@ -37,8 +40,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Registers every route of docs/api.md on `s`.  `svc` is borrowed and must
- * outlive the server. */
+/* Registers every route of docs/api.md, and the dashboard's, on `s`.
+ * `svc` is borrowed and must outlive the server. */
 lp_status lp_api_add_routes(lp_http_server *s, lp_service *svc, lp_error *err);
 
 lp_status lp_api_add_app_routes(lp_http_server *s, lp_service *svc, lp_error *err);
@@ -52,6 +55,9 @@ lp_status lp_api_add_delta_routes(lp_http_server *s, lp_service *svc, lp_error *
 lp_status lp_api_add_audit_routes(lp_http_server *s, lp_service *svc, lp_error *err);
 lp_status lp_api_add_rollout_routes(lp_http_server *s, lp_service *svc, lp_error *err);
 lp_status lp_api_add_metrics_routes(lp_http_server *s, lp_service *svc, lp_error *err);
+/* GET / (302 to /dashboard), GET /dashboard and GET /dashboard/<file>
+ * (api_dashboard.c). */
+lp_status lp_api_add_dashboard_routes(lp_http_server *s, lp_error *err);
 
 /* Answers GET/HEAD with an immutable, content-addressed file (api_blobs.c;
  * blobs and deltas): fd is taken (closed here), `tag` is the name that

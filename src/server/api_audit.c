@@ -7,7 +7,9 @@
  * first), of one app when `app` is given, at most `limit` (1..1000,
  * default 50).  The page's "next" is the seq to pass as after= for the next
  * page (null on the last one), found by asking for one entry more than the
- * page holds, as the devices list does.
+ * page holds, as the devices list does.  "head" is the seq of the newest
+ * entry of the whole log (0: empty): entries are numbered without gaps, so
+ * a client shows the newest N with after=head-N (the dashboard does).
  *
  * An entry is shown as stored, hashes included, so a client can recompute
  * the chain itself (docs/audit.md gives the hash); its details are the
@@ -116,7 +118,10 @@ static void list_audit(lp_http_request *rq, void *user)
     lp_error err;
     lp_error_clear(&err);
     lp_db_audit_list list = {0};
+    lp_db_audit_head head = {0};
     lp_status st = lp_db_audit_list_entries(db, app, after, (size_t)limit + 1, &list, &err);
+    if (!st)
+        st = lp_db_audit_head_get(db, &head, &err);
     lp_service_db_release(svc, db);
     if (st) {
         if (st == LP_ERR_INVALID_ARG || st == LP_ERR_TOO_LARGE)
@@ -130,7 +135,8 @@ static void list_audit(lp_http_request *rq, void *user)
     json_t *next = list.count > (size_t)limit ? json_integer(list.items[limit - 1].seq)
                                                : json_null();
     lp_db_audit_list_free(&list);
-    lp_api_respond(rq, MHD_HTTP_OK, json_pack("{s:o,s:o}", "entries", arr, "next", next));
+    lp_api_respond(rq, MHD_HTTP_OK, json_pack("{s:o,s:o,s:I}", "entries", arr, "next", next,
+                                              "head", (json_int_t)head.seq));
 }
 
 lp_status lp_api_add_audit_routes(lp_http_server *s, lp_service *svc, lp_error *err)

@@ -169,5 +169,7 @@ lp_status lp_api_add_routes(lp_http_server *s, lp_service *svc, lp_error *err)
         st = lp_api_add_rollout_routes(s, svc, err);
     if (!st)
         st = lp_api_add_metrics_routes(s, svc, err);
+    if (!st)
+        st = lp_api_add_dashboard_routes(s, err);
     return st;
 }

@@ -6,6 +6,9 @@
  *     GET  /api/v1/apps/<app>/devices?after=&limit=  read     the app's devices
  *     GET  /api/v1/apps/<app>/events?device=&type=&since=&before=&limit=
  *                                                    read     events, newest first
+ *     GET  /api/v1/apps/<app>/devices/<id>?events=   read     one device, the release
+ *                                                             it is on its way to, and
+ *                                                             its newest events
  *
  * The device route lives beside the TUF repository (/v1), not under
  * /api/v1: devices are not API clients.  By default they are anonymous;
@@ -21,6 +24,14 @@
  * ("events[3].type: 'exploded' is not one of ...").  The batch is stored in
  * one transaction and idempotently: a device that re-sends a batch (its
  * answer was lost) gets 200 with the events counted as duplicates.
+ *
+ * One device's "pending" release is derived from its newest events (the
+ * `events` newest, default 20): the newest (highest seq) checked,
+ * downloaded, verified or staged event that names a version code above the
+ * one the device runs, unless an activated, healthy, failed or rolled_back
+ * event came after it (the attempt ended).  It is null when there is none,
+ * so a device that gave up on a release, or has not reported since the
+ * step, shows none.
  *
  * Lists page with a cursor taken from the last item of a page ("next"):
  * devices by device_id (pass as after=), events by id (pass as before=).
@@ -420,11 +431,85 @@ static void list_events(lp_http_request *rq, void *user)
     lp_db_app_free(&app);
 }
 
+/* ---- GET /api/v1/apps/<app>/devices/<id> ------------------------------------------- */
+
+#define DEVICE_EVENTS_DEFAULT 20
+
+static bool is_step(const char *type)
+{
+    return !strcmp(type, "checked") || !strcmp(type, "downloaded") ||
+           !strcmp(type, "verified") || !strcmp(type, "staged");
+}
+
+/* The pending release of a device (see the top of this file), or null. */
+static json_t *pending_json(const lp_db_device *d, const lp_db_event_list *events)
+{
+    const lp_db_event *step = NULL;
+    int64_t settled = 0; /* highest seq of an event that ends an attempt */
+    for (size_t i = 0; i < events->count; i++) {
+        const lp_db_event *e = &events->items[i];
+        if (is_step(e->type)) {
+            if (e->version_code > d->version_code && (!step || e->seq > step->seq))
+                step = e;
+        } else if (e->seq > settled) {
+            settled = e->seq;
+        }
+    }
+    if (!step || settled > step->seq)
+        return json_null();
+    return json_pack("{s:o,s:I,s:s,s:I,s:I}", "version", str_or_null(step->version),
+                     "version_code", (json_int_t)step->version_code, "step", step->type, "at",
+                     (json_int_t)step->at, "received_at", (json_int_t)step->received_at);
+}
+
+static void get_device(lp_http_request *rq, void *user)
+{
+    lp_service *svc = user;
+    static const char *const known[] = {"events", NULL};
+    lp_db *db = NULL;
+    lp_db_app app = {0};
+    int64_t limit = DEVICE_EVENTS_DEFAULT;
+    if (!read_app(rq, svc, &db, &app))
+        return;
+    lp_db_device dev = {0};
+    lp_db_event_list list = {0};
+    const char *id = lp_http_param(rq, 1);
+    if (query_known(rq, known, "events") && query_int(rq, "events", 1, PAGE_MAX, &limit)) {
+        lp_error err;
+        lp_error_clear(&err);
+        lp_status st = lp_db_device_get(db, app.id, id, &dev, &err);
+        if (st == LP_ERR_NOT_FOUND || st == LP_ERR_INVALID_ARG) {
+            lp_http_respond_error(rq, MHD_HTTP_NOT_FOUND, "not_found",
+                                  "no device '%.64s' in app '%s'", id ? id : "", app.name);
+        } else if (st) {
+            lp_api_respond_status(rq, st, &err);
+        } else {
+            lp_db_event_query q = {.device_id = dev.device_id, .limit = (size_t)limit};
+            st = lp_db_event_list_by_app(db, app.id, &q, &list, &err);
+            json_t *arr = st ? NULL : json_array();
+            for (size_t i = 0; arr && i < list.count; i++)
+                json_array_append_new(arr, event_json(&list.items[i]));
+            if (st)
+                lp_api_respond_status(rq, st, &err);
+            else
+                lp_api_respond(rq, MHD_HTTP_OK,
+                               json_pack("{s:o,s:o,s:o}", "device", device_json(&dev),
+                                         "pending", pending_json(&dev, &list), "events", arr));
+        }
+    }
+    lp_service_db_release(svc, db);
+    lp_db_event_list_free(&list);
+    lp_db_device_free(&dev);
+    lp_db_app_free(&app);
+}
+
 lp_status lp_api_add_device_routes(lp_http_server *s, lp_service *svc, lp_error *err)
 {
     lp_status st = lp_http_server_route(s, "POST", "/v1/apps/*/events", post_events, svc, err);
     if (!st)
         st = lp_http_server_route(s, "GET", "/api/v1/apps/*/devices", list_devices, svc, err);
+    if (!st)
+        st = lp_http_server_route(s, "GET", "/api/v1/apps/*/devices/*", get_device, svc, err);
     if (!st)
         st = lp_http_server_route(s, "GET", "/api/v1/apps/*/events", list_events, svc, err);
     return st;

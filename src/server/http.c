@@ -374,8 +374,34 @@ static bool method_is(const route *rt, const char *method)
            (!strcmp(method, "HEAD") && !strcmp(rt->method, "GET"));
 }
 
+/* GET or HEAD of "/a/b/" (a path other than "/" with one trailing '/'):
+ * answers 308 to "/a/b" and returns true when that path passes the check
+ * and holds only letters, digits and "-._~/" (so the Location header needs
+ * no escaping); false otherwise (the path check then refuses it). */
+static bool redirect_trailing_slash(lp_http_request *rq)
+{
+    size_t n = strlen(rq->path);
+    if (n < 2 || rq->path[n - 1] != '/' || rq->path[n - 2] == '/' ||
+        (strcmp(rq->method, "GET") && strcmp(rq->method, "HEAD")))
+        return false;
+    char *to = strndup(rq->path, n - 1);
+    if (!to || bad_path(to) || to[strspn(to, "abcdefghijklmnopqrstuvwxyz"
+                                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~/")]) {
+        free(to);
+        return false;
+    }
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (r)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, to);
+    free(to);
+    lp_http_respond(rq, MHD_HTTP_PERMANENT_REDIRECT, r, 0);
+    return true;
+}
+
 static void dispatch(lp_http_request *rq)
 {
+    if (redirect_trailing_slash(rq))
+        return;
     const char *why = bad_path(rq->path);
     if (why) {
         lp_http_respond_error(rq, MHD_HTTP_BAD_REQUEST, "bad_request", "%s", why);

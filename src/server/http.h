@@ -16,7 +16,9 @@
  * headers of the GET response and no body).  Before matching, the (already
  * percent-decoded) path is checked: it must start with '/', and have no
  * empty, "." or ".." segment and no control character or NUL (400
- * bad_request otherwise).  No route for the path: 404; routes for the path
+ * bad_request otherwise); except that a GET or HEAD of a path with one
+ * trailing '/' ("/dashboard/") is answered 308 to the path without it when
+ * that one passes the check and is plain (letters, digits, "-._~/").  No route for the path: 404; routes for the path
  * but not the method: 405 with an Allow header.  GET /healthz is built in.
  *
  * Errors all have one JSON shape:

@@ -6,15 +6,30 @@
  * applies migrations, the others find the schema current).  A thread takes
  * a free one or waits on a condition variable; nothing else is shared.
  *
- * One server owns a data folder: lp_service_open takes a non-blocking
- * flock on <data>/lock and refuses a folder another process holds (the
- * blob store's tmp/ folder is emptied at open, which would break a running
- * server's publishes).  Uploads untouched for LP_SERVICE_UPLOAD_TTL seconds
- * are removed at open.
+ * With SQLite, one server owns a data folder: lp_service_open takes a
+ * non-blocking exclusive flock on <data>/lock and refuses a folder another
+ * process holds (the blob store's tmp/ folder is emptied at open, which
+ * would break a running server's publishes).  With PostgreSQL, several
+ * servers share the database and the data folder, so each takes a shared
+ * flock on <data>/lock (which still keeps an SQLite server out, and them
+ * out of an SQLite server's folder) and opens the blob store shared (tmp/
+ * is only cleared of day-old leftovers).  Uploads untouched for
+ * LP_SERVICE_UPLOAD_TTL seconds are removed at open.
  *
  * App locks are flock(2) locks on <repos>/<app>.lock.  flock locks belong to
  * an open file description, so two threads of one process that each open
- * the file exclude each other exactly as two processes do.
+ * the file exclude each other exactly as two processes do, and so do
+ * processes on one machine; servers on several machines need a shared
+ * filesystem whose flock works between its clients (NFSv4 and most
+ * cluster filesystems).  The holder writes its pid into the lock file and
+ * empties it again when it lets go: a lock file found non-empty was left by
+ * a server that died holding the lock, maybe between writing the app's
+ * repository and committing the database (a publish writes the metadata
+ * first), so the new holder first brings the repository back in line with
+ * the database (lp_service_repair_app) before it does anything else.  The
+ * server's periodic re-signing takes every app's lock, so a dead holder's
+ * leftovers are repaired within one re-sign interval even when nobody
+ * touches the app.
  */
 #include "server/service_priv.h"
 
@@ -28,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,18 +79,28 @@ static lp_status make_dirs(lp_service *s, lp_error *err)
     return LP_OK;
 }
 
-static lp_status lock_data_dir(lp_service *s, lp_error *err)
+/* The data folder's lock: exclusive for a server on SQLite, shared by the
+ * servers of one PostgreSQL database (see the top of this file). */
+static lp_status lock_data_dir(lp_service *s, bool shared, lp_error *err)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/lock", s->data_dir);
     s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (s->lock_fd < 0)
         return lp_error_set(err, LP_ERR_IO, "open %s: %s", path, strerror(errno));
-    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0)
+    if (flock(s->lock_fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0)
         return lp_error_set(err, errno == EWOULDBLOCK ? LP_ERR_STATE : LP_ERR_IO,
-                            "data folder %s is in use by another livepush server (%s)",
-                            s->data_dir, strerror(errno));
+                            "data folder %s is in use by another livepush server%s (%s)",
+                            s->data_dir,
+                            shared ? " that does not share it (one on SQLite)" : "",
+                            strerror(errno));
     return LP_OK;
+}
+
+/* True for a database URL whose servers share their data folder. */
+static bool shared_db(const char *url)
+{
+    return url && (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0);
 }
 
 /* Removes uploads nobody has touched for LP_SERVICE_UPLOAD_TTL seconds:
@@ -110,8 +136,11 @@ static lp_status open_pool(lp_service *s, const char *url, unsigned n, lp_error 
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     for (unsigned i = 0; i < n; i++) {
         lp_status st = lp_db_open(url, &s->pool[i], err);
-        if (st)
-            return lp_error_prefix(err, st, "database %s", url);
+        if (st) {
+            char shown[LP_DB_URL_MAX + 1];
+            lp_db_url_redact(url, shown, sizeof shown);
+            return lp_error_prefix(err, st, "database %.300s", shown);
+        }
         s->npool = i + 1;
     }
     return LP_OK;
@@ -152,12 +181,14 @@ lp_status lp_service_open(lp_service **out, const lp_service_options *opt, lp_er
     lp_status st = lp_metrics_new(&s->metrics, err);
     if (!st)
         st = make_dirs(s, err);
+    bool shared = shared_db(opt->db_url);
     if (!st)
-        st = lock_data_dir(s, err);
+        st = lock_data_dir(s, shared, err);
     char *blobs = NULL, *url = NULL;
     if (!st && !(blobs = lp_service_path(s->data_dir, "blobs", err)))
         st = LP_ERR_NOMEM;
-    if (!st && (st = lp_blobstore_open(blobs, &s->bs, err)))
+    if (!st && (st = shared ? lp_blobstore_open_shared(blobs, &s->bs, err)
+                            : lp_blobstore_open(blobs, &s->bs, err)))
         lp_error_prefix(err, st, "blob store");
     if (!st) {
         if (opt->db_url && *opt->db_url) {
@@ -170,10 +201,13 @@ lp_status lp_service_open(lp_service **out, const lp_service_options *opt, lp_er
         if (!url)
             st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     }
+    if (!st) {
+        s->db_url = url;
+        url = NULL;
+        st = open_pool(s, s->db_url, n, err);
+    }
     if (!st)
-        st = open_pool(s, url, n, err);
-    if (!st)
-        st = lp_service_audit_open(s, url, err);
+        st = lp_service_audit_open(s, s->db_url, err);
     if (!st)
         st = lp_service_recover(s, err);
     if (!st)
@@ -206,6 +240,7 @@ void lp_service_close(lp_service *s)
     pthread_mutex_destroy(&s->hook_mu);
     pthread_mutex_destroy(&s->audit_mu);
     free(s->audit_head);
+    free(s->db_url);
     free(s->deltas_dir);
     free(s->data_dir);
     free(s->repos_dir);
@@ -269,8 +304,32 @@ void lp_service_db_release(lp_service *s, lp_db *db)
 
 lp_status lp_service_lock_app(lp_service *s, const char *app, int *fd_out, lp_error *err)
 {
+    lp_status st = lp_service_lock_app_in(s->repos_dir, app, fd_out, err);
+    if (st)
+        return st;
+    /* A non-empty lock file: its last holder died holding it (see the top
+     * of this file).  Repaired before anything else; a failure there is
+     * logged and the caller goes on (its own sync repairs as well). */
+    struct stat sb;
+    if (fstat(*fd_out, &sb) == 0 && sb.st_size > 0)
+        lp_service_repair_app(s, app);
+    char mark[32];
+    int n = snprintf(mark, sizeof mark, "%ld\n", (long)getpid());
+    if (ftruncate(*fd_out, 0) != 0 || pwrite(*fd_out, mark, (size_t)n, 0) != n) {
+        int e = errno;
+        lp_service_unlock(*fd_out);
+        *fd_out = -1;
+        return lp_error_set(err, LP_ERR_IO, "lock of app %s: writing the holder: %s", app,
+                            strerror(e));
+    }
+    return LP_OK;
+}
+
+lp_status lp_service_lock_app_in(const char *repos_dir, const char *app, int *fd_out,
+                                 lp_error *err)
+{
     char path[4200];
-    if (snprintf(path, sizeof path, "%s/%s.lock", s->repos_dir, app) >= (int)sizeof path)
+    if (snprintf(path, sizeof path, "%s/%s.lock", repos_dir, app) >= (int)sizeof path)
         return lp_error_set(err, LP_ERR_INVALID_ARG, "app name too long");
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
@@ -288,19 +347,47 @@ lp_status lp_service_lock_app(lp_service *s, const char *app, int *fd_out, lp_er
 
 void lp_service_unlock(int fd)
 {
-    if (fd >= 0)
-        close(fd); /* closing the only descriptor releases the flock */
+    if (fd < 0)
+        return;
+    /* Emptied while still held: a clean release (see the top of this file).
+     * Only this process's own mark is removed: a holder that took the lock
+     * without marking it (lp_service_lock_app_in) leaves a dead server's
+     * mark for the next server to see. */
+    char mark[32], have[32];
+    int n = snprintf(mark, sizeof mark, "%ld\n", (long)getpid());
+    ssize_t got = pread(fd, have, sizeof have, 0);
+    if (got == n && memcmp(have, mark, (size_t)n) == 0 && ftruncate(fd, 0) != 0) {
+        /* left marked: the next holder repairs, which is harmless */
+    }
+    close(fd); /* closing the only descriptor releases the flock */
 }
 
-/* Makes the first admin token: the file is written before the database row,
- * so a crash in between only means a new token at the next start. */
-static lp_status make_admin_token(lp_service *s, lp_db *db, lp_error *err)
+/* Makes the first admin token unless a token exists: the file is written
+ * before the database row, so a crash in between only means a new token at
+ * the next start.  The check and the write are one write transaction, so
+ * of several servers starting together on one database exactly one makes
+ * it (*made tells whether this one did). */
+static lp_status make_admin_token(lp_service *s, lp_db *db, bool *made, lp_error *err)
 {
+    *made = false;
+    lp_db_token_list toks = {0};
+    lp_status st = lp_db_begin(db, err);
+    if (!st)
+        st = lp_db_token_list_all(db, &toks, err);
+    bool exists = toks.count > 0;
+    lp_db_token_list_free(&toks);
+    if (st || exists) {
+        if (lp_db_in_transaction(db))
+            lp_db_rollback(db, NULL);
+        return st;
+    }
     char text[LP_TOKEN_TEXT_SIZE];
     lp_token_record rec;
-    lp_status st = lp_token_generate(LP_SCOPE_ADMIN, text, &rec, err);
-    if (st)
+    st = lp_token_generate(LP_SCOPE_ADMIN, text, &rec, err);
+    if (st) {
+        lp_db_rollback(db, NULL);
         return st;
+    }
     uint8_t salt[LP_TOKEN_SALT_LEN], hash[LP_TOKEN_HASH_LEN];
     size_t nsalt = 0, nhash = 0;
     char line[LP_TOKEN_TEXT_SIZE + 1];
@@ -319,9 +406,7 @@ static lp_status make_admin_token(lp_service *s, lp_db *db, lp_error *err)
                              .salt_len = nsalt, .hash = hash, .hash_len = nhash,
                              .scopes = "admin"};
         lp_db_audit_head audit = {0};
-        st = lp_db_begin(db, err);
-        if (!st)
-            st = lp_db_token_insert(db, &t, err);
+        st = lp_db_token_insert(db, &t, err);
         if (!st)
             st = lp_service_audit_db(s, db, "server", "token.created", NULL, rec.id,
                                      json_pack("{s:s,s:[s],s:s}", "name", t.name, "scopes",
@@ -334,6 +419,9 @@ static lp_status make_admin_token(lp_service *s, lp_db *db, lp_error *err)
         if (!st)
             lp_service_audit_anchor(s, &audit);
     }
+    if (st && lp_db_in_transaction(db))
+        lp_db_rollback(db, NULL);
+    *made = !st;
     if (!st && s->log)
         lp_log_event(s->log, LP_LOG_WARN, "first start: admin token made",
                      json_pack("{s:s,s:s}", "token_id", rec.id, "file", path));
@@ -352,22 +440,23 @@ lp_status lp_service_bootstrap(lp_service *s, const char *default_app, bool *cre
     lp_status st = lp_service_db_acquire(s, &db, err);
     if (st)
         return st;
-    lp_db_token_list toks = {0};
     lp_db_app_list apps = {0};
-    st = lp_db_token_list_all(db, &toks, err);
-    if (!st && toks.count == 0) {
-        st = make_admin_token(s, db, err);
-        if (!st && created)
-            *created = true;
-    }
+    bool made = false;
+    st = make_admin_token(s, db, &made, err);
+    if (!st && made && created)
+        *created = true;
     if (!st && default_app && *default_app)
         st = lp_db_app_list_all(db, &apps, err);
     bool need_app = !st && default_app && *default_app && apps.count == 0;
-    lp_db_token_list_free(&toks);
     lp_db_app_list_free(&apps);
     lp_service_db_release(s, db);
     if (need_app) {
         st = lp_service_app_create(s, default_app, err);
+        if (st == LP_ERR_EXISTS) {
+            /* Another server on the same database made it first. */
+            lp_error_clear(err);
+            return LP_OK;
+        }
         if (!st)
             lp_service_audit(s, "server", "app.created", default_app, NULL,
                              json_pack("{s:s,s:s}", "signing", "server", "reason", "first start"),

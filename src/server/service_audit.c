@@ -17,7 +17,11 @@
  * threads may commit in one order and anchor in the other: the older head
  * is then skipped, since the newer one covers it through the chain).  A
  * line torn by a crash has no newline; the next line starts on a line of
- * its own, and a reader takes the last complete line.
+ * its own, and a reader takes the last complete line.  Servers that share
+ * one data folder (on PostgreSQL) share the file too: each append holds an
+ * flock on it and is skipped when the file's last line already names an
+ * entry as new or newer (another server's), so the last line stays the
+ * newest head whichever server wrote it.
  *
  * Writing the file happens after the commit, so a failure there cannot
  * undo the action: it is logged as an error and the next entry's line
@@ -33,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -64,6 +69,21 @@ static lp_status write_head(const char *path, const lp_db_audit_head *h, lp_erro
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return lp_error_set(err, LP_ERR_IO, "open %s: %s", path, strerror(errno));
+    while (flock(fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            int e = errno;
+            close(fd);
+            return lp_error_set(err, LP_ERR_IO, "lock %s: %s", path, strerror(e));
+        }
+    }
+    lp_db_audit_head newest;
+    bool found = false;
+    lp_error rerr;
+    if (existed && lp_service_audit_head_read(path, &newest, &found, &rerr) == LP_OK && found &&
+        newest.seq >= h->seq) {
+        close(fd); /* another server wrote a newer head: it covers this one */
+        return LP_OK;
+    }
     struct stat sb;
     char last = '\n';
     lp_status st = LP_OK;

@@ -33,7 +33,8 @@ struct lp_service {
     const lp_log *log;
     bool device_token; /* lp_service_options.device_token */
     lp_blobstore *bs;
-    int lock_fd;       /* flock on <data>/lock: one server per data folder */
+    int lock_fd;       /* flock on <data>/lock: one server per data folder (SQLite) */
+    char *db_url;      /* the database, for a connection of its own (lp_service_repair_app) */
 
     lp_service_delta_options deltas;
     char *deltas_dir;  /* <data>/deltas */
@@ -83,9 +84,19 @@ lp_status lp_service_rollout_sync(lp_service *s, lp_db *db, const lp_db_app *app
 void lp_service_channel_salt(const char *app, const char *channel, char out[33]);
 
 /* Takes the app's lock (flock on <repos>/<app>.lock), waiting for it.
- * *fd_out is released with lp_service_unlock. */
+ * *fd_out is released with lp_service_unlock.  When the last holder died
+ * holding it, the app is repaired first (lp_service_repair_app; see
+ * service.c). */
 lp_status lp_service_lock_app(lp_service *s, const char *app, int *fd_out, lp_error *err);
+/* The same lock without a service, from the data folder's repos/ folder
+ * (`livepush timestamp refresh` takes it next to a running server). */
+lp_status lp_service_lock_app_in(const char *repos_dir, const char *app, int *fd_out,
+                                 lp_error *err);
 void lp_service_unlock(int fd);
+/* Brings the app's repository in line with the database (what
+ * lp_service_recover does for every app at start), with a connection of
+ * its own; call with the app locked.  Failures are logged, not returned. */
+void lp_service_repair_app(lp_service *s, const char *app);
 
 /* Loads the app's four server-held keys (keys[i] for lp_service_roles[i]).
  * Free them with lp_service_keys_free. */

@@ -206,6 +206,45 @@ lp_status lp_service_sync_app(lp_service *s, lp_db *db, const lp_db_app *app, bo
     return st;
 }
 
+/* Brings one app's repository in line with the database (the app locked). */
+static lp_status recover_app(lp_service *s, lp_db *db, const lp_db_app *app, bool *changed,
+                             lp_error *err)
+{
+    lp_status st;
+    if (lp_service_app_publisher_signed(s, app->name))
+        st = lp_service_signed_recover_app(s, db, app, err);
+    else
+        st = lp_service_sync_app(s, db, app, changed, err);
+    if (!st)
+        st = lp_service_rollout_sync(s, db, app, NULL, err);
+    return st;
+}
+
+void lp_service_repair_app(lp_service *s, const char *name)
+{
+    lp_error err;
+    lp_error_clear(&err);
+    lp_db *db = NULL;
+    lp_db_app app = {0};
+    bool changed = false;
+    /* A connection of its own: the caller may hold the pool's last one. */
+    lp_status st = lp_db_open(s->db_url, &db, &err);
+    if (!st)
+        st = lp_db_app_get_by_name(db, name, &app, &err);
+    if (st == LP_ERR_NOT_FOUND)
+        st = LP_OK; /* an app being created: nothing to repair yet */
+    else if (!st)
+        st = recover_app(s, db, &app, &changed, &err);
+    lp_db_app_free(&app);
+    lp_db_close(db);
+    if (s->log && (st || changed))
+        lp_log_event(s->log, st ? LP_LOG_ERROR : LP_LOG_WARN,
+                     st ? "repair after a server died holding the app's lock failed"
+                        : "repository brought in line with the database after a server died "
+                          "holding the app's lock",
+                     json_pack("{s:s,s:s?}", "app", name, "error", st ? err.msg : NULL));
+}
+
 lp_status lp_service_recover(lp_service *s, lp_error *err)
 {
     lp_db *db = NULL;
@@ -217,12 +256,8 @@ lp_status lp_service_recover(lp_service *s, lp_error *err)
         int lock = -1;
         bool changed = false;
         st = lp_service_lock_app(s, apps.items[i].name, &lock, err);
-        if (!st && lp_service_app_publisher_signed(s, apps.items[i].name))
-            st = lp_service_signed_recover_app(s, db, &apps.items[i], err);
-        else if (!st)
-            st = lp_service_sync_app(s, db, &apps.items[i], &changed, err);
         if (!st)
-            st = lp_service_rollout_sync(s, db, &apps.items[i], NULL, err);
+            st = recover_app(s, db, &apps.items[i], &changed, err);
         lp_service_unlock(lock);
         if (!st && changed && s->log)
             lp_log_event(s->log, LP_LOG_WARN, "recovery: repository brought in line with the "

@@ -16,6 +16,10 @@
  * before or during that leaves only files under tmp/ (plus, during commit,
  * some complete blobs that no manifest refers to yet — harmless, garbage
  * collection removes unreferenced blobs), and opening the store empties tmp/.
+ * A store that several processes share (lp_blobstore_open_shared: servers
+ * on one shared folder) cannot empty tmp/ at open, since another process
+ * may be writing there: it removes only what has not changed for
+ * LP_BLOBSTORE_TMP_MAX_AGE, which no write in progress is.
  *
  * IDs are validated before they are used in any path, so no ID can name a
  * file outside the store.
@@ -32,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CHUNK (64u * 1024)
@@ -69,8 +74,10 @@ bool lp_blob_id_valid(const char *id)
 }
 
 /* Removes the entries of folder `dir` (files, and folders one level deep
- * with their files).  Best effort: used for cleaning up. */
-static void empty_folder(const char *dir, int depth)
+ * with their files); with older_than > 0 only entries last changed before
+ * that time (a folder: itself and everything in it).  Best effort: used for
+ * cleaning up. */
+static void empty_folder(const char *dir, int depth, time_t older_than)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -83,10 +90,12 @@ static void empty_folder(const char *dir, int depth)
         if (!p)
             break;
         struct stat sb;
-        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        if (lstat(p, &sb) != 0 || (older_than > 0 && sb.st_mtime >= older_than)) {
+            /* gone already, or recent: kept */
+        } else if (S_ISDIR(sb.st_mode)) {
             if (depth > 0) {
-                empty_folder(p, depth - 1);
-                rmdir(p);
+                empty_folder(p, depth - 1, older_than);
+                rmdir(p); /* fails, keeping it, when something recent stayed inside */
             }
         } else {
             unlink(p);
@@ -96,7 +105,8 @@ static void empty_folder(const char *dir, int depth)
     closedir(d);
 }
 
-lp_status lp_blobstore_open(const char *root, lp_blobstore **out, lp_error *err)
+static lp_status open_store(const char *root, time_t older_than, lp_blobstore **out,
+                            lp_error *err)
 {
     *out = NULL;
     if (!root || !*root)
@@ -115,9 +125,19 @@ lp_status lp_blobstore_open(const char *root, lp_blobstore **out, lp_error *err)
         lp_blobstore_close(bs);
         return lp_error_prefix(err, st, "blob store %s", root);
     }
-    empty_folder(bs->tmp, 1);
+    empty_folder(bs->tmp, 1, older_than);
     *out = bs;
     return LP_OK;
+}
+
+lp_status lp_blobstore_open(const char *root, lp_blobstore **out, lp_error *err)
+{
+    return open_store(root, 0, out, err);
+}
+
+lp_status lp_blobstore_open_shared(const char *root, lp_blobstore **out, lp_error *err)
+{
+    return open_store(root, time(NULL) - LP_BLOBSTORE_TMP_MAX_AGE, out, err);
 }
 
 void lp_blobstore_close(lp_blobstore *bs)
@@ -588,7 +608,7 @@ void lp_blob_stage_discard(lp_blob_stage *stage)
 {
     if (!stage)
         return;
-    empty_folder(stage->dir, 0);
+    empty_folder(stage->dir, 0, 0);
     rmdir(stage->dir);
     free(stage->dir);
     free(stage);

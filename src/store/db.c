@@ -8,7 +8,8 @@
  * operations table (db_backend.h).  Write functions run through `lp_db_write_begin` /
  * `lp_db_write_end`: when the caller has no transaction open they open one
  * around the single call, so every write is atomic and serialised with
- * other writers; inside the caller's transaction they just join it.
+ * other writers; inside the caller's transaction they join it (in a
+ * savepoint when the back end needs one, so a failed call is undone alone).
  *
  * The rules that make a release insert safe live here, once for every back
  * end, and run inside that write transaction: the app exists, the
@@ -24,6 +25,7 @@
 #include "core/timeutil.h"
 #include "livepush/targeting.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,13 +51,41 @@ lp_status lp_db_open(const char *url, lp_db **out, lp_error *err)
             return lp_error_prefix(err, st, "opening database %s", url);
         return LP_OK;
     }
-    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
-        return lp_error_set(err, LP_ERR_UNSUPPORTED,
-                            "database URL: the PostgreSQL back end is not available in this "
-                            "build (use sqlite:/path/to/file.db)");
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
+        lp_status st = lp_db_pg_open(url, out, err);
+        if (st) {
+            char shown[LP_DB_URL_MAX + 1];
+            lp_db_url_redact(url, shown, sizeof shown);
+            return lp_error_prefix(err, st, "opening database %.300s", shown);
+        }
+        return LP_OK;
+    }
     return lp_error_set(err, LP_ERR_INVALID_ARG,
-                        "database URL '%.200s': unknown scheme (expected sqlite:/path/to/file.db)",
+                        "database URL '%.200s': unknown scheme (expected sqlite:/path/to/file.db "
+                        "or postgresql://...)",
                         url);
+}
+
+void lp_db_url_redact(const char *url, char *out, size_t cap)
+{
+    if (!cap)
+        return;
+    snprintf(out, cap, "%s", url ? url : "");
+    /* scheme://user:password@host... -> scheme://user:***@host... */
+    char *authority = strstr(out, "://");
+    if (!authority)
+        return;
+    authority += 3;
+    char *at = strchr(authority, '@');
+    char *slash = strchr(authority, '/');
+    if (!at || (slash && slash < at))
+        return;
+    char *colon = memchr(authority, ':', (size_t)(at - authority));
+    if (!colon)
+        return;
+    char rest[LP_DB_URL_MAX + 1];
+    snprintf(rest, sizeof rest, "%s", at);
+    snprintf(colon, cap - (size_t)(colon - out), ":***%s", rest);
 }
 
 void lp_db_close(lp_db *db)
@@ -154,15 +184,23 @@ lp_status lp_db_write_begin(lp_db *db, bool *own, lp_error *err)
     if (!db->ops->tx_active(db))
         return lp_error_set(err, LP_ERR_STATE,
                             "the transaction was ended by an earlier error: roll back");
-    return LP_OK;
+    return db->ops->call_begin ? db->ops->call_begin(db, err) : LP_OK;
 }
 
 /* Ends a write call: commits its own transaction on success, rolls it back
  * on failure.  Returns the final status. */
 lp_status lp_db_write_end(lp_db *db, bool own, lp_status st, lp_error *err)
 {
-    if (!own)
+    if (!own) {
+        /* Inside the caller's transaction: end the call's savepoint, if the
+         * back end uses one (a failed call is undone alone). */
+        if (db->ops->call_end) {
+            lp_status end = db->ops->call_end(db, st == LP_OK, st ? NULL : err);
+            if (!st)
+                st = end;
+        }
         return st;
+    }
     if (st) {
         db->ops->rollback(db, NULL);
         return st;

@@ -10,7 +10,12 @@
  * times), and wraps each write operation in a write transaction when the
  * caller has none open: an operation may therefore assume its input is
  * valid and that it runs inside a transaction that serialises writers
- * (SQLite: BEGIN IMMEDIATE; PostgreSQL will need the app row locked).
+ * (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock
+ * taken at BEGIN, see db_pg.c).  A write call that joins a caller's
+ * transaction is bracketed by the back end's savepoint hooks when it has
+ * them (PostgreSQL, where a failed statement would otherwise doom the
+ * whole transaction), so a failed call leaves the caller's transaction
+ * usable, as SQLite does.
  *
  * Operations fill result structs that start zeroed; on failure they leave
  * them zeroed (db.c frees partial results).  Constraint failures map to
@@ -53,6 +58,12 @@ typedef struct lp_db_ops {
     /* False if the back end ended the transaction on its own (some errors,
      * e.g. a full disk, make SQLite roll back the whole transaction). */
     bool (*tx_active)(lp_db *db);
+    /* Optional (NULL: not needed).  A write call inside a caller's
+     * transaction runs between call_begin and call_end; call_end with
+     * ok == false undoes the call's statements only, leaving the
+     * transaction open. */
+    lp_status (*call_begin)(lp_db *db, lp_error *err);
+    lp_status (*call_end)(lp_db *db, bool ok, lp_error *err);
 
     lp_status (*app_create)(lp_db *db, const char *name, int64_t created_at, int64_t *id_out,
                             lp_error *err);
@@ -197,5 +208,18 @@ lp_status lp_db_write_end(lp_db *db, bool own, lp_status st, lp_error *err);
 
 /* SQLite back end: `path` is the file name after "sqlite:". */
 lp_status lp_db_sqlite_open(const char *path, lp_db **out, lp_error *err);
+/* PostgreSQL back end: `url` is the whole postgres:// or postgresql:// URL
+ * (libpq's connection URI). */
+lp_status lp_db_pg_open(const char *url, lp_db **out, lp_error *err);
+
+/* The schema, as one ordered list of migrations for every back end
+ * (db_schema.c): lp_db_migrations[i] takes a database from version i to
+ * i + 1.  Each entry holds the same change in each back end's dialect:
+ * same tables, columns, constraints and indexes. */
+typedef struct lp_db_migration {
+    const char *sqlite;
+    const char *postgresql;
+} lp_db_migration;
+extern const lp_db_migration lp_db_migrations[LP_DB_SCHEMA_VERSION];
 
 #endif

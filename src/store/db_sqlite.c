@@ -197,7 +197,7 @@ static lp_status migrate(sq_db *d, lp_error *err)
             return sq_commit(&d->base, err);
         }
         if (!st) {
-            st = sq_exec(d, sq_migrations[version], "applying a migration", err);
+            st = sq_exec(d, lp_db_migrations[version].sqlite, "applying a migration", err);
             if (st)
                 lp_error_prefix(err, st, "migration %d -> %d", version, version + 1);
         }

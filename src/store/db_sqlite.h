@@ -5,7 +5,7 @@
  * transactions, the statement cache and the mapping of SQLite result codes
  * to lp_status.  db_sqlite_ops.c holds the queries and fills result structs
  * (and the row helpers below); db_sqlite_devices.c those of devices and
- * events.  db_sqlite_schema.c holds the migrations.
+ * events.  The migrations are db_schema.c's lp_db_migrations[i].sqlite.
  */
 #ifndef LP_STORE_DB_SQLITE_H
 #define LP_STORE_DB_SQLITE_H
@@ -33,10 +33,6 @@ typedef struct sq_db {
 
 /* Busy timeout: how long a writer waits for another writer's transaction. */
 #define SQ_BUSY_TIMEOUT_MS 5000
-
-/* Migrations: sq_migrations[i] takes the schema from version i to i + 1.
- * There are exactly LP_DB_SCHEMA_VERSION of them. */
-extern const char *const sq_migrations[LP_DB_SCHEMA_VERSION];
 
 /* The operations table (db_sqlite_ops.c fills the query parts). */
 extern const lp_db_ops lp_db_sqlite_ops;

@@ -13,6 +13,20 @@
  * last_seen and dropped forward, and device_refresh recomputes the derived
  * columns from the stored events.
  *
+ * The device's version_code is that of its newest (highest seq)
+ * activated, healthy or rolled_back event.  Finding it among all of a
+ * device's events would walk back over every "checked" event since that
+ * one, which a device adds at each check-in for as long as it lives (one
+ * every 5 minutes by default): a year-old device would make each of its
+ * check-ins read 100,000 rows.  So device_refresh only looks at the events
+ * after the device's newest one before this batch (seq > last_event_seq,
+ * a range of the unique index): the newest of those that sets a release
+ * wins, else version_code stays.  That equals the full recomputation as
+ * long as the batch added no event older than last_event_seq; when
+ * event_insert adds such an event (a batch that arrives late), it clears
+ * last_event_seq in the same transaction, and device_refresh then looks at
+ * all the device's events (so it does for a device's first events).
+ *
  * Event lists use one of three statements so that each can use an index:
  * by device (the unique (app, device, seq) index), by type
  * (events_by_type), or the whole app (events_by_app), all newest first.
@@ -26,6 +40,7 @@
 enum {
     S_DEVICE_TOUCH = SQ_SLOTS_DEVICES,
     S_EVENT_INSERT,
+    S_EVENT_LATE,
     S_DEVICE_REFRESH,
     S_EVENTS_BY_DEVICE,
     S_EVENTS_BY_TYPE,
@@ -179,6 +194,21 @@ lp_status sq_event_insert(lp_db *db, int64_t app_id, const char *device_id,
     if (!st)
         *added = sqlite3_changes(d->h) > 0;
     sqlite3_reset(s);
+    if (st || !*added)
+        return st;
+    /* An event older than the device's newest makes device_refresh look at
+     * all its events (see the top of this file). */
+    st = sq_stmt(d, S_EVENT_LATE,
+                 "UPDATE devices SET last_event_seq = NULL "
+                 "WHERE app_id = ?1 AND device_id = ?2 AND last_event_seq > ?3",
+                 &s, err);
+    if (st)
+        return st;
+    sqlite3_bind_int64(s, 1, app_id);
+    sqlite3_bind_text(s, 2, device_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, ev->seq);
+    st = sq_step_done(d, s, err, ctx);
+    sqlite3_reset(s);
     return st;
 }
 
@@ -186,12 +216,15 @@ lp_status sq_device_refresh(lp_db *db, int64_t app_id, const char *device_id, lp
 {
     sq_db *d = D(db);
     sqlite3_stmt *s;
+    /* Both SET expressions read the row as it was: the subquery's
+     * last_event_seq is the newest seq before this batch (NULL: look at all). */
     lp_status st = sq_stmt(
         d, S_DEVICE_REFRESH,
         "UPDATE devices SET "
         "last_event_seq = (SELECT max(seq) FROM events WHERE app_id = ?1 AND device_id = ?2), "
         "version_code = coalesce((SELECT version_code FROM events WHERE app_id = ?1 AND "
-        "device_id = ?2 AND type IN ('activated', 'rolled_back', 'healthy') AND "
+        "device_id = ?2 AND seq > coalesce(devices.last_event_seq, 0) AND "
+        "type IN ('activated', 'rolled_back', 'healthy') AND "
         "version_code IS NOT NULL ORDER BY seq DESC LIMIT 1), version_code) "
         "WHERE app_id = ?1 AND device_id = ?2",
         &s, err);

@@ -14,6 +14,7 @@
 #include "livepush/hash.h"
 #include "server/api.h"
 #include "server/delta_worker.h"
+#include "testdb.h"
 #include "testutil.h"
 
 #include <curl/curl.h>
@@ -39,7 +40,8 @@ static int open_server(lp_apitest *t, const lp_apitest_opts *o, bool first)
     lp_error err;
     lp_error_clear(&err);
     lp_service_options so = {.data_dir = t->dir, .db_connections = 4, .log = &t->log,
-                             .device_token = o->device_token, .deltas = o->deltas};
+                             .device_token = o->device_token, .deltas = o->deltas,
+                             .db_url = t->tdb ? t->tdb->url : NULL};
     lp_http_server_options ho = {.listen = "127.0.0.1:0",
                                  .threads = 2,
                                  .connection_timeout_s = 10,
@@ -105,6 +107,10 @@ lp_apitest *lp_apitest_start_with(const lp_apitest_opts *o)
         free(t);
         return NULL;
     }
+    if (lp_testdb_is_pg() && !(t->tdb = lp_testdb_new(t->dir, "livepush.db"))) {
+        lp_apitest_stop(t);
+        return NULL;
+    }
     if (!(t->log_file = tmpfile())) {
         lp_apitest_stop(t);
         return NULL;
@@ -131,6 +137,7 @@ void lp_apitest_stop(lp_apitest *t)
     close_server(t);
     if (t->log_file)
         fclose(t->log_file);
+    lp_testdb_free(t->tdb);
     if (t->dir)
         lp_test_rmtree(t->dir);
     free(t->dir);
@@ -190,6 +197,10 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     copy_header(p, len, "Cache-Control", r->cache, sizeof r->cache);
     copy_header(p, len, "Content-Range", r->content_range, sizeof r->content_range);
     copy_header(p, len, "Content-Type", r->ctype, sizeof r->ctype);
+    copy_header(p, len, "Location", r->location, sizeof r->location);
+    copy_header(p, len, "Content-Security-Policy", r->csp, sizeof r->csp);
+    copy_header(p, len, "X-Content-Type-Options", r->nosniff, sizeof r->nosniff);
+    copy_header(p, len, "Referrer-Policy", r->referrer, sizeof r->referrer);
     return len;
 }
 

@@ -1,6 +1,8 @@
 /*
  * apitest.h — a real `livepush serve` in-process for API tests: the service
- * on a scratch data folder (real SQLite file, blob store, server-held keys),
+ * on a scratch data folder (real SQLite file, blob store, server-held keys;
+ * with LP_TEST_PG_URL set, a PostgreSQL schema of its own instead of the
+ * SQLite file: testdb.h),
  * bootstrapped like a first start (admin token, app "default"), behind the
  * real HTTP server on an ephemeral loopback port with the API and
  * repository routes; and a libcurl client to talk to it.
@@ -23,9 +25,11 @@
 #include <stdio.h>
 
 struct lp_delta_worker;
+struct lp_testdb;
 
 typedef struct lp_apitest {
     char *dir;                        /* data folder */
+    struct lp_testdb *tdb;            /* the PostgreSQL schema (NULL: SQLite in dir) */
     lp_service *svc;
     lp_http_server *srv;
     struct lp_delta_worker *worker;   /* the delta worker, when the options start it */
@@ -41,6 +45,9 @@ typedef struct lp_apiresp {
     size_t len;
     json_t *json;      /* the body parsed, or NULL when it is not JSON */
     char www_auth[128], etag[160], cache[128], content_range[128], ctype[64];
+    char location[256], csp[512], nosniff[64], referrer[64]; /* Location, Content-Security-Policy,
+                                                                X-Content-Type-Options,
+                                                                Referrer-Policy */
 } lp_apiresp;
 
 /* Starts service and server; max_body is the server's body limit (0: 8 MiB

@@ -12,8 +12,9 @@
  * damaged event file is dropped and counted, the figures of a download are
  * sent as fields while an event file written before they existed is read
  * and sent unchanged, a batch the server refuses for
- * its content is dropped instead of blocking the queue, and the device
- * token is sent.
+ * its content is dropped instead of blocking the queue, a static mirror
+ * (a 404/405 and the export's mirror.json) is recognised and said once
+ * while the events stay queued, and the device token is sent.
  *
  * Against the real server (tests/support/apitest.h): the batch is stored,
  * read back through the management API field by field (figures too), and a batch sent
@@ -467,6 +468,92 @@ static void test_refused_batch(void **state)
     lp_events_close(q);
 }
 
+/* A static mirror (docs/export.md): a POST answered 403, 404, 405 or 501
+ * makes the queue ask for <server>/v1/apps/<app>/mirror.json; only the
+ * export's marker for this app makes it a mirror (LP_ERR_UNSUPPORTED, the
+ * events kept); a server that takes events is never asked for it; and an
+ * lp_device says it once, then sends nothing. */
+static void test_static_mirror(void **state)
+{
+    world *w = *state;
+    static const char mpath[] = "/v1/apps/demo/mirror.json";
+    lp_events *q = open_queue(w, 0);
+    add(q, LP_EVENT_CHECKED, NULL, 0, NULL);
+    add(q, LP_EVENT_DOWNLOADED, "v2", 2, NULL);
+    lp_net *n = open_net(w);
+    lp_error err;
+    size_t sent = 9;
+    char *marker = lp_test_join(w->dir, "www/v1/apps/demo/mirror.json");
+
+    /* 404 and no marker: a refusal like any other */
+    lp_test_httpd_set_post(w->httpd, EVENTS_PATH, 404);
+    assert_int_equal(lp_events_send(q, n, DEVICE, 0, &sent, &err), LP_ERR_NETWORK);
+    if (!strstr(err.msg, "HTTP 404") || !strstr(err.msg, "2 events stay queued"))
+        fail_msg("message: %s", err.msg);
+    assert_int_equal(lp_test_httpd_requests(w->httpd, mpath), 1);
+    /* a marker of another app, or one that does not say static */
+    assert_int_equal(lp_test_write_str(marker, "{\"app\":\"other\",\"static\":true}"), 0);
+    assert_int_equal(lp_events_send(q, n, DEVICE, 0, &sent, &err), LP_ERR_NETWORK);
+    assert_int_equal(lp_test_write_str(marker, "{\"app\":\"demo\",\"static\":false}"), 0);
+    assert_int_equal(lp_events_send(q, n, DEVICE, 0, &sent, &err), LP_ERR_NETWORK);
+    assert_int_equal(lp_test_write_str(marker, "not json"), 0);
+    assert_int_equal(lp_events_send(q, n, DEVICE, 0, &sent, &err), LP_ERR_NETWORK);
+    /* the export's marker: a static mirror; the events stay */
+    assert_int_equal(
+        lp_test_write_str(marker,
+                          "{\"app\":\"demo\",\"format\":1,\"static\":true,\"telemetry\":false}"),
+        0);
+    for (unsigned status = 403; status <= 501; status++) {
+        if (status != 403 && status != 404 && status != 405 && status != 501)
+            continue;
+        lp_test_httpd_set_post(w->httpd, EVENTS_PATH, status);
+        sent = 9;
+        assert_int_equal(lp_events_send(q, n, DEVICE, 0, &sent, &err), LP_ERR_UNSUPPORTED);
+        if (!strstr(err.msg, "static mirror") || !strstr(err.msg, "no telemetry") ||
+            !strstr(err.msg, mpath))
+            fail_msg("message: %s", err.msg);
+        assert_int_equal(sent, 0);
+        assert_int_equal(pending(q, NULL), 2);
+    }
+    /* other refusals do not look for the marker */
+    unsigned asked = lp_test_httpd_requests(w->httpd, mpath);
+    lp_test_httpd_set_post(w->httpd, EVENTS_PATH, 401);
+    assert_int_equal(lp_events_send(q, n, DEVICE, 0, &sent, &err), LP_ERR_NETWORK);
+    /* a server that takes the events is never asked for it */
+    lp_test_httpd_set_post(w->httpd, EVENTS_PATH, 200);
+    assert_int_equal(lp_events_send(q, n, DEVICE, 0, &sent, &err), LP_OK);
+    assert_int_equal(sent, 2);
+    assert_int_equal(lp_test_httpd_requests(w->httpd, mpath), asked);
+    lp_net_close(n);
+    lp_events_close(q);
+
+    /* the device client: said once, then nothing is sent */
+    lp_test_httpd_set_post(w->httpd, EVENTS_PATH, 404);
+    char *root = lp_test_join(w->dir, "device");
+    lp_device_config dc = {.updater = {.root = root},
+                           .net = {.server_url = lp_test_httpd_url(w->httpd), .app = "demo",
+                                   .attempts = 1}};
+    lp_device *d = NULL;
+    assert_int_equal(lp_device_open(&dc, &d, &err), LP_OK);
+    lp_event e = {.type = LP_EVENT_CHECKED, .duration_ms = -1};
+    assert_int_equal(lp_events_add(lp_device_events(d), &e, &err), LP_OK);
+    assert_false(lp_device_static_mirror(d));
+    unsigned posts = lp_test_httpd_requests(w->httpd, EVENTS_PATH);
+    assert_int_equal(lp_device_send_events(d, &sent, &err), LP_ERR_UNSUPPORTED);
+    assert_true(lp_device_static_mirror(d));
+    assert_int_equal(lp_test_httpd_requests(w->httpd, EVENTS_PATH), posts + 1);
+    sent = 9;
+    assert_int_equal(lp_device_send_events(d, &sent, &err), LP_OK);
+    assert_int_equal(sent, 0);
+    assert_int_equal(lp_test_httpd_requests(w->httpd, EVENTS_PATH), posts + 1);
+    size_t queued = 0;
+    assert_int_equal(lp_events_pending(lp_device_events(d), &queued, NULL, &err), LP_OK);
+    assert_true(queued >= 1);
+    lp_device_close(d);
+    free(root);
+    free(marker);
+}
+
 static void test_device_token(void **state)
 {
     world *w = *state;
@@ -645,6 +732,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dropped_only_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_gap_and_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_static_mirror, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_real_server, setup, teardown),
     };

@@ -1,8 +1,10 @@
 /*
- * test_db_audit.c — the audit log of the metadata database (SQLite back
- * end) on real files in a scratch folder: appending, listing and verifying
- * the hash chain; input bounds; tampering done with SQLite directly (the
- * protecting trigger dropped first, as only someone with the file could):
+ * test_db_audit.c — the audit log of the metadata database on a real
+ * database (an SQLite file in a scratch folder, or a PostgreSQL schema when
+ * LP_TEST_PG_URL is set: testdb.h): appending, listing and verifying the
+ * hash chain; input bounds; tampering done on the database directly (with
+ * SQLite's library or libpq; the protecting trigger dropped first, as only
+ * someone with the file, or the table owner's rights, could):
  * a changed entry, a changed entry whose hash was recomputed, details that
  * are not canonical, entries removed in the middle and at the start, and
  * the newest entries removed, which only a head recorded earlier reveals;
@@ -16,12 +18,12 @@
  */
 #include "livepush/db.h"
 #include "livepush/hash.h"
+#include "testdb.h"
 #include "testutil.h"
 #include "tuf/json.h"
 
 #include <pthread.h>
 #include <setjmp.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -33,8 +35,8 @@ static const char ZERO[] = "0000000000000000000000000000000000000000000000000000
 
 typedef struct fixture {
     char *dir;
-    char *file;
-    char url[512];
+    lp_testdb *tdb;
+    const char *url;
     lp_db *db;
 } fixture;
 
@@ -43,8 +45,9 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof *f);
     if (!f || !(f->dir = lp_test_tmpdir("db-audit")))
         return -1;
-    f->file = lp_test_join(f->dir, "meta.db");
-    snprintf(f->url, sizeof f->url, "sqlite:%s", f->file);
+    if (!(f->tdb = lp_testdb_new(f->dir, "meta.db")))
+        return -1;
+    f->url = f->tdb->url;
     lp_error err;
     if (lp_db_open(f->url, &f->db, &err) != LP_OK) {
         fprintf(stderr, "open: %s\n", err.msg);
@@ -58,8 +61,8 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     lp_db_close(f->db);
+    lp_testdb_free(f->tdb);
     int rc = lp_test_rmtree(f->dir);
-    free(f->file);
     free(f->dir);
     free(f);
     return rc;
@@ -132,30 +135,20 @@ static lp_db_audit_report verify(lp_db *db, const lp_db_audit_head *expected)
                      (long long)(want_seq), (needle));                                      \
     } while (0)
 
-/* Runs SQL on the file with SQLite directly; returns SQLite's result code
- * and copies its message to msg (may be NULL). */
-static int raw_exec(const char *file, const char *sql, char *msg, size_t cap)
-{
-    sqlite3 *h = NULL;
-    int rc = sqlite3_open(file, &h);
-    if (rc == SQLITE_OK) {
-        sqlite3_busy_timeout(h, 5000);
-        char *m = NULL;
-        rc = sqlite3_exec(h, sql, NULL, NULL, &m);
-        if (msg)
-            snprintf(msg, cap, "%s", m ? m : "");
-        sqlite3_free(m);
-    }
-    sqlite3_close(h);
-    return rc;
-}
-
-static void raw_ok(const char *file, const char *sql)
+/* Runs SQL on the database directly (testdb.h); fails the test if it fails. */
+static void raw_ok(fixture *f, const char *sql)
 {
     char msg[256];
-    int rc = raw_exec(file, sql, msg, sizeof msg);
-    if (rc != SQLITE_OK)
-        fail_msg("%s: %d %s", sql, rc, msg);
+    if (lp_testdb_exec(f->tdb, sql, msg, sizeof msg) != 0)
+        fail_msg("%s: %s", sql, msg);
+}
+
+/* Drops one of the audit table's protecting triggers. */
+static void drop_trigger(fixture *f, const char *name)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "DROP TRIGGER %s%s", name, f->tdb->pg ? " ON audit" : "");
+    raw_ok(f, sql);
 }
 
 /* The hash an entry must have, computed from a JSON object put together
@@ -392,10 +385,10 @@ static void test_changed_entry_found(void **state)
 {
     fixture *f = *state;
     append_n(f->db, 6);
-    raw_ok(f->file, "DROP TRIGGER audit_no_update");
+    drop_trigger(f, "audit_no_update");
 
     /* A field changed, the hash left: entry 3 no longer matches it. */
-    raw_ok(f->file, "UPDATE audit SET actor = 'token:someone-else' WHERE seq = 3");
+    raw_ok(f, "UPDATE audit SET actor = 'token:someone-else' WHERE seq = 3");
     lp_db_audit_report r = verify(f->db, NULL);
     assert_report(r, LP_DB_AUDIT_CHANGED, 3,
                   "audit entry 3 was changed: its hash does not match its contents");
@@ -407,7 +400,7 @@ static void test_changed_and_rehashed_found(void **state)
 {
     fixture *f = *state;
     append_n(f->db, 5);
-    raw_ok(f->file, "DROP TRIGGER audit_no_update");
+    drop_trigger(f, "audit_no_update");
     /* Entry 3's details changed and its hash recomputed to match: entry 3
      * looks whole, but entry 4 was chained to the old hash. */
     lp_db_audit_list l = {0};
@@ -419,24 +412,34 @@ static void test_changed_and_rehashed_found(void **state)
     lp_db_audit_list_free(&l);
     snprintf(sql, sizeof sql,
              "UPDATE audit SET details = '{\"version_code\":99}', hash = '%s' WHERE seq = 3", h);
-    raw_ok(f->file, sql);
+    raw_ok(f, sql);
     lp_db_audit_report r = verify(f->db, NULL);
     assert_report(r, LP_DB_AUDIT_UNLINKED, 4,
                   "audit entry 4 does not follow entry 3: its prev_hash is not the hash of "
                   "entry 3");
 
     /* Details that mean the same but are not canonical: changed too. */
-    raw_ok(f->file, "UPDATE audit SET details = '{ \"version_code\": 2 }' WHERE seq = 2");
+    raw_ok(f, "UPDATE audit SET details = '{ \"version_code\": 2 }' WHERE seq = 2");
     r = verify(f->db, NULL);
     assert_report(r, LP_DB_AUDIT_CHANGED, 2, "its details are not in canonical form");
     /* Details that are not JSON at all, a NULL, a time that is text. */
-    raw_ok(f->file, "UPDATE audit SET details = 'nonsense' WHERE seq = 2");
+    raw_ok(f, "UPDATE audit SET details = 'nonsense' WHERE seq = 2");
     r = verify(f->db, NULL);
     assert_report(r, LP_DB_AUDIT_CHANGED, 2, "its details are not a JSON object");
-    raw_ok(f->file, "UPDATE audit SET at = 'yesterday' WHERE seq = 1");
+    if (f->tdb->pg) {
+        /* The column is a BIGINT: no text fits, but a NULL does once the
+         * constraint is gone.  (Text that is not UTF-8 cannot be stored in
+         * a UTF8 database at all.) */
+        raw_ok(f, "ALTER TABLE audit ALTER COLUMN at DROP NOT NULL; "
+                  "UPDATE audit SET at = NULL WHERE seq = 1");
+        r = verify(f->db, NULL);
+        assert_report(r, LP_DB_AUDIT_CHANGED, 1, "its time is not an integer");
+        return;
+    }
+    raw_ok(f, "UPDATE audit SET at = 'yesterday' WHERE seq = 1");
     r = verify(f->db, NULL);
     assert_report(r, LP_DB_AUDIT_CHANGED, 1, "its time is not an integer");
-    raw_ok(f->file, "UPDATE audit SET at = 1, app = CAST(x'ff' AS TEXT) WHERE seq = 1");
+    raw_ok(f, "UPDATE audit SET at = 1, app = CAST(x'ff' AS TEXT) WHERE seq = 1");
     r = verify(f->db, NULL);
     assert_report(r, LP_DB_AUDIT_CHANGED, 1, "its app is not valid UTF-8");
 }
@@ -445,28 +448,28 @@ static void test_removed_entries_found(void **state)
 {
     fixture *f = *state;
     append_n(f->db, 8);
-    raw_ok(f->file, "DROP TRIGGER audit_no_delete");
+    drop_trigger(f, "audit_no_delete");
 
-    raw_ok(f->file, "DELETE FROM audit WHERE seq = 5");
+    raw_ok(f, "DELETE FROM audit WHERE seq = 5");
     lp_db_audit_report r = verify(f->db, NULL);
     assert_report(r, LP_DB_AUDIT_MISSING, 5,
                   "audit entry 5 is missing (entries go from 4 to 6)");
     assert_int_equal(r.seq_end, 5);
 
-    raw_ok(f->file, "DELETE FROM audit WHERE seq = 6");
+    raw_ok(f, "DELETE FROM audit WHERE seq = 6");
     r = verify(f->db, NULL);
     assert_report(r, LP_DB_AUDIT_MISSING, 5,
                   "audit entries 5 to 6 are missing (entries go from 4 to 7)");
     assert_int_equal(r.seq_end, 6);
 
-    raw_ok(f->file, "DELETE FROM audit WHERE seq = 1");
+    raw_ok(f, "DELETE FROM audit WHERE seq = 1");
     r = verify(f->db, NULL);
     assert_report(r, LP_DB_AUDIT_MISSING, 1,
                   "audit entry 1 is missing (the log starts at entry 2)");
 
     /* Renumbering to close the gap breaks the hashes (seq is hashed). */
-    raw_ok(f->file, "DROP TRIGGER audit_no_update");
-    raw_ok(f->file, "UPDATE audit SET seq = seq - 1");
+    drop_trigger(f, "audit_no_update");
+    raw_ok(f, "UPDATE audit SET seq = seq - 1");
     r = verify(f->db, NULL);
     assert_report(r, LP_DB_AUDIT_CHANGED, 1, "audit entry 1 was changed");
 }
@@ -479,8 +482,8 @@ static void test_tail_removed_needs_head(void **state)
     lp_db_audit_head head;
     assert_ok(lp_db_audit_head_get(f->db, &head, &err), err);
     assert_int_equal(head.seq, 5);
-    raw_ok(f->file, "DROP TRIGGER audit_no_delete");
-    raw_ok(f->file, "DELETE FROM audit WHERE seq >= 4");
+    drop_trigger(f, "audit_no_delete");
+    raw_ok(f, "DELETE FROM audit WHERE seq >= 4");
 
     /* Without a head the shorter chain is whole: nothing to see. */
     lp_db_audit_report r = verify(f->db, NULL);
@@ -505,14 +508,18 @@ static void test_triggers_refuse(void **state)
     fixture *f = *state;
     append_n(f->db, 2);
     char msg[256];
-    int rc = raw_exec(f->file, "UPDATE audit SET actor = 'x' WHERE seq = 1", msg, sizeof msg);
-    assert_int_equal(rc & 0xff, SQLITE_CONSTRAINT);
+    assert_int_equal(
+        lp_testdb_exec(f->tdb, "UPDATE audit SET actor = 'x' WHERE seq = 1", msg, sizeof msg), -1);
     assert_non_null(strstr(msg, "audit entries cannot be changed"));
-    rc = raw_exec(f->file, "DELETE FROM audit WHERE seq = 2", msg, sizeof msg);
-    assert_int_equal(rc & 0xff, SQLITE_CONSTRAINT);
+    assert_int_equal(lp_testdb_exec(f->tdb, "DELETE FROM audit WHERE seq = 2", msg, sizeof msg),
+                     -1);
     assert_non_null(strstr(msg, "audit entries cannot be removed"));
-    rc = raw_exec(f->file, "DELETE FROM audit", msg, sizeof msg);
-    assert_int_equal(rc & 0xff, SQLITE_CONSTRAINT);
+    assert_int_equal(lp_testdb_exec(f->tdb, "DELETE FROM audit", msg, sizeof msg), -1);
+    if (f->tdb->pg) {
+        /* TRUNCATE, which skips DELETE triggers, is refused too. */
+        assert_int_equal(lp_testdb_exec(f->tdb, "TRUNCATE audit", msg, sizeof msg), -1);
+        assert_non_null(strstr(msg, "audit entries cannot be removed"));
+    }
     assert_int_equal(count_entries(f->db), 2);
     assert_int_equal(verify(f->db, NULL).problem, LP_DB_AUDIT_INTACT);
 }

@@ -1,7 +1,8 @@
 /*
  * test_db_events.c — devices and their events in the metadata database
- * (schema version 2, the download figures version 4), on real SQLite files
- * in a scratch folder.
+ * (schema version 2, the download figures version 4), on a real database:
+ * an SQLite file in a scratch folder, or a PostgreSQL schema when
+ * LP_TEST_PG_URL is set (testdb.h).
  *
  * Covers: a batch is stored once (re-sent and overlapping batches count
  * duplicates; two connections racing with the same batch store it once),
@@ -10,22 +11,23 @@
  * at its largest), lists newest first with every filter and paging, device
  * lists with paging, every field's bounds (the bad one named, nothing of
  * the batch stored), a batch inside a caller's transaction that is rolled
- * back, and the migration of a version 1 database in place: the file is
- * made with SQLite directly from the version 1 script (the first entry of
- * the migration list, which is never edited), holds an app, a token and a
- * release, and keeps them after lp_db_open brings it to version 2; and of a
+ * back, and the migration of a version 1 database in place: the database
+ * is made directly (SQLite's library, or libpq on PostgreSQL: testdb.h)
+ * from the version 1 script (the first entry of the migration list, which
+ * is never edited), holds an app, a token and a release, and keeps them
+ * after lp_db_open brings it to the current version; and of a
  * version 3 database with an event, which gains the figures' columns
  * (the old event reads them as not given, a new one stores them).  The
  * figures round-trip, absent ones read back as not given, negative ones
  * are refused naming the field.
  */
 #include "livepush/db.h"
-#include "store/db_sqlite.h"
+#include "store/db_backend.h"
+#include "testdb.h"
 #include "testutil.h"
 
 #include <pthread.h>
 #include <setjmp.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -38,8 +40,9 @@
 #define DEV_C "00000000000000000000000000000000000000000000000000000000000000cc"
 
 typedef struct fixture {
-    char *dir, *file;
-    char url[512];
+    char *dir;
+    lp_testdb *tdb;
+    const char *url;
     lp_db *db;
     int64_t app;
 } fixture;
@@ -64,8 +67,9 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof *f);
     if (!f || !(f->dir = lp_test_tmpdir("dbev")))
         return -1;
-    f->file = lp_test_join(f->dir, "meta.db");
-    snprintf(f->url, sizeof f->url, "sqlite:%s", f->file);
+    if (!(f->tdb = lp_testdb_new(f->dir, "meta.db")))
+        return -1;
+    f->url = f->tdb->url;
     lp_error err;
     if (lp_db_open(f->url, &f->db, &err) || lp_db_app_create(f->db, "shop", 100, &f->app, &err)) {
         fprintf(stderr, "setup: %s\n", err.msg);
@@ -79,8 +83,8 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     lp_db_close(f->db);
+    lp_testdb_free(f->tdb);
     int rc = lp_test_rmtree(f->dir);
-    free(f->file);
     free(f->dir);
     free(f);
     return rc;
@@ -211,6 +215,23 @@ static void test_device_version(void **state)
     assert_ok(lp_db_device_get(f->db, f->app, DEV_A, &d, &err), err);
     assert_int_equal(d.version_code, 2);
     lp_db_device_free(&d);
+
+    /* A batch that arrives after a newer one, with an activation newer than
+     * the one the row knows (seq 12 between 10 and 14): the row follows it;
+     * later check-ins ("checked", no release) leave it. */
+    lp_db_event_new first[2] = {ev(10, "activated", 7), ev(14, "checked", 0)};
+    lp_db_event_new late[1] = {ev(12, "activated", 8)};
+    lp_db_event_new checks[2] = {ev(15, "checked", 0), ev(16, "checked", 0)};
+    int64_t want[3] = {7, 8, 8};
+    const lp_db_event_new *batch[3] = {first, late, checks};
+    size_t n[3] = {2, 1, 2};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(put(f->db, f->app, DEV_B, batch[i], n[i], 0, 0), n[i]);
+        assert_ok(lp_db_device_get(f->db, f->app, DEV_B, &d, &err), err);
+        assert_int_equal(d.version_code, want[i]);
+        assert_int_equal(d.last_event.seq, i < 2 ? 14 : 16);
+        lp_db_device_free(&d);
+    }
 }
 
 static void test_list_and_paging(void **state)
@@ -446,36 +467,50 @@ static void test_race(void **state)
 
 /* ---- migration ------------------------------------------------------------- */
 
-static void raw_exec(sqlite3 *h, const char *sql)
+/* Runs a script on `old` directly: the first `n` migrations as released,
+ * schema_version n, then `rows` (SQL in both dialects). */
+static void make_old(lp_testdb *old, int n, const char *rows)
 {
-    char *msg = NULL;
-    if (sqlite3_exec(h, sql, NULL, NULL, &msg) != SQLITE_OK)
-        fail_msg("%s: %s", sql, msg ? msg : "?");
+    size_t cap = 65536, len = 0;
+    char *sql = malloc(cap);
+    assert_non_null(sql);
+    len += (size_t)snprintf(sql + len, cap - len, "%sBEGIN; "
+                            "CREATE TABLE schema_version (version INTEGER NOT NULL); ",
+                            old->pg ? "" : "PRAGMA journal_mode = WAL; ");
+    for (int i = 0; i < n; i++) {
+        const char *m = old->pg ? lp_db_migrations[i].postgresql : lp_db_migrations[i].sqlite;
+        len += (size_t)snprintf(sql + len, cap - len, "%s; ", m);
+    }
+    len += (size_t)snprintf(sql + len, cap - len,
+                            "INSERT INTO schema_version (version) VALUES (%d); %s; COMMIT", n,
+                            rows);
+    assert_true(len < cap);
+    char msg[512];
+    if (lp_testdb_exec(old, sql, msg, sizeof msg) != 0)
+        fail_msg("making a version %d database: %s", n, msg);
+    free(sql);
 }
 
 static void test_migrate_v1(void **state)
 {
     fixture *f = *state;
-    char *file = lp_test_join(f->dir, "v1.db");
-    char url[512];
-    snprintf(url, sizeof url, "sqlite:%s", file);
-    sqlite3 *h;
-    assert_int_equal(sqlite3_open(file, &h), SQLITE_OK);
-    raw_exec(h, "PRAGMA journal_mode = WAL");
-    raw_exec(h, "BEGIN");
-    raw_exec(h, "CREATE TABLE schema_version (version INTEGER NOT NULL)");
-    raw_exec(h, sq_migrations[0]); /* the version 1 schema, as released */
-    raw_exec(h, "INSERT INTO schema_version (version) VALUES (1)");
-    raw_exec(h, "INSERT INTO apps (id, name, created_at) VALUES (7, 'legacy', 10)");
-    raw_exec(h, "INSERT INTO tokens (id, name, salt, hash, scopes, created_at) VALUES "
-                "('tok1', 'old', x'0102030405060708', x'0102030405060708090a0b0c0d0e0f10', "
-                "'upload', 11)");
-    raw_exec(h, "INSERT INTO releases (app_id, version, version_code, manifest_sha256, "
-                "manifest_size, created_at, created_by, state) VALUES (7, 'v1', 1, "
-                "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 5, 12, "
-                "'tok1', 'published')");
-    raw_exec(h, "COMMIT");
-    sqlite3_close(h);
+    lp_testdb *old = lp_testdb_new(f->dir, "v1.db");
+    assert_non_null(old);
+    const char *url = old->url;
+    char rows[1024];
+    /* the version 1 schema, as released, with an app, a token and a release */
+    snprintf(rows, sizeof rows,
+             "INSERT INTO apps (id, name, created_at) VALUES (7, 'legacy', 10); "
+             "INSERT INTO tokens (id, name, salt, hash, scopes, created_at) VALUES "
+             "('tok1', 'old', %s, %s, 'upload', 11); "
+             "INSERT INTO releases (app_id, version, version_code, manifest_sha256, "
+             "manifest_size, created_at, created_by, state) VALUES (7, 'v1', 1, "
+             "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 5, 12, "
+             "'tok1', 'published')",
+             old->pg ? "'\\x0102030405060708'::bytea" : "x'0102030405060708'",
+             old->pg ? "'\\x0102030405060708090a0b0c0d0e0f10'::bytea"
+                     : "x'0102030405060708090a0b0c0d0e0f10'");
+    make_old(old, 1, rows);
 
     lp_db *db = NULL;
     lp_error err;
@@ -505,7 +540,7 @@ static void test_migrate_v1(void **state)
     assert_int_equal(d.version_code, 1);
     lp_db_device_free(&d);
     lp_db_close(db);
-    free(file);
+    lp_testdb_free(old);
 }
 
 /* A version 3 database (made from the first three scripts, never edited)
@@ -514,25 +549,16 @@ static void test_migrate_v1(void **state)
 static void test_migrate_v3(void **state)
 {
     fixture *f = *state;
-    char *file = lp_test_join(f->dir, "v3.db");
-    char url[512];
-    snprintf(url, sizeof url, "sqlite:%s", file);
-    sqlite3 *h;
-    assert_int_equal(sqlite3_open(file, &h), SQLITE_OK);
-    raw_exec(h, "PRAGMA journal_mode = WAL");
-    raw_exec(h, "BEGIN");
-    raw_exec(h, "CREATE TABLE schema_version (version INTEGER NOT NULL)");
-    for (int i = 0; i < 3; i++)
-        raw_exec(h, sq_migrations[i]);
-    raw_exec(h, "INSERT INTO schema_version (version) VALUES (3)");
-    raw_exec(h, "INSERT INTO apps (id, name, created_at) VALUES (7, 'legacy', 10)");
-    raw_exec(h, "INSERT INTO devices (app_id, device_id, first_seen, last_seen, last_event_seq) "
-                "VALUES (7, '" DEV_A "', 5, 5, 1)");
-    raw_exec(h, "INSERT INTO events (app_id, device_id, seq, type, at, version_code, reason, "
-                "received_at) VALUES (7, '" DEV_A "', 1, 'downloaded', 4, 2, "
-                "'files_delta=2 bytes_delta=10 bytes_delta_saved=90 delta_fallbacks=0', 5)");
-    raw_exec(h, "COMMIT");
-    sqlite3_close(h);
+    lp_testdb *old = lp_testdb_new(f->dir, "v3.db");
+    assert_non_null(old);
+    const char *url = old->url;
+    make_old(old, 3,
+             "INSERT INTO apps (id, name, created_at) VALUES (7, 'legacy', 10); "
+             "INSERT INTO devices (app_id, device_id, first_seen, last_seen, last_event_seq) "
+             "VALUES (7, '" DEV_A "', 5, 5, 1); "
+             "INSERT INTO events (app_id, device_id, seq, type, at, version_code, reason, "
+             "received_at) VALUES (7, '" DEV_A "', 1, 'downloaded', 4, 2, "
+             "'files_delta=2 bytes_delta=10 bytes_delta_saved=90 delta_fallbacks=0', 5)");
 
     lp_db *db = NULL;
     lp_error err;
@@ -562,11 +588,8 @@ static void test_migrate_v3(void **state)
     lp_db_event_list_free(&l);
     lp_db_close(db);
     /* the columns refuse negative figures by themselves too */
-    assert_int_equal(sqlite3_open(file, &h), SQLITE_OK);
-    assert_int_not_equal(sqlite3_exec(h, "UPDATE events SET bytes = -1", NULL, NULL, NULL),
-                         SQLITE_OK);
-    sqlite3_close(h);
-    free(file);
+    assert_int_equal(lp_testdb_exec(old, "UPDATE events SET bytes = -1", NULL, 0), -1);
+    lp_testdb_free(old);
 }
 
 int main(void)

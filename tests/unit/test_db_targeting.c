@@ -1,16 +1,17 @@
 /*
  * test_db_targeting.c — a release's targeting rules in the metadata
- * database (SQLite back end, a real file in a scratch folder): the schema
+ * database (a real database: an SQLite file in a scratch folder, or a
+ * PostgreSQL schema when LP_TEST_PG_URL is set, testdb.h): the schema
  * has the column; the rules are checked on insert (the message names the
  * member, nothing is stored) and stored in canonical form whatever form
  * they were given in; {} and none store NULL; every read (by id, by
  * version, latest, list) gives them back.
  */
 #include "livepush/db.h"
+#include "testdb.h"
 #include "testutil.h"
 
 #include <setjmp.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -21,7 +22,8 @@
 static const char SHA[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
 typedef struct fixture {
-    char *dir, *file;
+    char *dir;
+    lp_testdb *tdb;
     lp_db *db;
     int64_t app;
 } fixture;
@@ -31,11 +33,9 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
     assert_non_null(f->dir = lp_test_tmpdir("dbtargeting"));
-    f->file = lp_test_join(f->dir, "meta.db");
-    char url[4200];
-    snprintf(url, sizeof url, "sqlite:%s", f->file);
+    assert_non_null(f->tdb = lp_testdb_new(f->dir, "meta.db"));
     lp_error err;
-    if (lp_db_open(url, &f->db, &err) || lp_db_app_create(f->db, "shop", 0, &f->app, &err))
+    if (lp_db_open(f->tdb->url, &f->db, &err) || lp_db_app_create(f->db, "shop", 0, &f->app, &err))
         fail_msg("open: %s", err.msg);
     *state = f;
     return 0;
@@ -45,9 +45,9 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     lp_db_close(f->db);
+    lp_testdb_free(f->tdb);
     lp_test_rmtree(f->dir);
     free(f->dir);
-    free(f->file);
     free(f);
     return 0;
 }
@@ -79,13 +79,7 @@ static void expect_stored(fixture *f, const char *version, const char *want)
 static void test_schema_column(void **state)
 {
     fixture *f = *state;
-    sqlite3 *h = NULL;
-    assert_int_equal(sqlite3_open(f->file, &h), SQLITE_OK);
-    sqlite3_stmt *s = NULL;
-    assert_int_equal(sqlite3_prepare_v2(h, "SELECT targeting FROM releases", -1, &s, NULL),
-                     SQLITE_OK);
-    sqlite3_finalize(s);
-    sqlite3_close(h);
+    assert_int_equal(lp_testdb_exec(f->tdb, "SELECT targeting FROM releases", NULL, 0), 0);
 }
 
 static void test_canonical_on_insert(void **state)

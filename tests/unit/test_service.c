@@ -12,6 +12,7 @@
 #include "livepush/tuf.h"
 #include "livepush/tuf_repo.h"
 #include "server/service.h"
+#include "testdb.h"
 #include "testutil.h"
 
 #include <jansson.h>
@@ -31,15 +32,28 @@
 typedef struct fx {
     char *dir;  /* temp folder */
     char *data; /* <dir>/data */
+    lp_testdb *tdb; /* the PostgreSQL schema when LP_TEST_PG_URL is set (testdb.h) */
     lp_service *svc;
 } fx;
+
+/* The database of the service: <data>/livepush.db, or the test's schema. */
+static const char *db_url(fx *f, char *buf, size_t cap)
+{
+    if (f->tdb)
+        return f->tdb->url;
+    snprintf(buf, cap, "sqlite:%s/livepush.db", f->data);
+    return buf;
+}
 
 static int setup(void **state)
 {
     fx *f = calloc(1, sizeof *f);
     f->dir = lp_test_tmpdir("service");
     f->data = lp_test_join(f->dir, "data");
-    lp_service_options o = {.data_dir = f->data, .db_connections = 4};
+    if (lp_testdb_is_pg())
+        assert_non_null(f->tdb = lp_testdb_new(f->dir, "unused"));
+    lp_service_options o = {.data_dir = f->data, .db_connections = 4,
+                            .db_url = f->tdb ? f->tdb->url : NULL};
     lp_error err;
     lp_error_clear(&err);
     if (lp_service_open(&f->svc, &o, &err)) {
@@ -54,6 +68,7 @@ static int teardown(void **state)
 {
     fx *f = *state;
     lp_service_close(f->svc);
+    lp_testdb_free(f->tdb);
     lp_test_rmtree(f->dir);
     free(f->data);
     free(f->dir);
@@ -65,7 +80,7 @@ static void reopen(fx *f)
 {
     lp_service_close(f->svc);
     f->svc = NULL;
-    lp_service_options o = {.data_dir = f->data};
+    lp_service_options o = {.data_dir = f->data, .db_url = f->tdb ? f->tdb->url : NULL};
     lp_error err;
     lp_error_clear(&err);
     lp_status st = lp_service_open(&f->svc, &o, &err);
@@ -348,9 +363,8 @@ static void test_recover(void **state)
     /* The database gains a release the repository never heard of (a crash
      * after the commit, before the metadata was written). */
     char url[4200];
-    snprintf(url, sizeof url, "sqlite:%s/livepush.db", f->data);
     lp_db *db = NULL;
-    assert_int_equal(lp_db_open(url, &db, &err), LP_OK);
+    assert_int_equal(lp_db_open(db_url(f, url, sizeof url), &db, &err), LP_OK);
     const char *chans[] = {"beta"};
     lp_db_release_new nr = {.app_id = r.app_id, .version = "v2", .version_code = 2,
                             .manifest_sha256 = r.manifest_sha256,

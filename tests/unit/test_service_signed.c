@@ -28,6 +28,7 @@
 #include "livepush/tuf_sign.h"
 #include "server/log.h"
 #include "server/service.h"
+#include "testdb.h"
 #include "testutil.h"
 #include "tuf/json.h"
 
@@ -70,6 +71,7 @@ enum { P_ROOT, P_REL1, P_REL2, P_OUTSIDER, NPUB };
 typedef struct fx {
     char *dir;  /* temp folder */
     char *data; /* <dir>/data */
+    lp_testdb *tdb; /* the PostgreSQL schema when LP_TEST_PG_URL is set (testdb.h) */
     char *logfile;
     FILE *logf;
     lp_log log;
@@ -77,9 +79,19 @@ typedef struct fx {
     lp_key *pub[NPUB];
 } fx;
 
+/* The database of the service: <data>/livepush.db, or the test's schema. */
+static const char *db_url(fx *f, char *buf, size_t cap)
+{
+    if (f->tdb)
+        return f->tdb->url;
+    snprintf(buf, cap, "sqlite:%s/livepush.db", f->data);
+    return buf;
+}
+
 static void open_service(fx *f)
 {
-    lp_service_options o = {.data_dir = f->data, .db_connections = 4, .log = &f->log};
+    lp_service_options o = {.data_dir = f->data, .db_connections = 4, .log = &f->log,
+                            .db_url = f->tdb ? f->tdb->url : NULL};
     lp_error err;
     OK(lp_service_open(&f->svc, &o, &err));
 }
@@ -89,6 +101,8 @@ static int setup(void **state)
     fx *f = calloc(1, sizeof *f);
     f->dir = lp_test_tmpdir("service-signed");
     f->data = lp_test_join(f->dir, "data");
+    if (lp_testdb_is_pg())
+        assert_non_null(f->tdb = lp_testdb_new(f->dir, "unused"));
     f->logfile = lp_test_join(f->dir, "server.log");
     f->logf = fopen(f->logfile, "w");
     assert_non_null(f->logf);
@@ -109,6 +123,7 @@ static int teardown(void **state)
     for (int i = 0; i < NPUB; i++)
         lp_key_free(f->pub[i]);
     fclose(f->logf);
+    lp_testdb_free(f->tdb);
     assert_int_equal(lp_test_rmtree(f->dir), 0);
     free(f->logfile);
     free(f->data);
@@ -810,11 +825,10 @@ static void set_state_directly(fx *f, const char *app, const char *version, cons
 {
     lp_error err;
     char url[4200];
-    snprintf(url, sizeof url, "sqlite:%s/livepush.db", f->data);
     lp_db *db = NULL;
     lp_db_app a = {0};
     lp_db_release r = {0};
-    OK(lp_db_open(url, &db, &err));
+    OK(lp_db_open(db_url(f, url, sizeof url), &db, &err));
     OK(lp_db_app_get_by_name(db, app, &a, &err));
     OK(lp_db_release_get_by_version(db, a.id, version, &r, &err));
     OK(lp_db_release_set_state(db, r.id, state, &err));
