@@ -108,11 +108,14 @@ function parseRoute() {
     }
   });
   const [top, a, b, c, d] = parts;
-  if (top === 'apps' && c === 'releases' && d) return { view: releaseView, nav: 'apps', app: a, channel: b, version: d };
-  if (top === 'apps') return { view: releasesView, nav: 'apps', app: a, channel: b };
-  if (top === 'devices') return { view: devicesView, nav: 'devices', app: a, id: b };
-  if (top === 'audit') return { view: auditView, nav: 'audit', app: a };
-  return { view: releasesView, nav: 'apps' };
+  // `hash` is the address the view was routed from: a view may rewrite the
+  // address into its canonical form only while it is still this one.
+  const hash = location.hash;
+  if (top === 'apps' && c === 'releases' && d) return { view: releaseView, nav: 'apps', app: a, channel: b, version: d, hash };
+  if (top === 'apps') return { view: releasesView, nav: 'apps', app: a, channel: b, hash };
+  if (top === 'devices') return { view: devicesView, nav: 'devices', app: a, id: b, hash };
+  if (top === 'audit') return { view: auditView, nav: 'audit', app: a, hash };
+  return { view: releasesView, nav: 'apps', hash };
 }
 
 function stopView() {
@@ -146,8 +149,11 @@ async function route() {
   const r = parseRoute();
   for (const a of document.querySelectorAll('#nav a'))
     a.classList.toggle('current', a.dataset.nav === r.nav);
-  const root = $('view-body');
-  root.replaceChildren();
+  // Each route renders into its own container. A route superseded while its
+  // view is still loading (a second hashchange, a sign-in racing the initial
+  // route) then writes into a detached element and never into the page.
+  const root = el('div', { class: 'view-root' });
+  $('view-body').replaceChildren(root);
   if (!page.ctx.can.read) {
     root.append(el('p', { class: 'hint' }, `This token (${page.ctx.who.scopes.join(', ')}) cannot ` +
       'read the management API: sign in with a token that has the read scope (or one that implies it).'));

@@ -114,7 +114,9 @@ export async function releasesView(root, params, ctx) {
     return {};
   }
   const { app, channel } = where;
-  if (params.app !== app.name || params.channel !== channel)
+  // Canonical address (#/apps/<app>/<channel>), unless the user has moved on
+  // while the app list loaded: a superseded view must not rewrite the address.
+  if ((params.app !== app.name || params.channel !== channel) && location.hash === params.hash)
     history.replaceState(null, '', channel ? channelHref(app.name, channel) : `#/apps/${enc(app.name)}`);
 
   const appSelect = el('select', { id: 'app-select', 'aria-label': 'App',

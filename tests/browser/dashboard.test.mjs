@@ -171,6 +171,7 @@ async function main() {
     ok('no Content-Security-Policy violation, no script error, no other console error');
   } catch (e) {
     console.log(`FAIL - step ${step + 1}: ${e.stack || e}`);
+    if (page) console.log('ROUTES', JSON.stringify(await page.evaluate(() => window.__r).catch(() => null)));
     if (page) await page.screenshot({ path: path.join(SHOTS, 'fail.png'), fullPage: true }).catch(() => {});
     process.exitCode = 1;
   } finally {
@@ -212,6 +213,34 @@ async function run() {
   assert.equal(await page.locator('#view-body img').count(), 0);
   ok('the notes "<img src=x onerror=alert(1)><b>bold</b> & more" show as text: no <img> or <b> element');
   await shot('releases.png');
+
+  // Two routes started before the first finished loading: only the second
+  // may fill the page (a superseded view writes into a detached container).
+  await page.evaluate(() => {
+    location.hash = '#/apps/default';
+    setTimeout(() => { location.hash = '#/apps/default/stable'; }, 0);
+  });
+  await page.waitForFunction(() => !document.querySelector('#view-body [aria-busy]') &&
+    document.querySelectorAll('#releases tr[data-version="1.1"]').length > 0, null, WAIT);
+  await page.waitForTimeout(300);
+  assert.equal(await page.locator('#view-body > *').count(), 1);
+  assert.equal(await page.locator('#releases tr[data-version="1.1"]').count(), 1);
+  ok('two routes in quick succession leave one view with one row per release');
+
+  // A view still loading when the user moves on must not rewrite the address
+  // (the list canonicalises #/apps into #/apps/<app>/<channel>).
+  const target = '#/apps/default/stable/releases/1.0';
+  await page.evaluate((t) => {
+    location.hash = '#/apps';
+    setTimeout(() => { location.hash = t; }, 0);
+  }, target);
+  await page.locator('#release-state[data-state="complete"]').waitFor(WAIT);
+  await page.waitForTimeout(300);
+  assert.equal(await page.evaluate(() => location.hash), target);
+  assert.equal(await page.locator('#releases').count(), 0);
+  ok('moving on while the list loads: the address stays the release page, which alone shows');
+  await page.goto(`${URL}/dashboard#/apps/default/stable`);
+  await row11.waitFor(WAIT);
 
   // ---- admin: raise 1.1 to 50% (a cancelled dialog changes nothing) ----
   await row11.locator('td.c-version a').click();
