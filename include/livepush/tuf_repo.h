@@ -144,6 +144,30 @@ lp_status lp_tuf_repo_delegate(lp_tuf_repo *r, const char *delegator, const char
 lp_status lp_tuf_repo_publish(lp_tuf_repo *r, const lp_key *const *keys, size_t nkeys,
                               lp_error *err);
 
+/* Holding the timestamp back.  With `hold` true, the following publishes
+ * write every file but timestamp.json and keep the newly signed timestamp
+ * in the repository instead (a later publish replaces the one kept).  Until
+ * lp_tuf_repo_write_timestamp writes it, a reader starting from
+ * timestamp.json sees exactly the state before those publishes: the new
+ * files are versioned names that nothing it reads points to.  A caller that
+ * must make the new state visible only once something else succeeded (a
+ * database commit) publishes with the timestamp held, commits, then writes
+ * it; if it gives up instead it frees the repository, and the unreferenced
+ * files are skipped over by the next publish (a role's new version is
+ * never one whose versioned file already exists, so no version ever names
+ * two different files).  Turning `hold` off does not write the kept
+ * timestamp. */
+void lp_tuf_repo_hold_timestamp(lp_tuf_repo *r, bool hold);
+
+/* True when a publish made with the timestamp held has not had its
+ * timestamp written yet. */
+bool lp_tuf_repo_timestamp_pending(const lp_tuf_repo *r);
+
+/* Writes the kept timestamp as timestamp.json (atomically) and forgets it;
+ * LP_OK with nothing to do when none is kept.  LP_ERR_IO when the write
+ * fails (the timestamp stays kept, so it can be retried). */
+lp_status lp_tuf_repo_write_timestamp(lp_tuf_repo *r, lp_error *err);
+
 /* ---- roles signed elsewhere ------------------------------------------ */
 
 /* Prepares `role` for signing away from this repository: renders the

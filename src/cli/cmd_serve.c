@@ -189,6 +189,8 @@ int lp_cmd_serve(int argc, char **argv)
                              .log = &log,
                              .device_token = cfg.device_auth_token,
                              .lifecycle = lf ? &lifecycle : NULL,
+                             /* fault injection for tests (docs/testing.md) */
+                             .crash_at = getenv("LIVEPUSH_CRASH_AT"),
                              .deltas = {.releases = cfg.delta_releases,
                                         .min_size = cfg.delta_min_size,
                                         .max_ratio = cfg.delta_max_ratio,

@@ -39,6 +39,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +166,11 @@ lp_status lp_service_open(lp_service **out, const lp_service_options *opt, lp_er
     pthread_cond_init(&s->cv, NULL);
     s->log = opt->log;
     s->lifecycle = opt->lifecycle;
+    if (opt->crash_at && *opt->crash_at && !(s->crash_at = strdup(opt->crash_at))) {
+        free(s->data_dir);
+        free(s);
+        return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    }
     s->device_token = opt->device_token;
     s->deltas = opt->deltas;
     if (s->deltas.max_ratio <= 0)
@@ -241,6 +247,7 @@ void lp_service_close(lp_service *s)
     pthread_mutex_destroy(&s->audit_mu);
     free(s->audit_head);
     free(s->db_url);
+    free(s->crash_at);
     free(s->deltas_dir);
     free(s->data_dir);
     free(s->repos_dir);
@@ -466,4 +473,19 @@ lp_status lp_service_bootstrap(lp_service *s, const char *default_app, bool *cre
                          json_pack("{s:s}", "app", default_app));
     }
     return st;
+}
+
+/* ---- crash points ----------------------------------------------------------- */
+
+static const char *const crash_points[] = {"change:before-commit", "change:after-commit"};
+
+void lp_service_crash_point(const lp_service *s, const char *name)
+{
+    bool known = false;
+    for (size_t i = 0; i < sizeof crash_points / sizeof *crash_points; i++)
+        known = known || !strcmp(crash_points[i], name);
+    if (!known)
+        abort(); /* a call site whose point is not in the list */
+    if (s->crash_at && !strcmp(s->crash_at, name))
+        kill(getpid(), SIGKILL);
 }

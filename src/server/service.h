@@ -84,6 +84,9 @@ typedef struct lp_service_options {
     lp_service_delta_options deltas;  /* all zero: no deltas are planned */
     const lp_log *lifecycle;          /* borrowed, may be NULL: where the update life
                                          cycle goes as JSON lines (lp_service_lifecycle) */
+    const char *crash_at;             /* fault injection for tests: the name of a crash
+                                         point (lp_service_crash_point), NULL: none;
+                                         copied */
 } lp_service_options;
 
 /* Opens the data folder and database (applying migrations), then runs

@@ -54,7 +54,31 @@ struct lp_service {
     unsigned npool;
     struct lp_metrics *metrics; /* the server's counters (metrics.h) */
     const lp_log *lifecycle;    /* lp_service_options.lifecycle (may be NULL) */
+    char *crash_at;             /* lp_service_options.crash_at (may be NULL) */
 };
+
+/* Fault injection: when the server was started with crash point `name`
+ * (LIVEPUSH_CRASH_AT), kills the process with SIGKILL right here, leaving
+ * things as a power cut would.  The points (service.c):
+ *   change:before-commit  a change's repository files written, its
+ *                         transaction not committed, timestamp held
+ *   change:after-commit   the transaction committed, timestamp not written
+ * A name not in that list aborts: a call site and the list cannot drift. */
+void lp_service_crash_point(const lp_service *s, const char *name);
+
+/* One change to an app made under its lock inside one database transaction
+ * (a publish, a rollback, a rollout change): the syncs it runs share one
+ * repository whose publishes hold the timestamp back, and the timestamp is
+ * written only after the commit (lp_service_txn_finish).  Devices and other
+ * servers, which read from timestamp.json, therefore never see a state the
+ * database does not have: a server dying before the commit leaves only
+ * unreferenced versioned files, and one dying between the commit and the
+ * timestamp leaves the database ahead, which the next sync of the app (a
+ * change, a repair after the lock's holder died, the next start) catches
+ * up.  Zero-initialise; lp_service_txn_free when done. */
+typedef struct lp_service_txn {
+    lp_tuf_repo *repo;
+} lp_service_txn;
 
 /* ---- the rollout role (service_rollout.c) ---- */
 
@@ -79,7 +103,7 @@ lp_status lp_service_repo_publish(lp_service *s, const char *app, lp_tuf_repo *r
  * the online keys when it changed; *enforced (may be NULL) tells whether
  * the repository delegates the role at all. */
 lp_status lp_service_rollout_sync(lp_service *s, lp_db *db, const lp_db_app *app, bool *enforced,
-                                  lp_error *err);
+                                  lp_service_txn *tx, lp_error *err);
 /* The cohort salt of a channel (32 hex digits). */
 void lp_service_channel_salt(const char *app, const char *channel, char out[33]);
 
@@ -109,7 +133,24 @@ void lp_service_keys_free(lp_key *keys[LP_SERVICE_NROLES]);
  * transaction, whose writes then count.  *changed (may be NULL) tells
  * whether new metadata was written. */
 lp_status lp_service_sync_app(lp_service *s, lp_db *db, const lp_db_app *app, bool *changed,
-                              lp_error *err);
+                              lp_service_txn *tx, lp_error *err);
+
+/* The app's repository for a sync: with `tx`, the one the change already
+ * opened, or a new one kept in it with the timestamp held; without, a new
+ * one the caller frees (lp_service_repo_done). */
+lp_status lp_service_repo_for(lp_service *s, const char *app, lp_service_txn *tx,
+                              lp_tuf_repo **r, lp_error *err);
+/* Frees `r` unless it belongs to `tx`. */
+void lp_service_repo_done(lp_service_txn *tx, lp_tuf_repo *r);
+/* After the change's commit: writes the timestamp the change's publishes
+ * held, making them visible.  LP_OK when there is none.  A failure is
+ * logged and returned with a message saying the change is stored and shows
+ * after the app's next sync. */
+lp_status lp_service_txn_finish(lp_service *s, const char *app, lp_service_txn *tx,
+                                lp_error *err);
+/* Drops the change's repository (and a timestamp not written: the files it
+ * would have pointed to stay unreferenced, see lp_tuf_repo_hold_timestamp). */
+void lp_service_txn_free(lp_service_txn *tx);
 
 /* "<dir>/<name>" (new malloc'd string) or NULL with LP_ERR_NOMEM set. */
 char *lp_service_path(const char *dir, const char *name, lp_error *err);

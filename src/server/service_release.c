@@ -7,11 +7,13 @@
  * app's lock, inside one database transaction: pick the version code,
  * insert the release and its audit entry (service_audit.c; the entry's
  * head goes to audit.head after the commit), make the TUF repository list
- * it (lp_service_sync_app, which writes timestamp.json last), then
- * commit.  A failure before the
- * commit rolls the transaction back and syncs the repository again, so it
- * never lists a release the database does not have; a crash in that window
- * is repaired the same way by lp_service_recover at the next start.
+ * it (lp_service_sync_app, with timestamp.json held back: lp_service_txn),
+ * commit, and only then write timestamp.json.  Devices and other servers
+ * read the repository from timestamp.json, so they never see a release the
+ * database does not have: a failure or a crash before the commit leaves
+ * only versioned files nothing points to; a crash after it leaves the
+ * database ahead, caught up by the next sync of the app (the next change,
+ * the repair when the lock's holder died, lp_service_recover at start).
  *
  * A rollback is the same second half with the restored release's manifest:
  * nothing is ingested again.
@@ -55,23 +57,22 @@ static lp_status insert_and_sync(lp_service *s, const lp_db_app *app, lp_db_rele
         st = lp_db_release_insert(db, rel, id_out, err);
     if (!st)
         st = lp_service_audit_insert(s, db, app, rel, &audit, err);
+    lp_service_txn tx = {0};
     if (!st)
-        st = lp_service_sync_app(s, db, app, NULL, err);
+        st = lp_service_sync_app(s, db, app, NULL, &tx, err);
     if (!st)
         lp_service_delta_plan(s, db, app->name, *id_out);
-    if (!st)
+    if (!st) {
+        lp_service_crash_point(s, "change:before-commit");
         st = lp_db_commit(db, err);
-    if (st && db) {
-        if (lp_db_in_transaction(db))
-            lp_db_rollback(db, NULL);
-        /* The repository may list what the database just refused. */
-        lp_error e2;
-        lp_error_clear(&e2);
-        if (lp_service_sync_app(s, db, app, NULL, &e2) && s->log)
-            lp_log_event(s->log, LP_LOG_ERROR, "repository left ahead of the database; "
-                                               "repaired at next start",
-                         json_pack("{s:s,s:s}", "app", app->name, "error", e2.msg));
     }
+    if (st && db && lp_db_in_transaction(db))
+        lp_db_rollback(db, NULL); /* the timestamp was held: devices saw nothing */
+    if (!st) {
+        lp_service_crash_point(s, "change:after-commit");
+        st = lp_service_txn_finish(s, app->name, &tx, err);
+    }
+    lp_service_txn_free(&tx);
     lp_service_db_release(s, db);
     lp_service_unlock(lock);
     if (!st)

@@ -273,19 +273,17 @@ lp_status lp_service_repo_publish(lp_service *s, const char *app, lp_tuf_repo *r
 }
 
 lp_status lp_service_rollout_sync(lp_service *s, lp_db *db, const lp_db_app *app, bool *enforced,
-                                  lp_error *err)
+                                  lp_service_txn *tx, lp_error *err)
 {
     bool dummy;
     if (!enforced)
         enforced = &dummy;
     *enforced = false;
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s/%s", s->repos_dir, app->name);
     lp_tuf_repo *r = NULL;
     lp_key *keys[2] = {0};
     static const char *const online[2] = {"snapshot", "timestamp"};
     bool changed = false;
-    lp_status st = lp_tuf_repo_open(&r, dir, err);
+    lp_status st = lp_service_repo_for(s, app->name, tx, &r, err);
     if (!st && !lp_service_rollout_enforced(r))
         goto done;
     *enforced = true;
@@ -301,6 +299,6 @@ lp_status lp_service_rollout_sync(lp_service *s, lp_db *db, const lp_db_app *app
 done:
     lp_key_free(keys[0]);
     lp_key_free(keys[1]);
-    lp_tuf_repo_free(r);
+    lp_service_repo_done(tx, r);
     return st ? lp_error_prefix(err, st, "app %s: repository", app->name) : LP_OK;
 }

@@ -33,7 +33,8 @@ typedef lp_status (*action_fn)(lp_service *s, lp_db *db, const lp_db_app *app, v
                                bool *targets_changed, lp_error *err);
 
 /* Runs `fn` under the app's lock in one transaction with its audit entry,
- * re-signs the repository, commits.  *enforced (may be NULL): whether the
+ * re-signs the repository with the timestamp held (lp_service_txn), commits,
+ * then writes the timestamp.  *enforced (may be NULL): whether the
  * repository delegates the rollout role (devices follow the policy). */
 static lp_status run_action(lp_service *s, const char *app_name, action_fn fn, void *ctx,
                             const char *actor, const char *action, const char *subject,
@@ -56,28 +57,23 @@ static lp_status run_action(lp_service *s, const char *app_name, action_fn fn, v
     if (!st)
         st = lp_service_audit_db(s, db, actor, action, app_name, subject, json_incref(details),
                                  &head, err);
+    lp_service_txn tx = {0};
     if (!st && targets_changed)
-        st = lp_service_sync_app(s, db, &app, NULL, err);
+        st = lp_service_sync_app(s, db, &app, NULL, &tx, err);
     if (!st)
-        st = lp_service_rollout_sync(s, db, &app, enforced, err);
-    if (!st)
+        st = lp_service_rollout_sync(s, db, &app, enforced, &tx, err);
+    if (!st) {
+        lp_service_crash_point(s, "change:before-commit");
         st = lp_db_commit(db, err);
+    }
     if (!st) {
         lp_service_audit_anchor(s, &head);
-    } else if (began) {
-        if (lp_db_in_transaction(db))
-            lp_db_rollback(db, NULL);
-        /* The repository may already show what the database refused. */
-        lp_error e2;
-        lp_error_clear(&e2);
-        lp_status r2 = targets_changed ? lp_service_sync_app(s, db, &app, NULL, &e2) : LP_OK;
-        if (!r2)
-            r2 = lp_service_rollout_sync(s, db, &app, NULL, &e2);
-        if (r2 && s->log)
-            lp_log_event(s->log, LP_LOG_ERROR,
-                         "repository left ahead of the database; repaired at next start",
-                         json_pack("{s:s,s:s}", "app", app_name, "error", e2.msg));
+        lp_service_crash_point(s, "change:after-commit");
+        st = lp_service_txn_finish(s, app_name, &tx, err);
+    } else if (began && lp_db_in_transaction(db)) {
+        lp_db_rollback(db, NULL); /* the timestamp was held: devices saw nothing */
     }
+    lp_service_txn_free(&tx);
     json_decref(details);
     lp_db_app_free(&app);
     lp_service_db_release(s, db);

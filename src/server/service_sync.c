@@ -172,19 +172,65 @@ lp_status lp_service_reconcile(lp_service *s, lp_db *db, const lp_db_app *app, l
     return st;
 }
 
+lp_status lp_service_repo_for(lp_service *s, const char *app, lp_service_txn *tx,
+                              lp_tuf_repo **r, lp_error *err)
+{
+    *r = NULL;
+    if (tx && tx->repo) {
+        *r = tx->repo;
+        return LP_OK;
+    }
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/%s", s->repos_dir, app);
+    lp_status st = lp_tuf_repo_open(r, dir, err);
+    if (!st && tx) {
+        lp_tuf_repo_hold_timestamp(*r, true);
+        tx->repo = *r;
+    }
+    return st;
+}
+
+void lp_service_repo_done(lp_service_txn *tx, lp_tuf_repo *r)
+{
+    if (!tx || tx->repo != r)
+        lp_tuf_repo_free(r);
+}
+
+lp_status lp_service_txn_finish(lp_service *s, const char *app, lp_service_txn *tx,
+                                lp_error *err)
+{
+    if (!tx->repo)
+        return LP_OK;
+    lp_status st = lp_tuf_repo_write_timestamp(tx->repo, err);
+    if (!st)
+        return LP_OK;
+    lp_error_prefix(err, st,
+                    "app %s: the change is stored, but devices do not see it until the app's "
+                    "repository is next brought in line (next change or server start)",
+                    app);
+    if (s->log)
+        lp_log_event(s->log, LP_LOG_ERROR, "database ahead of the repository",
+                     json_pack("{s:s,s:s}", "app", app, "error", err->msg));
+    return st;
+}
+
+void lp_service_txn_free(lp_service_txn *tx)
+{
+    lp_tuf_repo_free(tx->repo);
+    tx->repo = NULL;
+}
+
 lp_status lp_service_sync_app(lp_service *s, lp_db *db, const lp_db_app *app, bool *changed,
-                              lp_error *err)
+                              lp_service_txn *tx, lp_error *err)
 {
     bool dummy;
     if (!changed)
         changed = &dummy;
     *changed = false;
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s/%s", s->repos_dir, app->name);
     lp_tuf_repo *r = NULL;
     lp_key *keys[LP_SERVICE_NROLES] = {0};
     bool signed_elsewhere = lp_service_app_publisher_signed(s, app->name);
-    lp_status st = lp_tuf_repo_open(&r, dir, err);
+    lp_status st = lp_service_repo_for(s, app->name, tx, &r, err);
     if (!st && !signed_elsewhere)
         st = lp_service_rollout_delegate(s, app->name, r, changed, err);
     if (!st)
@@ -202,7 +248,7 @@ lp_status lp_service_sync_app(lp_service *s, lp_db *db, const lp_db_app *app, bo
     if (st)
         lp_error_prefix(err, st, "app %s: repository", app->name);
     lp_service_keys_free(keys);
-    lp_tuf_repo_free(r);
+    lp_service_repo_done(tx, r);
     return st;
 }
 
@@ -214,9 +260,9 @@ static lp_status recover_app(lp_service *s, lp_db *db, const lp_db_app *app, boo
     if (lp_service_app_publisher_signed(s, app->name))
         st = lp_service_signed_recover_app(s, db, app, err);
     else
-        st = lp_service_sync_app(s, db, app, changed, err);
+        st = lp_service_sync_app(s, db, app, changed, NULL, err);
     if (!st)
-        st = lp_service_rollout_sync(s, db, app, NULL, err);
+        st = lp_service_rollout_sync(s, db, app, NULL, NULL, err);
     return st;
 }
 

@@ -129,6 +129,7 @@ void lp_tuf_repo_free(lp_tuf_repo *r)
     free(r->dir);
     free(r->metadir);
     free(r->targetsdir);
+    free(r->held_ts);
     free(r);
 }
 

@@ -106,6 +106,9 @@ struct lp_tuf_repo {
     uint32_t prev_threshold;
     json_t *orphan_meta; /* snapshot entries of roles outside the tree */
     bool broken;         /* a publish failed half-way through writing */
+    bool hold_ts;        /* lp_tuf_repo_hold_timestamp */
+    char *held_ts;       /* the signed timestamp a held publish kept, or NULL */
+    size_t held_ts_len;
 };
 
 /* A repository model for `dir` with the four top-level roles and nothing

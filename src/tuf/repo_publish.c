@@ -50,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static lp_status oom(lp_error *err)
 {
@@ -279,9 +280,56 @@ static lp_status write_all(pub_ctx *c, lp_error *err)
         if (!(st = write_meta(r, file, &c->plans[LP_MD_ROOT], err)))
             st = write_meta(r, "root.json", &c->plans[LP_MD_ROOT], err);
     }
-    if (!st)
+    if (!st && r->hold_ts) {
+        /* Kept for lp_tuf_repo_write_timestamp: the plan's bytes change hands. */
+        free(r->held_ts);
+        r->held_ts = c->plans[LP_MD_TIMESTAMP].bytes;
+        r->held_ts_len = c->plans[LP_MD_TIMESTAMP].len;
+        c->plans[LP_MD_TIMESTAMP].bytes = NULL;
+        c->plans[LP_MD_TIMESTAMP].len = 0;
+    } else if (!st) {
         st = write_meta(r, "timestamp.json", &c->plans[LP_MD_TIMESTAMP], err);
+    }
     return st;
+}
+
+void lp_tuf_repo_hold_timestamp(lp_tuf_repo *r, bool hold)
+{
+    r->hold_ts = hold;
+}
+
+bool lp_tuf_repo_timestamp_pending(const lp_tuf_repo *r)
+{
+    return r->held_ts != NULL;
+}
+
+lp_status lp_tuf_repo_write_timestamp(lp_tuf_repo *r, lp_error *err)
+{
+    if (!r->held_ts)
+        return LP_OK;
+    char *path = lp_path_join(r->metadir, "timestamp.json");
+    if (!path)
+        return oom(err);
+    lp_status st = lp_file_write_atomic(path, r->held_ts, r->held_ts_len, 0644, err);
+    free(path);
+    if (st)
+        return lp_error_prefix(err, st, "timestamp.json");
+    free(r->held_ts);
+    r->held_ts = NULL;
+    r->held_ts_len = 0;
+    return LP_OK;
+}
+
+/* Whether <metadir>/<version>.<role>.json exists: a file an unfinished
+ * publish (its timestamp held and never written) left behind. */
+static bool version_file_exists(const lp_tuf_repo *r, const char *role, uint64_t version)
+{
+    char file[LP_REPO_ROLE_NAME_MAX + 32];
+    snprintf(file, sizeof file, "%llu.%s.json", (unsigned long long)version, role);
+    char *path = lp_path_join(r->metadir, file);
+    bool exists = path && access(path, F_OK) == 0;
+    free(path);
+    return exists;
 }
 
 /* The model takes the published state. */
@@ -339,6 +387,16 @@ static lp_status make_plans(pub_ctx *c, lp_error *err)
         if (!p->write)
             continue;
         p->version = ro->version + 1;
+        /* A versioned file left by an unfinished publish keeps its version:
+         * the new content takes the next free one.  Not for root (clients
+         * walk root versions one by one; root is never published held).  A
+         * prepared role keeps the version it was prepared with (chosen the
+         * same way), which its signatures cover. */
+        if (ro->prepared && ro->prep_version > ro->version)
+            p->version = ro->prep_version;
+        else if (i != LP_MD_ROOT && i != LP_MD_TIMESTAMP)
+            while (p->version < UINT64_MAX / 2 && version_file_exists(r, ro->name, p->version))
+                p->version++;
         int64_t dflt = now + lp_repo_default_lifetime(ro->type);
         p->expires = ro->expires_set ? ro->expires : (ro->expires > dflt ? ro->expires : dflt);
         if (ro->prepared && !ro->expires_set)

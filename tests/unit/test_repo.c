@@ -922,8 +922,9 @@ static void test_client_follows_publishes(void **state)
 }
 
 /* A first publish interrupted after its snapshot and targets files but
- * before timestamp.json: the folder opens as root-only, the next publish
- * writes version 1 of each role over the leftovers, and a client follows. */
+ * before timestamp.json: the folder opens as root-only; the next publish
+ * leaves the leftovers alone (a version never names two different files)
+ * and writes the next free versions, and a client follows. */
 static void test_interrupted_first_publish(void **state)
 {
     world *w = *state;
@@ -932,6 +933,9 @@ static void test_interrupted_first_publish(void **state)
     /* The crash: no timestamp, and a leftover snapshot that differs from
      * what the next publish writes. */
     OK(unlink(pathf("%s/metadata/timestamp.json", w->repo)) == 0 ? LP_OK : LP_ERR_IO);
+    size_t snap_len, tg_len;
+    uint8_t *snap1 = slurp(pathf("%s/metadata/1.snapshot.json", w->repo), &snap_len);
+    uint8_t *tg1 = slurp(pathf("%s/metadata/1.targets.json", w->repo), &tg_len);
     lp_tuf_repo_free(w->r);
     w->r = NULL;
     OK(lp_tuf_repo_open(&w->r, w->repo, &err));
@@ -939,9 +943,122 @@ static void test_interrupted_first_publish(void **state)
     OK(lp_tuf_repo_add_target(w->r, "targets", "app/hello.txt", "hello again\n", 12, NULL,
                               LP_TUF_HASH_SHA256, &err));
     publish_all(w);
-    expect_versions(w, 1, 1, 1, 1);
+    expect_versions(w, 1, 1, 2, 2);
+    size_t len;
+    uint8_t *now = slurp(pathf("%s/metadata/1.snapshot.json", w->repo), &len);
+    assert_int_equal(len, snap_len);
+    assert_memory_equal(now, snap1, len);
+    free(now);
+    now = slurp(pathf("%s/metadata/1.targets.json", w->repo), &len);
+    assert_int_equal(len, tg_len);
+    assert_memory_equal(now, tg1, len);
+    free(now);
+    free(snap1);
+    free(tg1);
     serve(w);
     client_check(w, "app/hello.txt", "hello again\n");
+}
+
+/* What a client that refreshes now finds as `name` (NULL: not listed). */
+static char *client_sees(world *w, const char *name)
+{
+    lp_error err;
+    lp_tuf_client_config cfg = {.metadata_dir = w->meta, .metadata_url = w->murl,
+                                .targets_url = w->turl};
+    lp_tuf_client *c;
+    OK(lp_tuf_client_open(&c, &cfg, &err));
+    OK(lp_tuf_client_refresh(c, NULL, &err));
+    lp_tuf_target *t = NULL;
+    char *got = NULL;
+    if (lp_tuf_client_find_target(c, name, &t, &err) == LP_OK) {
+        char *dest = pathf("%s/seen.bin", w->dir);
+        OK(lp_tuf_client_download_target(c, t, dest, &err));
+        size_t len;
+        uint8_t *d = slurp(dest, &len);
+        got = calloc(1, len + 1);
+        memcpy(got, d, len);
+        free(d);
+        unlink(dest);
+    }
+    lp_tuf_target_free(t);
+    lp_tuf_client_free(c);
+    return got;
+}
+
+static void expect_seen(world *w, const char *name, const char *want)
+{
+    char *got = client_sees(w, name);
+    if (!want)
+        assert_null(got);
+    else
+        assert_string_equal(got ? got : "(not listed)", want);
+    free(got);
+}
+
+/* Publishing with the timestamp held: nothing a client reads changes until
+ * the timestamp is written; a held publish given up leaves files nothing
+ * points to, and the next publish takes the next free versions instead of
+ * writing different content under theirs. */
+static void test_held_timestamp(void **state)
+{
+    world *w = *state;
+    lp_error err;
+    publish_all(w);
+    serve(w);
+    expect_seen(w, "app/hello.txt", "hello v1\n");
+    size_t ts_len;
+    uint8_t *ts1 = slurp(pathf("%s/metadata/timestamp.json", w->repo), &ts_len);
+
+    lp_tuf_repo_hold_timestamp(w->r, true);
+    assert_false(lp_tuf_repo_timestamp_pending(w->r));
+    OK(lp_tuf_repo_add_target(w->r, "targets", "app/hello.txt", "hello v2\n", 9, NULL,
+                              LP_TUF_HASH_SHA256, &err));
+    OK(lp_tuf_repo_add_target(w->r, "targets", "app/new.txt", "new\n", 4, NULL,
+                              LP_TUF_HASH_SHA256, &err));
+    publish_all(w);
+    assert_true(lp_tuf_repo_timestamp_pending(w->r));
+    expect_versions(w, 1, 2, 2, 2);
+    assert_int_equal(access(pathf("%s/metadata/2.targets.json", w->repo), F_OK), 0);
+    size_t len;
+    uint8_t *ts = slurp(pathf("%s/metadata/timestamp.json", w->repo), &len);
+    assert_int_equal(len, ts_len);
+    assert_memory_equal(ts, ts1, len);
+    free(ts);
+    free(ts1);
+    expect_seen(w, "app/hello.txt", "hello v1\n");
+    expect_seen(w, "app/new.txt", NULL);
+    /* A second held publish replaces the kept timestamp. */
+    OK(lp_tuf_repo_remove_target(w->r, "targets", "app/new.txt", &err));
+    publish_all(w);
+    expect_versions(w, 1, 3, 3, 3);
+    expect_seen(w, "app/hello.txt", "hello v1\n");
+    OK(lp_tuf_repo_write_timestamp(w->r, &err));
+    assert_false(lp_tuf_repo_timestamp_pending(w->r));
+    client_check(w, "app/hello.txt", "hello v2\n");
+    expect_seen(w, "app/new.txt", NULL);
+    OK(lp_tuf_repo_write_timestamp(w->r, &err)); /* nothing kept: nothing to do */
+
+    /* Given up: a held publish whose timestamp is never written. */
+    OK(lp_tuf_repo_add_target(w->r, "targets", "app/hello.txt", "hello v3\n", 9, NULL,
+                              LP_TUF_HASH_SHA256, &err));
+    publish_all(w);
+    size_t orphan_len;
+    uint8_t *orphan = slurp(pathf("%s/metadata/4.targets.json", w->repo), &orphan_len);
+    lp_tuf_repo_free(w->r);
+    w->r = NULL;
+    OK(lp_tuf_repo_open(&w->r, w->repo, &err));
+    expect_versions(w, 1, 3, 3, 3);
+    expect_seen(w, "app/hello.txt", "hello v2\n");
+    OK(lp_tuf_repo_add_target(w->r, "targets", "app/hello.txt", "hello v4\n", 9, NULL,
+                              LP_TUF_HASH_SHA256, &err));
+    publish_all(w); /* not held: written at once */
+    expect_versions(w, 1, 4, 5, 5);
+    uint8_t *still = slurp(pathf("%s/metadata/4.targets.json", w->repo), &len);
+    assert_int_equal(len, orphan_len);
+    assert_memory_equal(still, orphan, len);
+    free(still);
+    free(orphan);
+    client_check(w, "app/hello.txt", "hello v4\n");
 }
 
 static void test_timestamp_key_rotation(void **state)
@@ -1115,6 +1232,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_threshold_two, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_follows_publishes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interrupted_first_publish, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_held_timestamp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timestamp_key_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_root_key_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_foreign_repository, setup, teardown),
