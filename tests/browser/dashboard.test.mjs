@@ -171,7 +171,6 @@ async function main() {
     ok('no Content-Security-Policy violation, no script error, no other console error');
   } catch (e) {
     console.log(`FAIL - step ${step + 1}: ${e.stack || e}`);
-    if (page) console.log('ROUTES', JSON.stringify(await page.evaluate(() => window.__r).catch(() => null)));
     if (page) await page.screenshot({ path: path.join(SHOTS, 'fail.png'), fullPage: true }).catch(() => {});
     process.exitCode = 1;
   } finally {
@@ -381,6 +380,37 @@ async function run() {
   assert.equal(get('/api/v1/apps/default/releases?limit=5').releases.length, 2);
   ok(`forced through the page's own action code, the pause is refused and shown ("${shown.trim()}"); ` +
     'the API refuses it and a rollback with 403; nothing changed');
+  await signOut();
+
+  // ---- admin again: promote to another channel, publish a rollback ----
+  await signIn(ADMIN, 'admin');
+  await page.goto(`${URL}/dashboard#/apps/default/stable/releases/1.0`);
+  await page.locator('#release-state[data-state="complete"]').waitFor(WAIT);
+  await page.locator('#promote-channel').selectOption('beta');
+  await page.locator('#action-promote').click();
+  await confirm(null, 'Promote 1.0 to channel beta: done.');
+  assert.deepEqual([...get('/api/v1/apps/default/releases/1.0').release.channels].sort(), ['beta', 'stable']);
+  const promoted = newestAudit().find((x) => x.action === 'release.promoted');
+  assert.ok(promoted, 'no release.promoted audit entry');
+  assert.equal(promoted.actor, `token:${adminId}`);
+  await page.locator('#promote-form').waitFor({ state: 'detached', ...WAIT });
+  ok('promoted 1.0 to beta after the dialog: the API lists it on stable and beta, audit release.promoted ' +
+    'by the admin token; no other channel is left to offer');
+
+  await page.locator('#action-rollback').click();
+  await confirm(null, 'Publish a rollback to 1.0 on stable: published as version code 3.');
+  const rels = get('/api/v1/apps/default/releases?limit=5').releases;
+  assert.equal(rels.length, 3);
+  const rb3 = rels.find((x) => x.version_code === 3);
+  assert.ok(rb3, 'no release with version code 3');
+  assert.equal(rb3.version, '1.0');
+  assert.deepEqual(rb3.rollback_of, { version: '1.0', version_code: 1 });
+  assert.deepEqual(rb3.channels, ['stable']);
+  const published = newestAudit().find((x) => x.action === 'rollback.published');
+  assert.equal(published.actor, `token:${adminId}`);
+  assert.equal(published.subject, '1.0');
+  ok('published a rollback to 1.0 after the dialog: the API lists version code 3 restoring code 1 on ' +
+    'stable; audit rollback.published by the admin token');
 }
 
 await main();
