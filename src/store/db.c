@@ -116,13 +116,6 @@ const char *lp_db_backend(const lp_db *db)
             return lp_error_set(err, LP_ERR_INVALID_ARG, "database: no output argument"); \
     } while (0)
 
-#define TRY(expr)                    \
-    do {                             \
-        lp_status try_st_ = (expr);  \
-        if (try_st_)                 \
-            return try_st_;          \
-    } while (0)
-
 lp_status lp_db_schema_version(lp_db *db, int *version, lp_error *err)
 {
     NEED_DB(db);

@@ -38,13 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TRY(expr)                   \
-    do {                            \
-        lp_status try_st_ = (expr); \
-        if (try_st_)                \
-            return try_st_;         \
-    } while (0)
-
 static const char ZERO_HASH[] = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /* ---- input checks ---------------------------------------------------------- */

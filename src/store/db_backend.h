@@ -206,6 +206,22 @@ lp_status lp_db_check_hex(const char *field, const char *s, size_t min, size_t m
 lp_status lp_db_write_begin(lp_db *db, bool *own, lp_error *err);
 lp_status lp_db_write_end(lp_db *db, bool own, lp_status st, lp_error *err);
 
+/* Shorthands of the front files (db.c, db_*.c without a back end's name):
+ * TRY returns the status of a failed call; NEED refuses a missing handle or
+ * output argument (the function's lp_error is named `err`). */
+#define TRY(expr)                   \
+    do {                            \
+        lp_status try_st_ = (expr); \
+        if (try_st_)                \
+            return try_st_;         \
+    } while (0)
+
+#define NEED(db, out)                                                                      \
+    do {                                                                                   \
+        if (!(db) || !(out))                                                               \
+            return lp_error_set(err, LP_ERR_INVALID_ARG, "database: no handle or output"); \
+    } while (0)
+
 /* SQLite back end: `path` is the file name after "sqlite:". */
 lp_status lp_db_sqlite_open(const char *path, lp_db **out, lp_error *err);
 /* PostgreSQL back end: `url` is the whole postgres:// or postgresql:// URL

@@ -16,19 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TRY(expr)                   \
-    do {                            \
-        lp_status try_st_ = (expr); \
-        if (try_st_)                \
-            return try_st_;         \
-    } while (0)
-
-#define NEED(db, out)                                                                    \
-    do {                                                                                 \
-        if (!(db) || !(out))                                                             \
-            return lp_error_set(err, LP_ERR_INVALID_ARG, "database: no handle or output"); \
-    } while (0)
-
 static lp_status check_pair(int64_t from_id, int64_t to_id, lp_error *err)
 {
     TRY(lp_db_check_positive("from release id", from_id, err));

@@ -21,13 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TRY(expr)                   \
-    do {                            \
-        lp_status try_st_ = (expr); \
-        if (try_st_)                \
-            return try_st_;         \
-    } while (0)
-
 static const char *const event_types[] = {"checked", "downloaded", "verified", "staged",
                                           "activated", "healthy", "failed", "rolled_back"};
 

@@ -19,19 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TRY(expr)                   \
-    do {                            \
-        lp_status try_st_ = (expr); \
-        if (try_st_)                \
-            return try_st_;         \
-    } while (0)
-
-#define NEED(db, out)                                                                    \
-    do {                                                                                 \
-        if (!(db) || !(out))                                                             \
-            return lp_error_set(err, LP_ERR_INVALID_ARG, "database: no handle or output"); \
-    } while (0)
-
 static bool rollout_state_valid(const char *s)
 {
     return s && (!strcmp(s, LP_DB_ROLLOUT_ACTIVE) || !strcmp(s, LP_DB_ROLLOUT_PAUSED) ||
