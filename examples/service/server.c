@@ -1,8 +1,20 @@
 /*
- * server.c — the example service: a small TCP server that `livepush run`
- * restarts into new releases without dropping a connection (docs/run.md).
+ * server.c — the example service: a small TCP server built on both of
+ * livepush's ways of replacing running code (docs/swap.md, docs/run.md):
  *
- *   server [--port N] [--reuseport]
+ *   - its request handling lives in a module (handler.c, interface
+ *     handler.h) loaded into a slot of a live-swap host; when the agent
+ *     switches the install to a release whose module changed, the host
+ *     loads the new module and swaps it in, in this same process, with no
+ *     request lost; a new module that crashes, fails or slows down in its
+ *     probation is swapped back at once and the release is reported to the
+ *     agent, which rolls the install back and marks it bad;
+ *   - when the server binary itself changes, `livepush run` restarts it into
+ *     the new release without dropping a connection (the supervisor hands
+ *     the listening sockets over; this process drains and exits).
+ *
+ *   server [--port N] [--reuseport] [--module PATH] [--follow ROOT]
+ *          [--no-follow] [--probation-ms N] [--agent-socket PATH]
  *
  * What it shows, in about as little code as it takes:
  *
@@ -13,6 +25,21 @@
  *     --reuseport sets SO_REUSEPORT on that socket, so that two can run on
  *     one port at once (each with its own queue: how restarts are done
  *     without a supervisor, compared in bench/swap);
+ *   - the module: at start, before the server says it is ready, the slot
+ *     "handler" gets its first version: with an install root to follow
+ *     (--follow, default $LIVEPUSH_INSTALL_ROOT, which `livepush run` sets;
+ *     --no-follow: none), `<root>/current/lib/handler.so`; without one (or
+ *     if that release has no module), the module at --module (default
+ *     lib/handler.so in the working folder; without it, and with no
+ *     --module given, the built-in answers below are used).  A module that
+ *     is refused makes the start fail (exit 1).  Following, the slot loads
+ *     the module of each release `current` switches to, with a probation of
+ *     --probation-ms (default 10000);
+ *     a rollback is reported to the agent at --agent-socket (default
+ *     <root>/.livepush/control.sock).  A call that crashed in a module on
+ *     probation is made once more, on the version the slot went back to,
+ *     so the client gets its answer.  Every swap event is one line on
+ *     stderr: "server <version> (pid <pid>): swap <kind>: <message>";
  *   - readiness: once it can serve, it sends "READY=1" (and a STATUS=) to
  *     the datagram socket named in NOTIFY_SOCKET, and takes its first
  *     connection only after that;
@@ -22,22 +49,32 @@
  *     every connection it has — it answers what was asked and waits for the
  *     client to close — and exits 0 when none is left.
  *
- * The answers carry the release's version, read at start from the file
- * VERSION in the working folder (the release folder under `livepush run`);
- * a release without it cannot start (exit 1), which is also how the tests
- * make a release that fails.  Two ways to talk to it, told apart by the
- * first line a client sends:
+ * The server's version is read at start from the file VERSION in the
+ * working folder (the release folder under `livepush run`); a release
+ * without it cannot start (exit 1), which is also how the tests make a
+ * release that fails.  Two ways to talk to it, told apart by the first line
+ * a client sends:
  *
  *   - HTTP: "GET /path HTTP/1.x" and headers up to an empty line; the answer
- *     is 200 with the body "<version> <path>\n", then the connection closes;
- *   - lines: any other line L gets "<version> L\n" back, for as long as the
- *     client keeps the connection (a long-lived session).
+ *     is 200 with the body "<answer>\n", then the connection closes;
+ *   - lines: any other line L gets "<answer>\n" back, for as long as the
+ *     client keeps the connection (a long-lived session);
  *
- * One thread, one poll(2) loop; the signal handler only writes a byte into
- * a pipe the loop watches.  Lines are at most 4 KiB, requests 8 KiB; at
- * most MAX_CONNS connections at once (the listening sockets are not polled
- * while it is full).  This is an example: no TLS, no HTTP beyond this.
+ * where <answer> is the module's ("<version>+<module version> <path or
+ * line>", handler.c), or without a module "<version> <path or line>".  A
+ * module that fails gets HTTP 500 or the line "<version> error".
+ *
+ * One thread serves, in one poll(2) loop; the signal handler only writes a
+ * byte into a pipe the loop watches.  The swap host has a thread of its own
+ * (its tick: following the install root, probation, reports) which never
+ * holds up a request.  Lines are at most 4 KiB, requests 8 KiB; at most
+ * MAX_CONNS connections at once (the listening sockets are not polled while
+ * it is full).  This is an example: no TLS, no HTTP beyond this.
  */
+#include "handler.h"
+
+#include "livepush/swap.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -73,6 +110,11 @@ typedef struct conn {
 
 typedef struct server {
     char version[65];
+    /* the module (NULL host: built-in answers only) */
+    lp_swap_host *host;
+    lp_swap_slot *slot;
+    lp_swap_thread *me;
+    unsigned long crashed_calls, failed_calls;
     int lfd[MAX_LISTEN];
     size_t nlisten;
     bool from_supervisor;
@@ -210,10 +252,48 @@ static void queue_out(conn *c, const char *data, size_t n)
     c->out_len += n;
 }
 
-/* Answers what the input holds so far. */
-static void handle_input(const server *sv, conn *c)
+typedef struct answer_call {
+    const char *server, *what;
+    size_t what_len;
+    char *out;
+    size_t cap;
+} answer_call;
+
+static int call_answer(const void *table, void *arg)
 {
-    char reply[LINE_MAX_BYTES + 160];
+    const struct handler_api *api = table;
+    answer_call *a = arg;
+    return api->answer(a->server, a->what, a->what_len, a->out, a->cap);
+}
+
+/* The answer to one request (no newline) into out; -1: the module failed. */
+static int answer(server *sv, const char *what, size_t n, char *out, size_t cap)
+{
+    if (sv->slot) {
+        answer_call a = {sv->version, what, n, out, cap};
+        /* A crash inside a module on probation is claimed and the slot is
+         * back on the previous version: one more try goes there. */
+        for (int attempt = 0; attempt < 2; attempt++) {
+            int rc = -1;
+            int outcome = lp_swap_invoke(sv->slot, sv->me, call_answer, &a, &rc);
+            if (outcome == LP_SWAP_ENTERED) {
+                if (rc < 0)
+                    sv->failed_calls++;
+                return rc;
+            }
+            if (outcome != LP_SWAP_CRASHED)
+                break; /* empty slot: built-in answer */
+            sv->crashed_calls++;
+        }
+    }
+    int len = snprintf(out, cap, "%s %.*s", sv->version, (int)n, what);
+    return len < 0 || (size_t)len >= cap ? -1 : len;
+}
+
+/* Answers what the input holds so far. */
+static void handle_input(server *sv, conn *c)
+{
+    char reply[LINE_MAX_BYTES + 400];
     for (;;) {
         if (c->close_after)
             return;
@@ -247,12 +327,19 @@ static void handle_input(const server *sv, conn *c)
             size_t pl = strcspn(path, " \r\n");
             if (pl > 512)
                 pl = 512;
-            char body[700];
-            int bl = snprintf(body, sizeof body, "%s %.*s\n", sv->version, (int)pl, path);
+            char body[800];
+            int bl = answer(sv, path, pl, body, sizeof body - 1);
+            const char *status = "200 OK";
+            if (bl < 0) {
+                status = "500 Internal Server Error";
+                bl = snprintf(body, sizeof body, "error");
+            }
+            body[bl++] = '\n';
+            body[bl] = '\0';
             int n = snprintf(reply, sizeof reply,
-                             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+                             "HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: "
                              "%d\r\nConnection: close\r\n\r\n%s",
-                             bl, body);
+                             status, bl, body);
             queue_out(c, reply, (size_t)n);
             c->close_after = true;
             return;
@@ -264,7 +351,10 @@ static void handle_input(const server *sv, conn *c)
         }
         size_t ll = (size_t)(nl - c->in);
         size_t shown = ll && c->in[ll - 1] == '\r' ? ll - 1 : ll;
-        int n = snprintf(reply, sizeof reply, "%s %.*s\n", sv->version, (int)shown, c->in);
+        int n = answer(sv, c->in, shown, reply, sizeof reply - 1);
+        if (n < 0)
+            n = snprintf(reply, sizeof reply, "%s error", sv->version);
+        reply[n++] = '\n';
         queue_out(c, reply, (size_t)n);
         memmove(c->in, nl + 1, c->in_len - ll - 1);
         c->in_len -= ll + 1;
@@ -337,6 +427,92 @@ static bool serve_conn(server *sv, conn *c, short revents)
     return true;
 }
 
+/* ---- the module ------------------------------------------------------------- */
+
+static const char *const kind_names[] = {"", "swapped", "committed", "rolled_back", "refused",
+                                         "unloaded", "reported", "report_failed"};
+
+/* Swap events: one line each on stderr (from the host's tick thread). */
+static void on_swap_event(void *ctx, const lp_swap_event *ev)
+{
+    const server *sv = ctx;
+    unsigned k = (unsigned)ev->kind;
+    fprintf(stderr, "server %s (pid %d): swap %s: %s\n", sv->version, (int)getpid(),
+            k < sizeof kind_names / sizeof kind_names[0] ? kind_names[k] : "event",
+            ev->message);
+}
+
+typedef struct module_opts {
+    const char *path;         /* --module; NULL: HANDLER_PATH if it exists */
+    const char *follow;       /* install root, or NULL */
+    const char *agent_socket; /* NULL: the library's default */
+    unsigned long probation_ms;
+} module_opts;
+
+/* Opens the swap host, declares the slot and loads the first module. */
+static int module_start(server *sv, const module_opts *mo)
+{
+    const char *path = mo->path ? mo->path : HANDLER_PATH;
+    bool have = access(path, F_OK) == 0;
+    if (!have && mo->path) {
+        fprintf(stderr, "server: --module %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (!have && !mo->follow)
+        return 0; /* built-in answers only */
+    lp_error err;
+    lp_swap_host_config hc = {.install_root = mo->follow, .agent_socket = mo->agent_socket,
+                              .on_event = on_swap_event, .on_event_ctx = sv};
+    lp_swap_slot_config sc = {
+        .name = "handler",
+        .interface = HANDLER_INTERFACE,
+        .abi_version = HANDLER_ABI,
+        .table_size = sizeof(struct handler_api),
+        .module_path = mo->follow ? HANDLER_PATH : NULL,
+        /* A request takes about a microsecond: judge latency on gross
+         * regressions only (p99 more than twice the old one plus 1 ms), not
+         * on a thread descheduled once in a hundred calls. */
+        .probation = {.window_ms = (uint32_t)mo->probation_ms, .latency_slack_ns = 1000000},
+    };
+    if (lp_swap_host_open(&hc, &sv->host, &err) ||
+        lp_swap_slot_declare(sv->host, &sc, &sv->slot, &err) ||
+        lp_swap_thread_register(sv->host, &sv->me, &err) ||
+        (mo->follow && lp_swap_check_release(sv->host, &err))) {
+        fprintf(stderr, "server: module: %s\n", err.msg);
+        return -1;
+    }
+    /* Following: the current release's module is live now (normally the
+     * one in the working folder, under `livepush run`); else, or if the
+     * release has none, the one at --module. */
+    lp_swap_slot_info in;
+    if (have && (lp_swap_slot_get_info(sv->slot, &in, &err) ||
+                 (in.state == LP_SWAP_SLOT_IS_EMPTY && lp_swap_update(sv->slot, path, &err)))) {
+        fprintf(stderr, "server: module: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void module_stop(server *sv)
+{
+    if (!sv->host)
+        return;
+    lp_swap_slot_info in;
+    lp_error err;
+    if (lp_swap_slot_get_info(sv->slot, &in, &err) == LP_OK)
+        fprintf(stderr,
+                "server %s (pid %d): module %s: %llu swaps, %llu rollbacks, %lu calls crashed "
+                "(each made again), %lu failed\n",
+                sv->version, (int)getpid(), in.version[0] ? in.version : "(none)",
+                (unsigned long long)in.swaps, (unsigned long long)in.rollbacks,
+                sv->crashed_calls, sv->failed_calls);
+    lp_swap_thread_unregister(sv->me);
+    lp_swap_host_close(sv->host);
+    sv->host = NULL;
+    sv->slot = NULL;
+    sv->me = NULL;
+}
+
 static void start_drain(server *sv)
 {
     if (sv->draining)
@@ -353,22 +529,43 @@ static void start_drain(server *sv)
 int main(int argc, char **argv)
 {
     unsigned long port = 8080;
-    bool reuseport = false;
+    bool reuseport = false, no_follow = false;
+    module_opts mo = {.follow = getenv("LIVEPUSH_INSTALL_ROOT"), .probation_ms = 10000};
     int arg = 1;
     while (arg < argc) {
-        if (!strcmp(argv[arg], "--reuseport")) {
+        const char *a = argv[arg], *v = arg + 1 < argc ? argv[arg + 1] : NULL;
+        if (!strcmp(a, "--reuseport")) {
             reuseport = true;
             arg += 1;
-        } else if (!strcmp(argv[arg], "--port") && arg + 1 < argc &&
-                   parse_uint(argv[arg + 1], 65535, &port)) {
+        } else if (!strcmp(a, "--no-follow")) {
+            no_follow = true;
+            arg += 1;
+        } else if (!strcmp(a, "--port") && v && parse_uint(v, 65535, &port)) {
+            arg += 2;
+        } else if (!strcmp(a, "--probation-ms") && v &&
+                   parse_uint(v, 86400000, &mo.probation_ms) && mo.probation_ms > 0) {
+            arg += 2;
+        } else if (!strcmp(a, "--module") && v && v[0]) {
+            mo.path = v;
+            arg += 2;
+        } else if (!strcmp(a, "--follow") && v && v[0]) {
+            mo.follow = v;
+            arg += 2;
+        } else if (!strcmp(a, "--agent-socket") && v && v[0]) {
+            mo.agent_socket = v;
             arg += 2;
         } else {
-            fprintf(stderr, "usage: server [--port N] [--reuseport]\n"
-                            "A TCP service of the livepush examples: HTTP GET or lines,\n"
-                            "answered with the version in ./VERSION (docs/run.md).\n");
+            fprintf(stderr,
+                    "usage: server [--port N] [--reuseport] [--module PATH] [--follow ROOT]\n"
+                    "              [--no-follow] [--probation-ms N] [--agent-socket PATH]\n"
+                    "A TCP service of the livepush examples: HTTP GET or lines, answered by\n"
+                    "its module (lib/handler.so, swapped live) with the version in ./VERSION\n"
+                    "(examples/service/README.md).\n");
             return 2;
         }
     }
+    if (no_follow || (mo.follow && !mo.follow[0]))
+        mo.follow = NULL;
     server *sv = calloc(1, sizeof *sv);
     if (!sv)
         return 1;
@@ -386,12 +583,21 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (module_start(sv, &mo) != 0)
+        return 1;
+    lp_swap_slot_info in = {0};
+    if (sv->slot)
+        lp_swap_slot_get_info(sv->slot, &in, NULL);
 
-    char status[128];
-    snprintf(status, sizeof status, "READY=1\nSTATUS=serving %s", sv->version);
+    char status[300];
+    snprintf(status, sizeof status, "READY=1\nSTATUS=serving %s, module %s", sv->version,
+             in.version[0] ? in.version : "(built in)");
     notify(status);
-    fprintf(stderr, "server %s (pid %d): ready, %zu listening sockets%s\n", sv->version,
-            (int)getpid(), sv->nlisten, sv->from_supervisor ? " from the supervisor" : "");
+    fprintf(stderr, "server %s (pid %d): ready, %zu listening sockets%s, module %s%s%s\n",
+            sv->version, (int)getpid(), sv->nlisten,
+            sv->from_supervisor ? " from the supervisor" : "",
+            in.version[0] ? in.version : "(built in)", mo.follow ? ", following " : "",
+            mo.follow ? mo.follow : "");
 
     struct pollfd *pf = calloc(MAX_LISTEN + MAX_CONNS + 1, sizeof *pf);
     if (!pf)
@@ -436,6 +642,7 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "server %s (pid %d): drained, %lu connections served, exiting\n",
             sv->version, (int)getpid(), sv->served);
+    module_stop(sv);
     free(pf);
     free(sv);
     return 0;

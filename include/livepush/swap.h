@@ -46,6 +46,11 @@
  *             agent: when the agent switches `<root>/current` to a new
  *             release, the slot loads `<root>/current/<module_path>` and
  *             swaps to it (with probation).
+ *   report    a version loaded that way and rolled back by its probation
+ *             (crash, error rate, latency) is reported to the agent through
+ *             its control socket, which rolls the install back and marks the
+ *             release bad, so that it does not come back (see "Reporting to
+ *             the agent" below).
  *
  * A minimal host (error handling shortened):
  *
@@ -210,11 +215,47 @@
  * the version is kept; a version that served fewer than min_calls calls in
  * its window is kept too (nothing to judge it on but the crash guard).
  *
+ * Reporting to the agent.  A version the host loaded by following an install
+ * root knows its release (`current` pointed to "releases/<id>").  When such a
+ * version is rolled back by its probation (reason CRASH, ERROR_RATE or
+ * LATENCY; not REQUESTED, which is the release going back already), the host
+ * queues a report for the agent that installed it: an HTTP/1.0 request on
+ * the agent's control socket (default <install_root>/.livepush/control.sock)
+ *
+ *     POST /v1/release-failed
+ *     {"release":3,"reason":"live swap in process 4242: slot handler: version
+ *      3.0 crashed on probation (SIGSEGV at offset 0x1139 ...) ..."}
+ *
+ * and the agent, if release 3 is still current, rolls the install back to
+ * the previous release, marks 3 bad with that reason (it is never installed
+ * or activated again on the device) and sends the `rolled_back` event to
+ * the server (docs/agent.md, "The control API").  The host never waits for
+ * the agent: the tick connects without blocking (a unix socket connects at
+ * once or fails), writes the request (a few hundred bytes: the socket
+ * buffer takes it whole) and then only polls for the answer on later ticks,
+ * for at most report_timeout_ms.  An attempt that fails (no agent listening,
+ * no answer in time, an answer 5xx) is reported as a REPORT_FAILED event
+ * and tried again 1 s later, the wait doubling up to 60 s, until the agent
+ * answers; an answer 2xx is a REPORTED event, a 4xx (the release is not
+ * current any more, nothing to go back to) a final REPORT_FAILED.  Before
+ * each attempt the link is read again: once `current` points elsewhere the
+ * report is dropped (the agent, or someone, moved on).  The request is the
+ * same each time and the agent's answer to a release already marked bad is
+ * 200, so an attempt that timed out after the agent had acted does no harm
+ * when repeated.  At most 16 reports wait at once (more are dropped, with a
+ * REPORT_FAILED event); they are dropped when the host is closed.
+ *
+ * A module refused at load is not reported: a release may carry a module
+ * for a newer host (an ABI change shipped with a new binary, which
+ * `livepush run` starts next to this process), so a refusal says nothing
+ * about the release.
+ *
  * Time-based work (ending probation, judging, finishing a claimed crash,
- * reporting events, unloading retired versions, following the install root)
- * runs in lp_swap_tick: by default the host runs a thread that calls it
- * every tick_ms and at once when a crash was claimed; with manual_tick the
- * host's own code calls it.
+ * reporting events, reports to the agent, unloading retired versions,
+ * following the install root) runs in lp_swap_tick: by default the host
+ * runs a thread that calls it every tick_ms and at once when a crash was
+ * claimed (and when the agent's answer arrives); with manual_tick the host's
+ * own code calls it.
  *
  * ===========================================================================
  * Threads and ownership
@@ -362,19 +403,29 @@ typedef struct lp_swap_host_config {
     size_t max_module_size;    /* largest module file accepted (0: 256 MiB) */
     lp_swap_event_fn on_event; /* NULL: events are not reported */
     void *on_event_ctx;
+    /* Reporting rollbacks to the agent (see "Reporting to the agent"); only
+     * with install_root. */
+    const char *agent_socket;   /* the agent's control socket (a unix socket path of at
+                                   most 107 bytes); NULL: <install_root>/.livepush/
+                                   control.sock */
+    bool no_report;             /* never report to the agent */
+    uint32_t report_timeout_ms; /* one attempt waits this long for the answer
+                                   (1..600000; 0: 10000) */
 } lp_swap_host_config;
 
 /* Opens a host: checks (creating it if needed) the private folder and
  * removes copies that dead processes left there, sets up membarrier,
  * installs the crash guard and starts the tick thread (unless turned off).
  * The caller owns *out (lp_swap_host_close).
- * Errors: LP_ERR_INVALID_ARG (a setting out of range), LP_ERR_IO (the
- * private folder cannot be made, is not a folder, is not owned by this
- * user or is open to others; the thread or an eventfd cannot be made),
- * LP_ERR_NOMEM. */
+ * Errors: LP_ERR_INVALID_ARG (a setting out of range, an agent_socket too
+ * long), LP_ERR_IO (the private folder cannot be made, is not a folder, is
+ * not owned by this user or is open to others; the thread or an eventfd
+ * cannot be made), LP_ERR_NOMEM. */
 lp_status lp_swap_host_open(const lp_swap_host_config *cfg, lp_swap_host **out, lp_error *err);
 
-/* Closes a host: stops the tick thread, delivers pending events, unloads
+/* Closes a host: stops the tick thread, delivers pending events, drops the
+ * reports to the agent not made yet (an attempt in flight is abandoned: the
+ * agent may still act on it), unloads
  * every version of every slot after its grace period and frees everything.
  * No call may be in progress through any of its slots, and no thread may
  * call them afterwards.  If a thread is nevertheless still inside a call
@@ -587,8 +638,9 @@ lp_status lp_swap_rollback(lp_swap_slot *slot, lp_error *err);
 /* Does the time-based work that is due: follows the install root (as
  * lp_swap_check_release), finishes crashes claimed since the last tick,
  * judges, commits or rolls back versions on probation, unloads retired
- * versions whose grace period has passed (without waiting), and delivers
- * events.  Never waits for callers.  A host with a tick thread need not
+ * versions whose grace period has passed (without waiting), moves reports
+ * to the agent on (connect, write, read what has arrived: never waiting),
+ * and delivers events.  Never waits for callers.  A host with a tick thread need not
  * call it.  Errors: those of lp_swap_check_release (the other work is
  * done anyway). */
 lp_status lp_swap_tick(lp_swap_host *h, lp_error *err);
@@ -605,7 +657,13 @@ lp_status lp_swap_reclaim(lp_swap_host *h, uint32_t timeout_ms, lp_error *err);
  * one it runs (same file, or same SHA-256).  If the slot's new version is
  * on probation the load waits for a later tick; if the release went back to
  * the one whose module the slot runs as its previous version, the new one
- * is rolled back.  A host told of a release through a channel of its own
+ * is rolled back.  It returns once the module of the release `current`
+ * shows is live or was refused (a call made while another thread, the tick
+ * thread say, loads that module waits for it): a host that follows an
+ * install root calls it once at start to serve with the current module
+ * from its first request.  A version loaded here remembers the release
+ * ("releases/<id>" of the agent's layout) for a report to the agent.  A
+ * host told of a release through a channel of its own
  * (e.g. a control socket) calls this; the tick thread calls it every tick
  * and when inotify reports a change of `current`.
  * Errors: LP_ERR_IO (reading the link); failed loads are reported as
@@ -621,6 +679,10 @@ typedef enum lp_swap_event_kind {
                                    one is live again */
     LP_SWAP_EV_REFUSED = 4,     /* a module was refused at load; nothing changed */
     LP_SWAP_EV_UNLOADED = 5,    /* a retired version was unloaded after its grace period */
+    LP_SWAP_EV_REPORTED = 6,    /* the agent took the report of a rolled back release
+                                   (message: what it did) */
+    LP_SWAP_EV_REPORT_FAILED = 7, /* an attempt to report failed (message: why, and
+                                     whether and when it is tried again) */
 } lp_swap_event_kind;
 
 typedef enum lp_swap_reason {
@@ -659,6 +721,11 @@ struct lp_swap_event {
     uint64_t crashed_calls;   /* CRASH: calls abandoned so far */
     lp_swap_stats stats;      /* COMMITTED, ROLLED_BACK: the new version's figures */
     lp_swap_stats baseline;   /* the previous version's figures before the swap */
+    uint64_t release;         /* the release of the followed install root the version
+                                 was loaded from (0: loaded by path, with
+                                 lp_swap_update); REPORTED, REPORT_FAILED: the release
+                                 reported */
+    int will_retry;           /* REPORT_FAILED: 1 when it is tried again */
 };
 
 /* ---- information -------------------------------------------------------- */
@@ -676,6 +743,9 @@ typedef struct lp_swap_slot_info {
     char previous[LP_SWAP_VERSION_MAX + 1]; /* ON_PROBATION: the version kept to go back to */
     char sha256[65];                        /* live version: hex SHA-256 of the loaded bytes */
     char path[LP_SWAP_PATH_MAX];            /* live version: the file it was loaded from */
+    uint64_t release;                       /* live version: the release of the followed
+                                               install root it came from (0: loaded by
+                                               path) */
     int64_t probation_left_ms;              /* ON_PROBATION: time left in the window */
     uint64_t swaps, commits, rollbacks, refusals; /* counts since the slot was declared */
     unsigned loaded;                        /* versions of this slot currently loaded: live,

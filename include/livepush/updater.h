@@ -355,6 +355,20 @@ lp_status lp_updater_launch(lp_updater *u, int64_t now, lp_probation_outcome *ou
 lp_status lp_updater_rollback(lp_updater *u, uint64_t to_id, const char *reason,
                               lp_error *err);
 
+/* The app reports that release `id` fails (a module of it crashed inside the
+ * process and was swapped back by its probation, say: livepush/swap.h):
+ * if `id` is still current, rolls back from it as lp_updater_rollback does
+ * to the default target (the previous release, or else the newest good
+ * one), marks it bad with `reason` and records the reason as the last
+ * error, as the probation's own rollbacks do.  The check that `id` is
+ * current and the switch are made under the root's lock, so a report that
+ * arrives late never rolls back another release.
+ * Errors: LP_ERR_INVALID_ARG (id 0), LP_ERR_STATE (`id` is not current:
+ * nothing changed; "release 3 is not current (4 is)"), and those of
+ * lp_updater_rollback. */
+lp_status lp_updater_release_failed(lp_updater *u, uint64_t id, const char *reason,
+                                    lp_error *err);
+
 /* Deletes installed releases beyond `keep`: never the current, previous or
  * probation release; bad releases first, then the oldest installed.  Each
  * is renamed into the trash, forgotten in state.json, then removed.
@@ -1060,6 +1074,9 @@ lp_status lp_device_launch(lp_device *d, int64_t now, lp_probation_outcome *out,
 lp_status lp_device_check_probation(lp_device *d, int64_t now, lp_probation_outcome *out,
                                     lp_error *err);
 lp_status lp_device_rollback(lp_device *d, uint64_t to_id, const char *reason, lp_error *err);
+/* lp_updater_release_failed, then lp_device_report (the rollback is queued
+ * as "rolled_back" with the reason).  Errors: those of the wrapped call. */
+lp_status lp_device_release_failed(lp_device *d, uint64_t id, const char *reason, lp_error *err);
 
 /* Queues the events of the switches state.json shows that were not
  * reported yet, and records them in <root>/.livepush/reported.json:

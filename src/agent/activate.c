@@ -222,11 +222,12 @@ static lp_status check_target(const lp_agent_state *s, uint64_t to, lp_error *er
     return LP_OK;
 }
 
-/* Rolls back from `from` (which must still be current when the switch is
- * made) to `to` (0: the default target).  `automatic` records the reason as
- * the last error. */
-static lp_status rollback(lp_updater *u, uint64_t to, const char *reason, bool automatic,
-                          lp_error *err)
+/* Rolls back from the current release (which must still be current when
+ * the switch is made; with `expect_from`, it must be that one from the
+ * start) to `to` (0: the default target).  `automatic` records the reason
+ * as the last error. */
+static lp_status rollback(lp_updater *u, uint64_t expect_from, uint64_t to, const char *reason,
+                          bool automatic, lp_error *err)
 {
     if (!reason || !*reason)
         reason = "rolled back by request";
@@ -235,6 +236,12 @@ static lp_status rollback(lp_updater *u, uint64_t to, const char *reason, bool a
     if (st)
         return st;
     uint64_t from = s.current;
+    if (expect_from && from != expect_from) {
+        st = lp_error_set(err, LP_ERR_STATE, "release %llu is not current (%llu is)",
+                          (unsigned long long)expect_from, (unsigned long long)from);
+        lp_agent_end(u, &s);
+        return lp_error_prefix(err, st, "rollback");
+    }
     if (!to)
         to = rollback_target(&s);
     hook_ctx h;
@@ -294,7 +301,15 @@ out:
 
 lp_status lp_updater_rollback(lp_updater *u, uint64_t to_id, const char *reason, lp_error *err)
 {
-    return rollback(u, to_id, reason, false, err);
+    return rollback(u, 0, to_id, reason, false, err);
+}
+
+lp_status lp_updater_release_failed(lp_updater *u, uint64_t id, const char *reason,
+                                    lp_error *err)
+{
+    if (!id)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "release failed: no release id");
+    return rollback(u, id, 0, reason, true, err);
 }
 
 /* ---- activation --------------------------------------------------------- */
@@ -331,7 +346,7 @@ static lp_status post_update(lp_updater *u, hook_ctx *h, uint64_t id, uint64_t f
             return st;
         }
         lp_error rerr;
-        if (rollback(u, from, herr.msg, true, &rerr))
+        if (rollback(u, 0, from, herr.msg, true, &rerr))
             return lp_error_set(err, herr.code,
                                 "activating release %llu: %s; rolling back failed: %s",
                                 (unsigned long long)id, herr.msg, rerr.msg);
@@ -482,7 +497,7 @@ static lp_status probation(lp_updater *u, int64_t now, bool launch, lp_probation
     lp_status st = probation_step(u, now, launch, out, buf, sizeof buf, &reason, err);
     if (st || !reason)
         return st;
-    st = rollback(u, 0, reason, true, err);
+    st = rollback(u, 0, 0, reason, true, err);
     if (!st && out)
         *out = LP_PROBATION_ROLLED_BACK;
     return st;

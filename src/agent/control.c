@@ -13,6 +13,12 @@
  * beyond) and handled when it is complete.  Every handler holds the
  * caller's mutex around its lp_device calls, which is what keeps the
  * agent's tick and the operator's requests from using the device at once.
+ *
+ * A release-failed request that rolled a release back (an app reporting a
+ * failure, e.g. a live swap host whose module crashed) has the queued
+ * events sent once its answer is out (libmicrohttpd's completion callback),
+ * with the same mutex held, so the server hears of it without waiting for
+ * the next tick.
  */
 #include "agent/control.h"
 
@@ -50,6 +56,7 @@ struct lp_control {
     lp_device *dev;
     pthread_mutex_t *lock;
     const lp_log *log;
+    bool send_events;
     listener unix_l, tcp_l;
     char *socket_path; /* NULL: no unix socket */
     uint16_t port;
@@ -60,6 +67,7 @@ typedef struct request {
     char *body;
     size_t len;
     bool too_large;
+    bool rolled_back; /* release-failed switched back: send the events once answered */
 } request;
 
 /* ---- responses ---------------------------------------------------------- */
@@ -147,7 +155,7 @@ static const char *version_of(const lp_updater_status *s, uint64_t id)
 }
 
 /* The document of `livepush device status --json`. */
-static enum MHD_Result on_status(lp_control *c, struct MHD_Connection *conn, const request *rq)
+static enum MHD_Result on_status(lp_control *c, struct MHD_Connection *conn, request *rq)
 {
     (void)rq;
     lp_error err;
@@ -198,7 +206,7 @@ static enum MHD_Result on_status(lp_control *c, struct MHD_Connection *conn, con
     return send_json(conn, 200, j);
 }
 
-static enum MHD_Result on_check(lp_control *c, struct MHD_Connection *conn, const request *rq)
+static enum MHD_Result on_check(lp_control *c, struct MHD_Connection *conn, request *rq)
 {
     (void)rq;
     lp_error err;
@@ -335,7 +343,7 @@ static enum MHD_Result run_update(lp_control *c, struct MHD_Connection *conn, bo
     return send_json(conn, 200, j);
 }
 
-static enum MHD_Result on_download(lp_control *c, struct MHD_Connection *conn, const request *rq)
+static enum MHD_Result on_download(lp_control *c, struct MHD_Connection *conn, request *rq)
 {
     static const char *const keys[] = {NULL};
     char why[256];
@@ -346,7 +354,7 @@ static enum MHD_Result on_download(lp_control *c, struct MHD_Connection *conn, c
     return run_update(c, conn, true);
 }
 
-static enum MHD_Result on_apply(lp_control *c, struct MHD_Connection *conn, const request *rq)
+static enum MHD_Result on_apply(lp_control *c, struct MHD_Connection *conn, request *rq)
 {
     static const char *const keys[] = {"dry_run", NULL};
     char why[256];
@@ -364,7 +372,7 @@ static enum MHD_Result on_apply(lp_control *c, struct MHD_Connection *conn, cons
 }
 
 static enum MHD_Result on_rollback_points(lp_control *c, struct MHD_Connection *conn,
-                                          const request *rq)
+                                          request *rq)
 {
     (void)rq;
     lp_error err;
@@ -386,7 +394,7 @@ static enum MHD_Result on_rollback_points(lp_control *c, struct MHD_Connection *
     return send_json(conn, 200, j);
 }
 
-static enum MHD_Result on_rollback(lp_control *c, struct MHD_Connection *conn, const request *rq)
+static enum MHD_Result on_rollback(lp_control *c, struct MHD_Connection *conn, request *rq)
 {
     static const char *const keys[] = {"to", "reason", NULL};
     char why[256];
@@ -421,10 +429,73 @@ static enum MHD_Result on_rollback(lp_control *c, struct MHD_Connection *conn, c
     return send_json(conn, 200, j);
 }
 
+/* POST /v1/release-failed {"release":ID,"reason":"..."}: the app reports that
+ * release ID fails (a live swap host whose module of that release was
+ * swapped back by its probation, say).  If ID is current: rolled back and
+ * marked bad (lp_device_release_failed), 200 "rolled_back"; if it is marked
+ * bad already (a report repeated after a lost answer): 200
+ * "already_rolled_back", nothing done; if it is not current: 409. */
+static enum MHD_Result on_release_failed(lp_control *c, struct MHD_Connection *conn,
+                                         request *rq)
+{
+    static const char *const keys[] = {"release", "reason", NULL};
+    char why[256];
+    json_t *b = parse_body(rq, keys, why, sizeof why);
+    if (!b)
+        return send_error(conn, 400, "bad_request", "%s", why);
+    json_t *rel = json_object_get(b, "release"), *reason = json_object_get(b, "reason");
+    if (!rel || !json_is_integer(rel) || json_integer_value(rel) <= 0) {
+        json_decref(b);
+        return send_error(conn, 400, "bad_request", "\"release\" must be a release id");
+    }
+    if (!reason || !json_is_string(reason) || json_string_length(reason) == 0 ||
+        json_string_length(reason) > REASON_MAX) {
+        json_decref(b);
+        return send_error(conn, 400, "bad_request", "\"reason\" must be 1..%u bytes of text",
+                          REASON_MAX);
+    }
+    uint64_t id = (uint64_t)json_integer_value(rel);
+    char text[REASON_MAX + 1];
+    snprintf(text, sizeof text, "%s", json_string_value(reason));
+    json_decref(b);
+    lp_error err;
+    lp_error_clear(&err);
+    lp_updater_status s;
+    if (lp_updater_status_get(lp_device_updater(c->dev), &s, &err))
+        return send_lp_error(conn, &err);
+    bool bad = false;
+    for (size_t i = 0; i < s.bad_count; i++)
+        bad = bad || s.bad[i].id == id;
+    bool current = s.current == id;
+    lp_updater_status_free(&s);
+    const char *outcome = "already_rolled_back";
+    if (!bad || current) {
+        if (lp_device_release_failed(c->dev, id, text, &err)) {
+            if (c->log)
+                lp_log_event(c->log, LP_LOG_WARN, "release failed: not rolled back",
+                             json_pack("{s:I,s:s,s:s}", "release", (json_int_t)id, "reason",
+                                       text, "error", err.msg));
+            return send_lp_error(conn, &err);
+        }
+        outcome = "rolled_back";
+        rq->rolled_back = true;
+    }
+    if (lp_updater_status_get(lp_device_updater(c->dev), &s, &err))
+        return send_lp_error(conn, &err);
+    json_t *j = json_pack("{s:s,s:I,s:o,s:o}", "outcome", outcome, "release", (json_int_t)id,
+                          "current", id_or_null(s.current), "previous", id_or_null(s.previous));
+    lp_updater_status_free(&s);
+    if (c->log)
+        lp_log_event(c->log, LP_LOG_WARN, "release failed",
+                     json_pack("{s:I,s:s,s:s}", "release", (json_int_t)id, "outcome", outcome,
+                               "reason", text));
+    return send_json(conn, 200, j);
+}
+
 /* ---- dispatch ------------------------------------------------------------- */
 
 typedef enum MHD_Result (*route_fn)(lp_control *c, struct MHD_Connection *conn,
-                                    const request *rq);
+                                    request *rq);
 
 static const struct {
     const char *method, *path;
@@ -436,6 +507,7 @@ static const struct {
     {"POST", "/v1/apply", on_apply},
     {"GET", "/v1/rollback-points", on_rollback_points},
     {"POST", "/v1/rollback", on_rollback},
+    {"POST", "/v1/release-failed", on_release_failed},
 };
 
 /* True when the request carries the admin token. */
@@ -456,7 +528,7 @@ static bool authorized(const lp_control *c, struct MHD_Connection *conn)
 }
 
 static enum MHD_Result dispatch(listener *l, struct MHD_Connection *conn, const char *url,
-                                const char *method, const request *rq)
+                                const char *method, request *rq)
 {
     lp_control *c = l->c;
     if (l->tcp && !authorized(c, conn)) {
@@ -561,10 +633,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
     (void)conn;
     (void)toe;
+    listener *l = cls;
     request *rq = *con_cls;
+    if (rq && rq->rolled_back && l->c->send_events) {
+        /* A failure reported by the app reaches the server now, not at the
+         * next tick: the caller has its answer already. */
+        lp_control *c = l->c;
+        lp_error err;
+        lp_error_clear(&err);
+        size_t sent = 0;
+        pthread_mutex_lock(c->lock);
+        lp_status st = lp_device_send_events(c->dev, &sent, &err);
+        pthread_mutex_unlock(c->lock);
+        if (c->log && st && st != LP_ERR_UNSUPPORTED)
+            lp_log_event(c->log, LP_LOG_WARN, "sending events failed",
+                         json_pack("{s:s}", "error", err.msg));
+        else if (c->log && !st)
+            lp_log_event(c->log, LP_LOG_INFO, "events", json_pack("{s:I}", "sent", (json_int_t)sent));
+    }
     if (rq) {
         free(rq->body);
         free(rq);
@@ -580,7 +668,7 @@ static lp_status start_daemon(listener *l, int fd, lp_error *err)
                             MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, 16u,
                             MHD_OPTION_CONNECTION_TIMEOUT, 30u,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, l, MHD_OPTION_END);
     if (!l->d) {
         close(fd);
         return lp_error_set(err, LP_ERR_IO, "control API: cannot start the %s listener",
@@ -701,6 +789,7 @@ lp_status lp_control_start(const lp_control_config *cfg, lp_control **out, lp_er
     c->dev = cfg->dev;
     c->lock = cfg->lock;
     c->log = cfg->log;
+    c->send_events = cfg->send_events;
     c->unix_l = (listener){.c = c, .tcp = false};
     c->tcp_l = (listener){.c = c, .tcp = true};
     if (want_tcp) {

@@ -17,6 +17,18 @@
  *     POST /v1/rollback {"to":ID,"reason":"..."}
  *                                          lp_device_rollback (to 0 or no
  *                                          "to": the previous release)
+ *     POST /v1/release-failed {"release":ID,"reason":"..."}
+ *                                          the app says release ID fails
+ *                                          (livepush/swap.h, "Reporting to
+ *                                          the agent"): if ID is current,
+ *                                          lp_device_release_failed (rolled
+ *                                          back, marked bad with the reason)
+ *                                          and, with send_events, the events
+ *                                          sent once answered; "outcome"
+ *                                          "rolled_back", or
+ *                                          "already_rolled_back" when ID is
+ *                                          bad and not current; 409 when it
+ *                                          is neither current nor bad
  *
  * Concurrency: each listener is a libmicrohttpd daemon with one internal
  * polling thread (no pool), so requests on one listener are answered one
@@ -60,6 +72,8 @@ typedef struct lp_control_config {
     bool allow_remote;       /* accept a non-loopback http_listen */
     const char *token;       /* required with http_listen (1..LP_CONTROL_MAX_TOKEN bytes) */
     const lp_log *log;       /* borrowed; may be NULL */
+    bool send_events;        /* after a release-failed request rolled back, send the
+                                queued events at once (false: at the next tick) */
 } lp_control_config;
 
 /* Binds the listeners and starts their threads.  Signals should be blocked

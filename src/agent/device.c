@@ -529,3 +529,11 @@ lp_status lp_device_rollback(lp_device *d, uint64_t to_id, const char *reason, l
     lp_device_report(d, NULL, &ignored);
     return st;
 }
+
+lp_status lp_device_release_failed(lp_device *d, uint64_t id, const char *reason, lp_error *err)
+{
+    lp_status st = lp_updater_release_failed(d->u, id, reason, err);
+    lp_error ignored;
+    lp_device_report(d, NULL, &ignored);
+    return st;
+}

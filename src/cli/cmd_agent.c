@@ -394,7 +394,8 @@ int lp_cmd_agent(int argc, char **argv)
                      lp_updater_root(lp_device_updater(a->dev)));
         lp_control_config cc = {.dev = a->dev, .lock = &a->lock, .socket_path = a->socket_path,
                                 .http_listen = a->http_listen, .allow_remote = a->allow_remote,
-                                .token = token, .log = &a->log};
+                                .token = token, .log = &a->log,
+                                .send_events = a->cfg.report};
         if ((a->socket_path[0] || a->http_listen[0]) && lp_control_start(&cc, &ctl, &err)) {
             rc = lp_cli_fail(&err, "agent");
             lp_device_close(a->dev);

@@ -10,7 +10,9 @@
  * the hooks and the log settings matter here), opens the install root,
  * binds the sockets, prints one "listening on ADDRESS" line per socket on
  * stdout (a port 0 shows the port it got), and runs the supervisor until
- * SIGTERM or SIGINT.  The environment is read here, not in the library:
+ * SIGTERM or SIGINT.  --swap names files the app swaps in itself, so that
+ * a release changing only those is adopted without a restart.  The
+ * environment is read here, not in the library:
  * PATH for a command without '/', and the folder of the notify socket
  * (--runtime-dir, else XDG_RUNTIME_DIR, else TMPDIR, else /tmp).
  *
@@ -19,6 +21,7 @@
  */
 #include "cli/cli.h"
 #include "cli/device_config.h"
+#include "livepush/bundle.h"
 #include "swap/supervise.h"
 
 #include <errno.h>
@@ -32,6 +35,8 @@
 typedef struct run_opts {
     const char *listen[LP_SUP_MAX_LISTEN];
     size_t listen_count;
+    const char *swap[LP_SUP_MAX_SWAP];
+    size_t swap_count;
     lp_sup_config sup;
     const char *runtime_dir;
     bool too_many;
@@ -65,6 +70,12 @@ static void usage(FILE *f, void *ctx)
             "  --restart-delay SECONDS        wait before starting again after an exit (1),\n"
             "                                 doubling up to --restart-delay-max (30)\n"
             "  --restart-delay-max SECONDS\n"
+            "  --swap PATH                    a file of the release that the app replaces\n"
+            "                                 in place itself (a live-swapped module, e.g.\n"
+            "                                 lib/handler.so; repeatable, at most %u): a\n"
+            "                                 release that differs from the serving one only\n"
+            "                                 in these is adopted by the process serving,\n"
+            "                                 with no restart\n"
             "  --healthy-after SECONDS        mark a release on probation healthy once its\n"
             "                                 process has been ready this long (default:\n"
             "                                 never; the app or a health check does it)\n"
@@ -77,7 +88,7 @@ static void usage(FILE *f, void *ctx)
             "\n"
             "Options of the install root (flags override environment variables, which\n"
             "override the config file; --root and --app say where the releases are):\n",
-            LP_SUP_MAX_LISTEN);
+            LP_SUP_MAX_LISTEN, LP_SUP_MAX_SWAP);
     lp_devcfg_help(f);
     fprintf(f, "\nExit code: the app's (128+N when signal N ended it), 1 failure, 2 usage.\n");
 }
@@ -117,6 +128,7 @@ enum {
     OPT_POLL,
     OPT_WATCH,
     OPT_RUNTIME,
+    OPT_SWAP,
 };
 
 static const struct option own_options[] = {
@@ -130,6 +142,7 @@ static const struct option own_options[] = {
     {"poll-interval", required_argument, NULL, OPT_POLL},
     {"watch", required_argument, NULL, OPT_WATCH},
     {"runtime-dir", required_argument, NULL, OPT_RUNTIME},
+    {"swap", required_argument, NULL, OPT_SWAP},
     {NULL, 0, NULL, 0}};
 
 static int bad(const char *opt, const char *arg, const char *want)
@@ -180,6 +193,19 @@ static int on_own(void *ctx, int code, const char *arg)
     case OPT_RUNTIME:
         o->runtime_dir = arg;
         return -1;
+    case OPT_SWAP: {
+        if (o->swap_count >= LP_SUP_MAX_SWAP) {
+            fprintf(stderr, "livepush run: more than %u --swap paths\n", LP_SUP_MAX_SWAP);
+            return LP_EXIT_USAGE;
+        }
+        lp_error err;
+        if (lp_manifest_check_path(arg, 0, &err)) {
+            fprintf(stderr, "livepush run: --swap: %s\n", err.msg);
+            return LP_EXIT_USAGE;
+        }
+        o->swap[o->swap_count++] = arg;
+        return -1;
+    }
     case OPT_READY:
         ms = &o->sup.ready_timeout_ms, name = "--ready-timeout";
         break;
@@ -254,6 +280,8 @@ int lp_cmd_run(int argc, char **argv)
     o->sup.path = getenv("PATH");
     o->sup.listen = o->listen;
     o->sup.listen_count = o->listen_count;
+    o->sup.swap = o->swap;
+    o->sup.swap_count = o->swap_count;
     o->sup.runtime_dir = runtime_dir(o->runtime_dir);
     o->sup.log = &log;
     lp_sup *s = NULL;

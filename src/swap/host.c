@@ -13,6 +13,9 @@
  * is a scan of the thread records under host->mu; nothing here ever waits
  * for a caller except lp_swap_reclaim, which polls that check.
  *
+ * The tick also moves reports to the agent on (report.c); the tick thread
+ * polls the socket of the attempt in flight so that the answer wakes it.
+ *
  * Events are queued under host->mu and delivered with no lock held; ev_mu
  * (taken with trylock) makes one thread at a time deliver, in order, and a
  * callback that causes more events gets them delivered by the same loop.
@@ -401,6 +404,7 @@ lp_status lp_swap_tick(lp_swap_host *h, lp_error *err)
         pthread_mutex_unlock(&h->mu);
     }
     lp_swap_reclaim_pass(h);
+    lp_swap_report_pass(h);
     lp_swap_deliver(h);
     return st;
 }
@@ -416,21 +420,24 @@ static void *tick_main(void *arg)
     sigdelset(&all, SIGILL);
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* the host's signals go to its own threads */
     while (!atomic_load(&h->stop)) {
-        struct pollfd fds[2];
+        struct pollfd fds[3];
         nfds_t n = 0;
         fds[n++] = (struct pollfd){.fd = h->wake_fd, .events = POLLIN};
         pthread_mutex_lock(&h->mu);
-        int ifd = h->inotify_fd;
+        int ifd = h->inotify_fd, rfd = h->report_fd;
         pthread_mutex_unlock(&h->mu);
         if (ifd >= 0)
             fds[n++] = (struct pollfd){.fd = ifd, .events = POLLIN};
+        /* the agent's answer to a report in flight (read by the tick) */
+        if (rfd >= 0)
+            fds[n++] = (struct pollfd){.fd = rfd, .events = POLLIN};
         int r = poll(fds, n, (int)h->tick_ms);
         if (r > 0) {
             uint64_t cnt;
             if (fds[0].revents & POLLIN && read(h->wake_fd, &cnt, sizeof cnt) < 0) {
                 /* nothing to drain */
             }
-            if (n > 1 && (fds[1].revents & POLLIN)) {
+            if (ifd >= 0 && (fds[1].revents & POLLIN)) {
                 /* The events only wake us (`current` is read afresh), except
                  * IN_IGNORED: the root went away, watch it again later. */
                 char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
@@ -468,6 +475,14 @@ lp_status lp_swap_host_open(const lp_swap_host_config *cfg, lp_swap_host **out, 
     if (cfg->install_root && (!cfg->install_root[0] || strlen(cfg->install_root) > 2048))
         return lp_error_set(err, LP_ERR_INVALID_ARG,
                             "swap host: install_root is empty or longer than 2048 bytes");
+    if (cfg->agent_socket && (!cfg->agent_socket[0] || strlen(cfg->agent_socket) > 107))
+        return lp_error_set(err, LP_ERR_INVALID_ARG,
+                            "swap host: agent_socket is empty or longer than a unix socket path "
+                            "may be (107 bytes)");
+    if (cfg->report_timeout_ms > 600000u)
+        return lp_error_set(err, LP_ERR_INVALID_ARG,
+                            "swap host: report_timeout_ms %u is out of range (1..600000)",
+                            cfg->report_timeout_ms);
     lp_swap_host *h = aligned_alloc(64, (sizeof *h + 63u) & ~(size_t)63u);
     if (!h)
         return lp_error_set(err, LP_ERR_NOMEM, "swap host: out of memory");
@@ -477,6 +492,9 @@ lp_status lp_swap_host_open(const lp_swap_host_config *cfg, lp_swap_host **out, 
     h->wake_fd = -1;
     h->inotify_fd = -1;
     h->inotify_wd = -1;
+    h->report_fd = -1;
+    h->report_timeout_ms =
+        cfg->report_timeout_ms ? cfg->report_timeout_ms : LP_SWAP_DEFAULT_REPORT_TIMEOUT_MS;
     h->tick_ms = cfg->tick_ms ? cfg->tick_ms : LP_SWAP_DEFAULT_TICK_MS;
     h->max_module_size = cfg->max_module_size ? cfg->max_module_size
                                               : (size_t)LP_SWAP_DEFAULT_MAX_MODULE_SIZE;
@@ -484,6 +502,7 @@ lp_status lp_swap_host_open(const lp_swap_host_config *cfg, lp_swap_host **out, 
     h->on_event_ctx = cfg->on_event_ctx;
     pthread_mutex_init(&h->mu, NULL);
     pthread_mutex_init(&h->ev_mu, NULL);
+    pthread_mutex_init(&h->report_mu, NULL);
 
     lp_status st = lp_swap_private_dir_open(h, cfg->private_dir, err);
     if (st)
@@ -491,6 +510,16 @@ lp_status lp_swap_host_open(const lp_swap_host_config *cfg, lp_swap_host **out, 
     if (cfg->install_root && !(h->install_root = strdup(cfg->install_root))) {
         st = lp_error_set(err, LP_ERR_NOMEM, "swap host: out of memory");
         goto fail;
+    }
+    if (h->install_root && !cfg->no_report) {
+        if (cfg->agent_socket)
+            h->agent_socket = strdup(cfg->agent_socket);
+        else if (asprintf(&h->agent_socket, "%s/.livepush/control.sock", h->install_root) < 0)
+            h->agent_socket = NULL;
+        if (!h->agent_socket) {
+            st = lp_error_set(err, LP_ERR_NOMEM, "swap host: out of memory");
+            goto fail;
+        }
     }
     h->fence = cfg->no_membarrier || membarrier_setup() != 0;
     h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -559,6 +588,7 @@ void lp_swap_host_close(lp_swap_host *h)
         h->retired = NULL;
     }
     lp_swap_deliver(h);
+    lp_swap_report_drop_all(h);
     while (h->slots) {
         lp_swap_slot *s = h->slots;
         h->slots = s->next;
@@ -597,7 +627,9 @@ void lp_swap_host_close(lp_swap_host *h)
         close(h->private_fd);
     free(h->private_dir);
     free(h->install_root);
+    free(h->agent_socket);
     pthread_mutex_destroy(&h->mu);
     pthread_mutex_destroy(&h->ev_mu);
+    pthread_mutex_destroy(&h->report_mu);
     free(h);
 }

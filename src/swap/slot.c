@@ -2,6 +2,10 @@
  * slot.c — slots: declaration, the out-of-line parts of the call path,
  * update (load, baseline, hand-over, swap), probation (judging, commit,
  * rollback, finishing a crash the signal handler claimed) and information.
+ * A version from a release of the followed install root that its probation
+ * rolls back (a crash, its error rate or latency) is queued for a report to
+ * the agent (report.c); a rollback on request or because the release went
+ * back is not.
  *
  * A probation ends exactly once: the signal handler (claimed crash), the
  * tick (judgment or window end) and lp_swap_commit / lp_swap_rollback all
@@ -311,6 +315,7 @@ static void event_base(lp_swap_event *ev, lp_swap_event_kind kind, const lp_swap
     ev->path = v ? v->path : "";
     ev->message = msg;
     ev->baseline = s->baseline;
+    ev->release = v ? v->release : 0;
 }
 
 static void version_stats(const lp_swap_version *v, lp_swap_stats *out)
@@ -353,6 +358,7 @@ static void finish_crash(lp_swap_slot *s, lp_swap_version *v)
     ev.crashed_calls = atomic_load(&v->crash_calls);
     version_stats(v, &ev.stats);
     lp_swap_emit(h, &ev);
+    lp_swap_report_queue(h, s, v, msg);
     lp_swap_retire(h, v);
 }
 
@@ -424,6 +430,9 @@ lp_status lp_swap_end_rollback(lp_swap_slot *s, lp_swap_version *v, lp_swap_reas
     ev.reason = reason;
     version_stats(v, &ev.stats);
     lp_swap_emit(s->host, &ev);
+    /* A release the install went back from already is not reported. */
+    if (reason != LP_SWAP_REASON_REQUESTED)
+        lp_swap_report_queue(s->host, s, v, msg);
     lp_swap_retire(s->host, v);
     return LP_OK;
 }
@@ -582,31 +591,45 @@ static void measure_baseline(lp_swap_slot *s, lp_swap_version *old, bool timed)
 
 lp_status lp_swap_update(lp_swap_slot *s, const char *path, lp_error *err)
 {
+    return lp_swap_update_from(s, path, 0, err);
+}
+
+lp_status lp_swap_update_from(lp_swap_slot *s, const char *path, uint64_t release,
+                              lp_error *err)
+{
     if (!s)
         return lp_error_set(err, LP_ERR_INVALID_ARG, "update: no slot");
+    pthread_mutex_lock(&s->op_mu);
+    lp_status st = lp_swap_update_locked(s, path, release, err);
+    pthread_mutex_unlock(&s->op_mu);
+    lp_swap_reclaim_pass(s->host);
+    lp_swap_deliver(s->host);
+    return st;
+}
+
+lp_status lp_swap_update_locked(lp_swap_slot *s, const char *path, uint64_t release,
+                                lp_error *err)
+{
     lp_error local;
     if (!err)
         err = &local;
     lp_error_clear(err);
     lp_swap_host *h = s->host;
-    pthread_mutex_lock(&s->op_mu);
     lp_swap_settle(s, lp_swap_now_ms());
     lp_status st;
     if (s->probation) {
         lp_swap_version *v = s->probation;
         int64_t left = v->probation_end_ms - lp_swap_now_ms();
-        st = lp_error_set(err, LP_ERR_STATE,
-                          "slot %s: version %s is on probation for another %lld ms; commit or "
-                          "roll it back first",
-                          s->name, v->label, (long long)(left > 0 ? left : 0));
-        pthread_mutex_unlock(&s->op_mu);
-        lp_swap_deliver(h);
-        return st;
+        return lp_error_set(err, LP_ERR_STATE,
+                            "slot %s: version %s is on probation for another %lld ms; commit or "
+                            "roll it back first",
+                            s->name, v->label, (long long)(left > 0 ? left : 0));
     }
     lp_swap_version *nv = NULL;
     st = lp_swap_load(s, path ? path : "", &nv, err);
     if (st)
         goto refused;
+    nv->release = release;
 
     lp_swap_version *old = s->active;
     const lp_swap_probation *p = &s->prob;
@@ -672,9 +695,6 @@ lp_status lp_swap_update(lp_swap_slot *s, const char *path, lp_error *err)
         event_base(&ev, LP_SWAP_EV_SWAPPED, s, nv, old ? old->label : "", msg);
         lp_swap_emit(h, &ev);
     }
-    pthread_mutex_unlock(&s->op_mu);
-    lp_swap_reclaim_pass(h);
-    lp_swap_deliver(h);
     return LP_OK;
 
 refused:
@@ -689,8 +709,6 @@ refused:
         ev.path = path ? path : "";
         lp_swap_emit(h, &ev);
     }
-    pthread_mutex_unlock(&s->op_mu);
-    lp_swap_deliver(h);
     return st;
 }
 
@@ -709,6 +727,7 @@ lp_status lp_swap_slot_get_info(lp_swap_slot *s, lp_swap_slot_info *out, lp_erro
         snprintf(out->version, sizeof out->version, "%s", v->label);
         snprintf(out->sha256, sizeof out->sha256, "%s", v->sha256);
         snprintf(out->path, sizeof out->path, "%s", v->path);
+        out->release = v->release;
         if (s->probation && v->prev) {
             snprintf(out->previous, sizeof out->previous, "%s", v->prev->label);
             int64_t left = v->probation_end_ms - lp_swap_now_ms();

@@ -38,10 +38,23 @@
  * targets, leftovers included) and SIGTERM when the supervisor dies
  * (PR_SET_PDEATHSIG).
  *
- * Ownership: an lp_sup owns its sockets, its copy of the command and its
- * notify folder; the lp_device and the log are borrowed.
+ * Releases the app swaps in itself (--swap): when `current` moves while a
+ * process serves, the manifests the agent stored for the two releases
+ * (<root>/.livepush/manifests/<id>.json) are compared entry by entry; if
+ * they differ only in the swap paths (and folders holding them) the serving
+ * process is simply told nothing and recorded as serving the new release
+ * ("adopted"); anything else, or a manifest that cannot be read, starts a
+ * new process as usual.  The serving release's manifest is kept in memory
+ * from the moment it becomes the serving one, since the agent may prune it.
+ *
+ * Ownership: an lp_sup owns its sockets, its copy of the command, its swap
+ * paths, the serving release's manifest and its notify folder; the
+ * lp_device and the log are borrowed.
  */
 #include "swap/supervise.h"
+
+#include "core/file.h"
+#include "livepush/bundle.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -321,6 +334,11 @@ struct lp_sup {
     uint32_t backoff_ms;
     int64_t healthy_at;       /* mark the active release healthy then; 0: no */
     int exit_code;
+    /* releases adopted without a restart (--swap) */
+    char **swap;
+    size_t nswap;
+    lp_manifest serving;      /* the manifest of serving_id (when nswap) */
+    uint64_t serving_id;      /* 0: none loaded */
 };
 
 static int64_t mono_ms(void)
@@ -525,6 +543,21 @@ lp_status lp_sup_open(const lp_sup_config *cfg, lp_sup **out, lp_error *err)
         if (!st)
             s->nlisten = i + 1;
     }
+    if (!st && cfg->swap_count > LP_SUP_MAX_SWAP)
+        st = lp_error_set(err, LP_ERR_INVALID_ARG, "supervisor: %zu swap paths, at most %u",
+                          cfg->swap_count, LP_SUP_MAX_SWAP);
+    if (!st && cfg->swap_count && !(s->swap = calloc(cfg->swap_count, sizeof *s->swap)))
+        st = lp_error_set(err, LP_ERR_NOMEM, "supervisor: out of memory");
+    for (size_t i = 0; !st && i < cfg->swap_count; i++) {
+        lp_error pe;
+        if (!cfg->swap[i] || lp_manifest_check_path(cfg->swap[i], 0, &pe))
+            st = lp_error_set(err, LP_ERR_INVALID_ARG, "swap path: %s",
+                              cfg->swap[i] ? pe.msg : "missing");
+        else if (!(s->swap[i] = strdup(cfg->swap[i])))
+            st = lp_error_set(err, LP_ERR_NOMEM, "supervisor: out of memory");
+        else
+            s->nswap = i + 1;
+    }
     if (!st && !(s->fdnames = malloc(names_len)))
         st = lp_error_set(err, LP_ERR_NOMEM, "supervisor: out of memory");
     if (!st) {
@@ -587,6 +620,10 @@ void lp_sup_close(lp_sup *s)
     for (size_t i = 0; s->argv && s->argv[i]; i++)
         free(s->argv[i]);
     free(s->argv);
+    for (size_t i = 0; i < s->nswap; i++)
+        free(s->swap[i]);
+    free(s->swap);
+    lp_manifest_free(&s->serving);
     free(s->path);
     free(s->fdnames);
     free(s);
@@ -670,6 +707,136 @@ static void roll_back(lp_sup *s, uint64_t failed, uint64_t serving, const char *
         lp_log_event(s->log, LP_LOG_WARN, "rolled back",
                      json_pack("{s:I,s:I,s:s}", "from", jint(failed), "to", jint(serving),
                                "reason", why));
+}
+
+/* ---- releases adopted without a restart (--swap) ------------------------------ */
+
+/* The stored manifest of release `id` (what the agent verified it against). */
+static lp_status load_manifest(const lp_sup *s, uint64_t id, lp_manifest *m, lp_error *err)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/.livepush/manifests/%" PRIu64 ".json", s->root, id);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    lp_status st = lp_file_read(path, LP_MANIFEST_MAX_JSON_BYTES, &data, &len, err);
+    if (!st)
+        st = lp_manifest_from_json(data, len, m, err);
+    free(data);
+    if (st)
+        return lp_error_prefix(err, st, "manifest of release %" PRIu64, id);
+    return LP_OK;
+}
+
+/* A path the app swaps itself, or a folder holding one. */
+static bool swapped(const lp_sup *s, const lp_manifest_entry *e)
+{
+    size_t n = strlen(e->path);
+    for (size_t i = 0; i < s->nswap; i++) {
+        if (!strcmp(s->swap[i], e->path))
+            return true;
+        if (e->type == LP_ENTRY_DIR && !strncmp(s->swap[i], e->path, n) && s->swap[i][n] == '/')
+            return true;
+    }
+    return false;
+}
+
+static bool same_entry(const lp_manifest_entry *a, const lp_manifest_entry *b)
+{
+    return a->type == b->type && a->mode == b->mode && a->size == b->size &&
+           !strcmp(a->sha256, b->sha256) &&
+           ((!a->target && !b->target) || (a->target && b->target && !strcmp(a->target, b->target)));
+}
+
+/* True when a and b (sorted by path) differ only in swapped paths; else
+ * `why` names the first other difference. */
+static bool swap_only(const lp_sup *s, const lp_manifest *a, const lp_manifest *b, char *why,
+                      size_t cap)
+{
+    size_t i = 0, j = 0;
+    while (i < a->count || j < b->count) {
+        const lp_manifest_entry *x = i < a->count ? &a->entries[i] : NULL;
+        const lp_manifest_entry *y = j < b->count ? &b->entries[j] : NULL;
+        int c = !x ? 1 : !y ? -1 : strcmp(x->path, y->path);
+        if (c < 0) {
+            if (!swapped(s, x)) {
+                snprintf(why, cap, "%s is gone", x->path);
+                return false;
+            }
+            i++;
+        } else if (c > 0) {
+            if (!swapped(s, y)) {
+                snprintf(why, cap, "%s is new", y->path);
+                return false;
+            }
+            j++;
+        } else {
+            if (!swapped(s, x) && !same_entry(x, y)) {
+                snprintf(why, cap, "%s changed", x->path);
+                return false;
+            }
+            i++, j++;
+        }
+    }
+    return true;
+}
+
+/* Keeps the manifest of the release serving (it may be pruned later). */
+static void remember_serving(lp_sup *s, uint64_t id)
+{
+    if (!s->nswap || s->serving_id == id)
+        return;
+    lp_manifest_free(&s->serving);
+    lp_manifest_init(&s->serving);
+    s->serving_id = 0;
+    lp_error e;
+    if (load_manifest(s, id, &s->serving, &e))
+        lp_log_event(s->log, LP_LOG_WARN, "manifest unreadable",
+                     json_pack("{s:I,s:s}", "release", jint(id), "error", e.msg));
+    else
+        s->serving_id = id;
+}
+
+/* With swap paths: makes the process serving serve release `cur` when only
+ * swapped files differ; false when a new process is needed. */
+static bool try_adopt(lp_sup *s, uint64_t cur)
+{
+    child *a = &s->kids[s->active];
+    remember_serving(s, a->release);
+    if (s->serving_id != a->release)
+        return false; /* logged: a restart is the safe way */
+    lp_manifest m;
+    lp_manifest_init(&m);
+    lp_error e;
+    if (load_manifest(s, cur, &m, &e)) {
+        lp_log_event(s->log, LP_LOG_WARN, "manifest unreadable",
+                     json_pack("{s:I,s:s}", "release", jint(cur), "error", e.msg));
+        return false;
+    }
+    char why[LP_MANIFEST_MAX_PATH + 32];
+    if (!swap_only(s, &s->serving, &m, why, sizeof why)) {
+        lp_log_event(s->log, LP_LOG_INFO, "restart needed",
+                     json_pack("{s:I,s:I,s:s}", "release", jint(cur), "serving",
+                               jint(a->release), "differs", why));
+        lp_manifest_free(&m);
+        return false;
+    }
+    uint64_t id;
+    char version[LP_UPDATER_MAX_VERSION + 1];
+    bool probation;
+    current_release(s, &id, version, sizeof version, &probation);
+    lp_log_event(s->log, LP_LOG_INFO, "adopted",
+                 json_pack("{s:i,s:I,s:s,s:I,s:s}", "pid", (int)a->pid, "release", jint(cur),
+                           "version", id == cur ? version : "", "from", jint(a->release), "why",
+                           "only files the app swaps in place differ"));
+    a->release = cur;
+    snprintf(a->version, sizeof a->version, "%s", id == cur ? version : "");
+    lp_manifest_free(&s->serving);
+    s->serving = m;
+    s->serving_id = cur;
+    if (s->failed_release == cur)
+        s->failed_release = 0;
+    s->healthy_at = s->healthy_after_ms ? mono_ms() + s->healthy_after_ms : 0;
+    return true;
 }
 
 /* ---- processes ------------------------------------------------------------- */
@@ -1022,6 +1189,7 @@ static void cand_ready(lp_sup *s)
     if (c->release == s->failed_release)
         s->failed_release = 0;
     s->healthy_at = s->healthy_after_ms ? now + s->healthy_after_ms : 0;
+    remember_serving(s, c->release);
 }
 
 static void child_exited(lp_sup *s, int i, int status)
@@ -1355,6 +1523,8 @@ static void reconcile(lp_sup *s)
         return;
     }
     if (!cur || cur == s->kids[s->active].release || cur == s->failed_release)
+        return;
+    if (s->nswap && try_adopt(s, cur))
         return;
     spawn(s, "release switched");
 }

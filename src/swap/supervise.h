@@ -21,6 +21,11 @@
  *   - a restart happens when `current` of the install root points to
  *     another release (inotify on the root, and a readlink at least every
  *     poll interval), or on SIGHUP (the same release again);
+ *   - with swap paths (--swap), a release whose stored manifest differs
+ *     from the serving release's only in those files (and the folders that
+ *     hold them) is adopted instead: no new process, the one serving now
+ *     serves that release (it swaps the files in itself, following
+ *     `current`), and --healthy-after counts from then;
  *   - a new release whose process exits or is not ready in time is given
  *     up: the old process keeps serving, and the release is rolled back
  *     (lp_device_rollback: `current` back to the release serving, the new
@@ -63,6 +68,7 @@
 #define LP_SUP_MAX_STATUS 256u             /* bytes of a STATUS= text kept */
 #define LP_SUP_MAX_NOTIFY 4096u            /* bytes of one notify datagram */
 #define LP_SUP_MAX_CHILDREN 16u            /* processes alive at once */
+#define LP_SUP_MAX_SWAP 64u                /* --swap paths at most */
 #define LP_SUP_DEFAULT_READY_TIMEOUT_MS 30000u
 #define LP_SUP_DEFAULT_STOP_TIMEOUT_MS 10000u
 #define LP_SUP_DEFAULT_POLL_INTERVAL_MS 2000u
@@ -125,6 +131,10 @@ typedef struct lp_sup_config {
                                        ready this long is marked healthy; 0: never */
     bool no_watch;                  /* no inotify: `current` is only polled */
     const lp_log *log;              /* may be NULL: no log */
+    const char *const *swap;        /* swap_count paths inside a release (checked as
+                                       manifest paths, copied) of files the app replaces
+                                       in place itself (live module swap: livepush/swap.h) */
+    size_t swap_count;
 } lp_sup_config;
 
 typedef struct lp_sup lp_sup;
@@ -135,7 +145,8 @@ typedef struct lp_sup lp_sup;
  * fds the processes get them as, and makes the notify socket in a new 0700
  * folder under runtime_dir.  Nothing is started yet.  The caller owns *out
  * (lp_sup_close).  Errors: LP_ERR_INVALID_ARG (no device or command, a bad
- * or duplicate address, too many), LP_ERR_IO (socket, bind, listen, the
+ * or duplicate address, too many; a swap path that is not a relative path
+ * of a release, or more than LP_SUP_MAX_SWAP), LP_ERR_IO (socket, bind, listen, the
  * folder: the message names the address or path), LP_ERR_NOMEM. */
 lp_status lp_sup_open(const lp_sup_config *cfg, lp_sup **out, lp_error *err);
 

@@ -76,6 +76,7 @@ struct lp_swap_version {
     char sha256[65];
     dev_t dev;                  /* identity of that file when loaded */
     ino_t ino;
+    uint64_t release;           /* the install root's release it came from (0: by path) */
     uintptr_t base;             /* load address (link map l_addr) */
     uintptr_t text_lo[LP_SWAP_TEXT_MAX], text_hi[LP_SWAP_TEXT_MAX];
     int ntext;
@@ -148,6 +149,24 @@ struct lp_swap_thread {
     lp_swap_thread *next;
 };
 
+/* A rollback to report to the agent (report.c). */
+typedef struct lp_swap_report {
+    uint64_t release;
+    char target[48];            /* "releases/<id>": what `current` must still show */
+    char slot[LP_SWAP_NAME_MAX + 1];
+    char version[LP_SWAP_VERSION_MAX + 1];
+    char *request;              /* the whole HTTP request */
+    size_t request_len, sent;
+    int fd;                     /* the attempt in flight, or -1 */
+    char answer[4096];
+    size_t answer_len;
+    int64_t deadline_ms;        /* of the attempt in flight */
+    int64_t next_ms;            /* the next attempt, not before */
+    uint32_t backoff_ms;
+    unsigned attempts;
+    struct lp_swap_report *next;
+} lp_swap_report;
+
 typedef struct lp_swap_event_node {
     lp_swap_event ev;
     struct lp_swap_event_node *next;
@@ -188,6 +207,14 @@ struct lp_swap_host {
     int wake_fd;                 /* eventfd: wakes the tick thread (signal-safe) */
     int inotify_fd;
     int inotify_wd;
+    /* reports to the agent (report.c): the list and report_fd under `mu`;
+     * report_mu (trylock) makes one thread at a time work on them */
+    char *agent_socket;          /* NULL: nothing is reported */
+    uint32_t report_timeout_ms;
+    pthread_mutex_t report_mu;
+    lp_swap_report *reports;
+    unsigned nreports;
+    int report_fd;               /* the attempt in flight (the tick thread polls it), or -1 */
 };
 
 /* ---- host.c --------------------------------------------------------------- */
@@ -260,9 +287,35 @@ void lp_swap_sum_stats(const lp_swap_version *v, lp_swap_sum *out);
 /* Percentiles and counts of a sum. */
 void lp_swap_stats_of(const lp_swap_sum *sum, bool timed, lp_swap_stats *out);
 
+/* Update as lp_swap_update, the version coming from release `release` of the
+ * followed install root (0: none). */
+lp_status lp_swap_update_from(lp_swap_slot *s, const char *path, uint64_t release,
+                              lp_error *err);
+/* The same with the slot's op_mu held (and still held on return); events
+ * are queued, not delivered. */
+lp_status lp_swap_update_locked(lp_swap_slot *s, const char *path, uint64_t release,
+                                lp_error *err);
+
+/* ---- report.c ------------------------------------------------------------- */
+
+#define LP_SWAP_REPORTS_MAX 16u
+#define LP_SWAP_DEFAULT_REPORT_TIMEOUT_MS 10000u
+
+/* Queues a report of the rollback of `v` (of slot `s`) with `message` to the
+ * agent, if the host reports and v came from a release.  Any thread, op_mu
+ * may be held. */
+void lp_swap_report_queue(lp_swap_host *h, const lp_swap_slot *s, const lp_swap_version *v,
+                          const char *message);
+/* Works on the queued reports without waiting (called by the tick). */
+void lp_swap_report_pass(lp_swap_host *h);
+/* Drops every report (closing the host). */
+void lp_swap_report_drop_all(lp_swap_host *h);
+
 /* ---- watch.c -------------------------------------------------------------- */
 
 /* Starts inotify on the install root (if possible; polling works without). */
 void lp_swap_watch_setup(lp_swap_host *h);
+/* The release id of a `current` target "releases/<id>" (0: another form). */
+uint64_t lp_swap_release_of(const char *target);
 
 #endif

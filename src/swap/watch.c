@@ -15,7 +15,9 @@
  * agent hard-links unchanged files between releases; or the same SHA-256)
  * is not loaded again.  If, during a probation, `current` goes back to the
  * release of the previous version's file, the new version is rolled back:
- * the agent rolled the release back.
+ * the agent rolled the release back.  A version loaded from a target of the
+ * agent's form "releases/<id>" remembers the id: a rollback by its
+ * probation is reported to the agent for that release (report.c).
  */
 #include "swap/swap_priv.h"
 
@@ -41,6 +43,24 @@ void lp_swap_watch_setup(lp_swap_host *h)
 }
 
 enum action { ACT_NONE, ACT_UPDATE };
+
+uint64_t lp_swap_release_of(const char *target)
+{
+    static const char pre[] = "releases/";
+    if (strncmp(target, pre, sizeof pre - 1) != 0)
+        return 0;
+    const char *d = target + sizeof pre - 1;
+    size_t n = strlen(d);
+    if (n == 0 || n > 20 || d[0] == '0')
+        return 0;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (d[i] < '0' || d[i] > '9' || v > (UINT64_MAX - (uint64_t)(d[i] - '0')) / 10)
+            return 0;
+        v = v * 10 + (uint64_t)(d[i] - '0');
+    }
+    return v;
+}
 
 static bool same_file(const struct stat *sb, const lp_swap_version *v)
 {
@@ -150,18 +170,23 @@ lp_status lp_swap_check_release(lp_swap_host *h, lp_error *err)
                 st = lp_error_set(err, LP_ERR_TOO_LARGE, "slot %s: module path in %s too long",
                                   s->name, target);
             } else {
+                /* The load happens under the same hold of op_mu as the
+                 * decision, so a second caller (the tick thread and the
+                 * host at start, say) waits for it and then finds the
+                 * release taken: when this returns, the module of the
+                 * current release is live or was refused. */
                 pthread_mutex_lock(&s->op_mu);
                 lp_swap_settle(s, lp_swap_now_ms());
-                enum action a = consider(s, target, full);
+                if (consider(s, target, full) == ACT_UPDATE) /* a refusal is an event */
+                    lp_swap_update_locked(s, full, lp_swap_release_of(target), NULL);
                 pthread_mutex_unlock(&s->op_mu);
-                if (a == ACT_UPDATE)
-                    lp_swap_update(s, full, NULL); /* a refusal is reported as an event */
             }
         }
         pthread_mutex_lock(&h->mu);
         s = s->next;
         pthread_mutex_unlock(&h->mu);
     }
+    lp_swap_reclaim_pass(h);
     lp_swap_deliver(h);
     return st;
 }

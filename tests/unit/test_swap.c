@@ -23,7 +23,14 @@
  *     memory;
  *   - following an install root: the agent's `current` switch picked up,
  *     hard-linked unchanged modules not reloaded, a bad release refused, a
- *     release rolled back by the agent rolls the module back;
+ *     release rolled back by the agent rolls the module back (and is not
+ *     reported to it);
+ *   - reporting a rollback to the agent's control socket: with no agent the
+ *     tick does not wait and tries again later; a peer that never answers
+ *     costs the tick nothing and the attempt ends at its timeout; the
+ *     request an agent receives (route, release, reason) and its answer
+ *     ending the report; a version loaded by path not reported; a report
+ *     dropped once `current` moved;
  *   - the per-call overhead of a slot against a direct call, printed.
  */
 #include "testutil.h"
@@ -35,6 +42,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -45,21 +53,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #define NTHREADS 4
-
-#if defined(__SANITIZE_ADDRESS__)
-#define LP_UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define LP_UNDER_ASAN 1
-#endif
-#endif
 
 /* ---- events ------------------------------------------------------------- */
 
@@ -70,6 +72,8 @@ typedef struct rec_event {
     int signal;
     uint64_t crashed_calls, fault_offset;
     lp_swap_stats stats, baseline;
+    uint64_t release;
+    int will_retry;
 } rec_event;
 
 typedef struct events {
@@ -95,6 +99,8 @@ static void on_event(void *ctx, const lp_swap_event *ev)
         r->fault_offset = ev->fault_offset;
         r->stats = ev->stats;
         r->baseline = ev->baseline;
+        r->release = ev->release;
+        r->will_retry = ev->will_retry;
     }
     pthread_mutex_unlock(&e->mu);
 }
@@ -1242,6 +1248,10 @@ static void test_follow_install_root(void **state)
     assert_int_equal(f->ev.ev[i].reason, LP_SWAP_REASON_REQUESTED);
     assert_non_null(strstr(f->ev.ev[i].message, "went back to releases/3"));
     assert_true(wait_version(s, "2.v2", 1000));
+    /* A rollback because the release went back is not reported. */
+    assert_int_equal(count_events(&f->ev, LP_SWAP_EV_REPORTED) +
+                         count_events(&f->ev, LP_SWAP_EV_REPORT_FAILED),
+                     0);
     free(root);
     free(m1);
     free(m2);
@@ -1251,6 +1261,253 @@ static void test_follow_install_root(void **state)
     free(r3);
     free(r4);
     free(r5);
+}
+
+/* ---- reporting to the agent --------------------------------------------------- */
+
+/* The agent's end of a report: accepts one connection on `path`, reads the
+ * request (headers and a Content-Length body), answers `answer`, closes. */
+typedef struct agent_end {
+    int lfd;
+    const char *answer;
+    char request[8192];
+    size_t len;
+    atomic_bool done;
+    pthread_t tid;
+} agent_end;
+
+static int listen_unix(const char *path)
+{
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    snprintf(un.sun_path, sizeof un.sun_path, "%s", path);
+    unlink(path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&un, sizeof un), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    return fd;
+}
+
+static void *agent_main(void *arg)
+{
+    agent_end *a = arg;
+    int c = accept(a->lfd, NULL, NULL);
+    if (c >= 0) {
+        size_t want = 0;
+        while (a->len < sizeof a->request - 1) {
+            ssize_t n = read(c, a->request + a->len, sizeof a->request - 1 - a->len);
+            if (n <= 0)
+                break;
+            a->len += (size_t)n;
+            a->request[a->len] = '\0';
+            char *end = strstr(a->request, "\r\n\r\n");
+            char *cl = strstr(a->request, "Content-Length: ");
+            if (end && cl && !want)
+                want = (size_t)(end + 4 - a->request) + strtoul(cl + 16, NULL, 10);
+            if (want && a->len >= want)
+                break;
+        }
+        ssize_t w = write(c, a->answer, strlen(a->answer));
+        (void)w;
+        close(c);
+    }
+    atomic_store(&a->done, true);
+    return NULL;
+}
+
+/* Ticks h once; returns how long the tick took in ms. */
+static double tick_ms(lp_swap_host *h)
+{
+    double t0 = now_s();
+    lp_swap_tick(h, NULL);
+    return (now_s() - t0) * 1000;
+}
+
+static int crash_once(lp_swap_slot *s, lp_swap_thread *t)
+{
+    compute_arg a = {.x = 1};
+    return lp_swap_invoke(s, t, invoke_compute, &a, NULL);
+}
+
+static void test_report_to_agent(void **state)
+{
+    fixture *f = *state;
+    char *root = lp_test_join(f->dir, "root");
+    char *sock = lp_test_join(f->dir, "agent.sock");
+    char *m1 = mod(f, "v1"), *mc = mod(f, "crash_first");
+    char *r1 = release_module(root, "1"), *r2 = release_module(root, "2"),
+         *r3 = release_module(root, "3");
+    copy_file(m1, r1);
+    copy_file(mc, r2);
+    copy_file(mc, r3);
+    switch_current(root, "1");
+    lp_swap_host_config hc = {.private_dir = f->priv, .manual_tick = true, .install_root = root,
+                              .agent_socket = sock, .report_timeout_ms = 300,
+                              .on_event = on_event, .on_event_ctx = &f->ev};
+    lp_error err;
+    if (lp_swap_host_open(&hc, &f->h, &err))
+        fail_msg("host open: %s", err.msg);
+    lp_swap_host *h = f->h;
+    lp_swap_probation p = probation_for_crash();
+    p.flags = LP_SWAP_PROBATION_NO_BASELINE;
+    lp_swap_slot *s = declare(h, "calc", &p, "lib/calc.so");
+    assert_int_equal(lp_swap_check_release(h, NULL), LP_OK);
+    lp_swap_slot_info in;
+    info(s, &in);
+    assert_string_equal(in.version, "1.v1");
+    assert_int_equal(in.release, 1);
+    switch_current(root, "2");
+    assert_int_equal(lp_swap_check_release(h, NULL), LP_OK);
+    info(s, &in);
+    assert_int_equal(in.state, LP_SWAP_SLOT_ON_PROBATION);
+    assert_int_equal(in.release, 2);
+    lp_swap_thread *t;
+    assert_int_equal(lp_swap_thread_register(h, &t, NULL), LP_OK);
+
+    /* No agent: the first attempt fails at once, the tick does not wait. */
+    unsigned from = f->ev.n;
+    assert_int_equal(crash_once(s, t), LP_SWAP_CRASHED);
+    double ms = tick_ms(h);
+    int rb = wait_event(&f->ev, LP_SWAP_EV_ROLLED_BACK, from, 0, NULL);
+    int rf = wait_event(&f->ev, LP_SWAP_EV_REPORT_FAILED, from, 0, NULL);
+    assert_true(rb >= 0 && rf >= 0);
+    assert_int_equal(f->ev.ev[rb].release, 2);
+    assert_int_equal(f->ev.ev[rf].release, 2);
+    assert_int_equal(f->ev.ev[rf].will_retry, 1);
+    assert_non_null(strstr(f->ev.ev[rf].message, "cannot connect"));
+    assert_non_null(strstr(f->ev.ev[rf].message, "trying again in 1000 ms"));
+    print_message("no agent (tick: %.2f ms): %s\n", ms, f->ev.ev[rf].message);
+    assert_true(ms < 200);
+    /* Before the back-off nothing is tried. */
+    from = f->ev.n;
+    lp_swap_tick(h, NULL);
+    assert_int_equal(f->ev.n, from);
+    assert_int_equal(call_tag(s, t, 5), 1);
+
+    /* A peer that takes the connection and never answers. */
+    int silent = listen_unix(sock);
+    usleep(1050000);
+    ms = tick_ms(h);
+    double worst = ms;
+    assert_int_equal(wait_event(&f->ev, LP_SWAP_EV_REPORT_FAILED, from, 0, NULL), -1);
+    for (int i = 0; i < 40; i++) {
+        usleep(10000);
+        double m = tick_ms(h);
+        worst = m > worst ? m : worst;
+        assert_int_equal(call_tag(s, t, 6), 1);
+    }
+    rf = wait_event(&f->ev, LP_SWAP_EV_REPORT_FAILED, from, 0, NULL);
+    assert_true(rf >= 0);
+    assert_non_null(strstr(f->ev.ev[rf].message, "no answer within 300 ms"));
+    assert_non_null(strstr(f->ev.ev[rf].message, "trying again in 2000 ms"));
+    print_message("silent peer (slowest tick %.2f ms): %s\n", worst, f->ev.ev[rf].message);
+    assert_true(worst < 200);
+    close(silent);
+
+    /* The agent takes it: the request, and the answer ending the report. */
+    agent_end *a = calloc(1, sizeof *a);
+    a->lfd = listen_unix(sock);
+    a->answer = "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n"
+                "{\"outcome\":\"rolled_back\",\"release\":2,\"current\":1,\"previous\":null}";
+    assert_int_equal(pthread_create(&a->tid, NULL, agent_main, a), 0);
+    from = f->ev.n;
+    usleep(2000000);
+    int rep = wait_event(&f->ev, LP_SWAP_EV_REPORTED, from, 3000, h);
+    assert_true(rep >= 0);
+    pthread_join(a->tid, NULL);
+    close(a->lfd);
+    print_message("%s\n", f->ev.ev[rep].message);
+    assert_non_null(strstr(f->ev.ev[rep].message, "rolled_back (current release: 1)"));
+    assert_int_equal(f->ev.ev[rep].release, 2);
+    assert_true(strncmp(a->request, "POST /v1/release-failed HTTP/1.0\r\n", 34) == 0);
+    const char *body = strstr(a->request, "\r\n\r\n");
+    assert_non_null(body);
+    json_t *j = json_loads(body + 4, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(j, "release")), 2);
+    char want[128];
+    snprintf(want, sizeof want,
+             "live swap in process %d: slot calc: version 5.crash_first crashed on probation "
+             "(SIGSEGV",
+             (int)getpid());
+    const char *reason = json_string_value(json_object_get(j, "reason"));
+    assert_non_null(reason);
+    assert_true(strncmp(reason, want, strlen(want)) == 0);
+    json_decref(j);
+    free(a);
+    /* Done: nothing more is tried. */
+    from = f->ev.n;
+    usleep(50000);
+    lp_swap_tick(h, NULL);
+    assert_int_equal(count_events(&f->ev, LP_SWAP_EV_REPORT_FAILED), 2);
+
+    /* A version loaded by path has no release: its rollback is not reported. */
+    update_ok(f, s, "crash_first");
+    assert_int_equal(crash_once(s, t), LP_SWAP_CRASHED);
+    from = f->ev.n;
+    rb = wait_event(&f->ev, LP_SWAP_EV_ROLLED_BACK, from, 2000, h);
+    assert_true(rb >= 0);
+    assert_int_equal(f->ev.ev[rb].release, 0);
+    lp_swap_tick(h, NULL);
+    assert_int_equal(count_events(&f->ev, LP_SWAP_EV_REPORT_FAILED), 2);
+    assert_int_equal(count_events(&f->ev, LP_SWAP_EV_REPORTED), 1);
+
+    /* Release 3 crashes; `current` moves on before the agent is reached:
+     * the report is dropped. */
+    switch_current(root, "3");
+    assert_int_equal(lp_swap_check_release(h, NULL), LP_OK);
+    info(s, &in);
+    assert_int_equal(in.release, 3);
+    assert_int_equal(crash_once(s, t), LP_SWAP_CRASHED);
+    from = f->ev.n;
+    lp_swap_tick(h, NULL); /* rolled back; the first attempt fails (no agent) */
+    assert_true(wait_event(&f->ev, LP_SWAP_EV_REPORT_FAILED, from, 0, NULL) >= 0);
+    switch_current(root, "1");
+    usleep(1050000);
+    from = f->ev.n;
+    lp_swap_tick(h, NULL);
+    rf = wait_event(&f->ev, LP_SWAP_EV_REPORT_FAILED, from, 0, NULL);
+    assert_true(rf >= 0);
+    print_message("%s\n", f->ev.ev[rf].message);
+    assert_int_equal(f->ev.ev[rf].will_retry, 0);
+    assert_non_null(strstr(f->ev.ev[rf].message, "current release is releases/1 now"));
+    usleep(2100000);
+    from = f->ev.n;
+    lp_swap_tick(h, NULL);
+    assert_int_equal(wait_event(&f->ev, LP_SWAP_EV_REPORT_FAILED, from, 0, NULL), -1);
+    info(s, &in);
+    assert_string_equal(in.version, "1.v1");
+
+    lp_swap_thread_unregister(t);
+    free(root);
+    free(sock);
+    free(m1);
+    free(mc);
+    free(r1);
+    free(r2);
+    free(r3);
+}
+
+static void test_report_config(void **state)
+{
+    fixture *f = *state;
+    char *root = lp_test_join(f->dir, "root");
+    char longp[200];
+    memset(longp, 'a', sizeof longp - 1);
+    longp[0] = '/';
+    longp[sizeof longp - 1] = '\0';
+    lp_swap_host_config hc = {.private_dir = f->priv, .manual_tick = true, .install_root = root,
+                              .agent_socket = longp};
+    lp_error err;
+    lp_swap_host *h = NULL;
+    assert_int_equal(lp_swap_host_open(&hc, &h, &err), LP_ERR_INVALID_ARG);
+    assert_non_null(strstr(err.msg, "agent_socket"));
+    hc.agent_socket = NULL;
+    hc.report_timeout_ms = 600001;
+    assert_int_equal(lp_swap_host_open(&hc, &h, &err), LP_ERR_INVALID_ARG);
+    assert_non_null(strstr(err.msg, "report_timeout_ms"));
+    assert_null(h);
+    free(root);
 }
 
 /* ---- overhead -------------------------------------------------------------- */
@@ -1320,12 +1577,9 @@ static void test_call_overhead(void **state)
     print_message("direct call %.2f ns; through a slot with LP_SWAP_ENTER %.2f ns (overhead "
                   "%.2f ns), with lp_swap_invoke %.2f ns (overhead %.2f ns)\n",
                   best[0], best[1], best[1] - best[0], best[2], best[2] - best[0]);
+    /* Printed only: timing is bench/swap's job (bench/swap/module/run, with
+     * the direct call measured side by side), never a test's. */
     assert_true(acc != 0);
-#ifndef LP_UNDER_ASAN
-    /* A generous bound (the machine may be busy); bench/swap/module/run measures it. */
-    assert_true(best[1] - best[0] < 25.0);
-    assert_true(best[2] - best[0] < 25.0);
-#endif
     lp_swap_thread_unregister(t);
 }
 
@@ -1348,6 +1602,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_state_handover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cycles_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follow_install_root, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_report_to_agent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_report_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_call_overhead, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
