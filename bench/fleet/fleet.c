@@ -1,8 +1,8 @@
 /*
  * fleet.c — a fleet of simulated devices checking in with `livepush serve`,
- * for bench/fleet/run.
+ * for bench/fleet/run and bench/scale/run.
  *
- *   fleet --url URL --app APP --mode MODE --devices N [options]
+ *   fleet --url URL [--url URL2 ...] --app APP --mode MODE --devices N [options]
  *
  * A device that finds nothing new does two requests per check-in, the ones
  * the agent makes (docs/agent.md): it refreshes its TUF metadata, which
@@ -46,6 +46,14 @@
  * kept alive and reused by whichever slot of the thread needs one
  * (--new-connections: every check-in opens its own, the POST closing it).
  *
+ * Several servers of one service (bench/scale): --url given more than once
+ * (at most 8) spreads the slots over the URLs in turn (slot k talks to URL
+ * k mod the number of URLs, as a load balancer that keeps each device on
+ * one server would), so the same --concurrency is shared among them; each
+ * URL may have its own --etag (given in the same order; one --etag serves
+ * them all).  Device IDs still cycle over one fleet, so consecutive devices
+ * go to different servers of the same database.
+ *
  * Every answer is checked: 304 with no body for the GET, 200 with
  * {"accepted":K,"duplicates":0} (K the events sent) for a POST.  Anything
  * else (another status, another body, a transport error) is an error; a run
@@ -57,22 +65,28 @@
  *          rate=R p50_us=.. p90_us=.. p99_us=.. max_us=.. get_p50_us=..
  *          post_p50_us=.. get_p99_us=.. post_p99_us=.. errors=E
  *          client_cpu_us=.. server_cpu_us=.. server_wait_us=..
- *          client_wait_us=..
+ *          client_wait_us=.. urls=U done_by_url=D1,D2,..
+ *          db_cpu_us=.. db_wait_us=..
  *
  * done and rate count check-ins (register: registrations; history:
  * batches) completed in the measured window (register, history: the whole
  * run); latencies are of a whole check-in (first byte of the GET sent to
  * the POST's answer), with the two requests' own medians and 99th
  * percentiles beside; client_cpu_us is this process's user + system time in
- * the window, server_cpu_us that of --server-pid (from /proc), or -1;
- * server_wait_us and client_wait_us the time their threads were runnable
- * but waited for a CPU (/proc/<pid>/task/<tid>/schedstat, summed over the
- * threads; the client's only in the timed modes, whose threads are still
- * running when the window ends): the sign that other work on the machine
- * took the cores.
+ * the window, server_cpu_us that of --server-pid (from /proc; summed when
+ * given more than once, at most 8), or -1; server_wait_us and
+ * client_wait_us the time their threads were runnable but waited for a CPU
+ * (/proc/<pid>/task/<tid>/schedstat, summed over the threads; the client's
+ * only in the timed modes, whose threads are still running when the window
+ * ends): the sign that other work on the machine took the cores.
+ * done_by_url splits done by URL.  db_cpu_us and db_wait_us are the same
+ * figures for a database server: --db-pid (PostgreSQL's postmaster) and
+ * every child process it has at the window's start and end (a child that
+ * exits inside the window is not counted), or -1 without --db-pid.
  *
- * It is a benchmark driver built by bench/fleet/run with libcurl only; it
- * is not part of the product or of the tests.
+ * It is a benchmark driver built by bench/fleet/run and bench/scale/run
+ * (build/bench/fleet) with libcurl only; it is not part of the product or
+ * of the tests.
  */
 #include <curl/curl.h>
 
@@ -101,6 +115,9 @@
 #define ERRORS_SHOWN 5
 #define MAX_CONCURRENCY 4096
 #define MAX_THREADS 2
+#define MAX_URLS 8               /* --url given more than once */
+#define MAX_PIDS 8               /* --server-pid given more than once */
+#define MAX_DB_PROCS 1024        /* a database server's processes counted */
 
 typedef enum { MODE_CHECKIN, MODE_GET, MODE_POST, MODE_REGISTER, MODE_HISTORY } fleet_mode;
 static const char *const mode_names[] = {"checkin", "get", "post", "register", "history"};
@@ -109,10 +126,12 @@ static const char *const mode_names[] = {"checkin", "get", "post", "register", "
 enum { PHASE_WARMUP, PHASE_MEASURE, PHASE_DRAIN };
 
 typedef struct fleet_opts {
-    const char *url;
+    const char *urls[MAX_URLS];
+    unsigned nurls;
     const char *app;
     const char *channel;
-    const char *etag;
+    const char *etags[MAX_URLS];
+    unsigned netags;
     fleet_mode mode;
     uint64_t devices;
     uint64_t first;
@@ -121,7 +140,9 @@ typedef struct fleet_opts {
     unsigned threads;
     double seconds;
     double warmup;
-    long server_pid;
+    long server_pids[MAX_PIDS];
+    unsigned npids;
+    long db_pid;
     int64_t seq_base;
     bool new_connections;
 } fleet_opts;
@@ -136,9 +157,9 @@ typedef struct lat_list {
  * the error count with the first messages. */
 typedef struct fleet_shared {
     const fleet_opts *o;
-    char get_url[URL_MAX];
-    char post_url[URL_MAX];
-    char etag_header[ETAG_MAX + 32];
+    char get_url[MAX_URLS][URL_MAX];
+    char post_url[MAX_URLS][URL_MAX];
+    char etag_header[MAX_URLS][ETAG_MAX + 32];
     _Atomic uint64_t next;  /* next work item: device counter, batch number */
     _Atomic int phase;
     _Atomic uint64_t errors;
@@ -153,6 +174,7 @@ typedef struct slot {
     CURL *post;
     struct curl_slist *get_headers;
     struct curl_slist *post_headers;
+    unsigned url;        /* which --url it talks to */
     uint64_t index;      /* the device's number */
     unsigned events;     /* events in the POST body */
     double t_start;      /* when the check-in began */
@@ -173,6 +195,7 @@ typedef struct worker {
     CURLM *multi;
     lat_list total, get, post;
     uint64_t done; /* completed in the measured window */
+    uint64_t done_by_url[MAX_URLS];
 } worker;
 
 static double now_s(void)
@@ -447,6 +470,7 @@ static void finished(worker *w, slot *s, CURL *h, CURLcode rc)
     if (!counted)
         return;
     w->done++;
+    w->done_by_url[s->url]++;
     bool mem = lat_add(&w->total, t - s->t_start);
     if (o->mode == MODE_CHECKIN)
         mem = mem && lat_add(&w->get, s->t_post - s->t_start) && lat_add(&w->post, t - s->t_post);
@@ -540,8 +564,9 @@ static int64_t self_cpu_us(void)
            ru.ru_stime.tv_usec;
 }
 
-/* User + system time of process pid in microseconds (/proc), or -1. */
-static int64_t proc_cpu_us(long pid)
+/* User + system time of process pid in microseconds (/proc), or -1; its
+ * parent's pid into *ppid when ppid is not NULL. */
+static int64_t proc_cpu_us(long pid, long *ppid)
 {
     if (pid <= 0)
         return -1;
@@ -558,8 +583,12 @@ static int64_t proc_cpu_us(long pid)
     if (!p)
         return -1;
     unsigned long long ut = 0, st = 0;
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+    long parent = 0;
+    if (sscanf(p + 2, "%*c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &parent, &ut,
+               &st) != 3)
         return -1;
+    if (ppid)
+        *ppid = parent;
     long tck = sysconf(_SC_CLK_TCK);
     return tck > 0 ? (int64_t)((ut + st) * 1000000ull / (unsigned long long)tck) : -1;
 }
@@ -596,18 +625,96 @@ static bool proc_sched_us(long pid, int64_t *run_us, int64_t *wait_us)
     return true;
 }
 
-/* CPU and run-queue figures of this process and the server at one moment. */
+/* One process of the database server at one moment. */
+typedef struct db_proc {
+    long pid;
+    int64_t cpu, wait;
+} db_proc;
+
+/* CPU and run-queue figures of this process, the servers and the database
+ * server's processes at one moment. */
 typedef struct sample {
     int64_t client_cpu, server_cpu, server_run, server_wait, client_run, client_wait;
     bool server_sched, client_sched;
+    db_proc db[MAX_DB_PROCS];
+    size_t ndb;
 } sample;
 
-static sample take_sample(long server_pid)
+/* Adds process pid's CPU and wait to s->db, when there is room. */
+static void add_db_proc(sample *s, long pid, int64_t cpu)
 {
-    sample s = {.client_cpu = self_cpu_us(), .server_cpu = proc_cpu_us(server_pid)};
-    s.server_sched = server_pid > 0 && proc_sched_us(server_pid, &s.server_run, &s.server_wait);
-    s.client_sched = proc_sched_us((long)getpid(), &s.client_run, &s.client_wait);
-    return s;
+    int64_t run = 0, wait = 0;
+    if (s->ndb < MAX_DB_PROCS && proc_sched_us(pid, &run, &wait))
+        s->db[s->ndb++] = (db_proc){pid, cpu, wait};
+}
+
+/* The database server's processes: db_pid and its children (a scan of
+ * /proc for the processes whose parent it is). */
+static void sample_db(sample *s, long db_pid)
+{
+    int64_t cpu = proc_cpu_us(db_pid, NULL);
+    if (cpu < 0)
+        return;
+    add_db_proc(s, db_pid, cpu);
+    DIR *d = opendir("/proc");
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end = NULL;
+        long pid = strtol(e->d_name, &end, 10);
+        long parent = 0;
+        if (pid <= 0 || *end || pid == db_pid)
+            continue;
+        cpu = proc_cpu_us(pid, &parent);
+        if (cpu >= 0 && parent == db_pid)
+            add_db_proc(s, pid, cpu);
+    }
+    closedir(d);
+}
+
+static void take_sample(const fleet_opts *o, sample *s)
+{
+    memset(s, 0, sizeof *s);
+    s->client_cpu = self_cpu_us();
+    s->server_cpu = o->npids ? 0 : -1;
+    s->server_sched = o->npids > 0;
+    for (unsigned i = 0; i < o->npids; i++) {
+        int64_t cpu = proc_cpu_us(o->server_pids[i], NULL), run = 0, wait = 0;
+        if (cpu < 0 || s->server_cpu < 0)
+            s->server_cpu = -1;
+        else
+            s->server_cpu += cpu;
+        if (s->server_sched && proc_sched_us(o->server_pids[i], &run, &wait)) {
+            s->server_run += run;
+            s->server_wait += wait;
+        } else {
+            s->server_sched = false;
+        }
+    }
+    s->client_sched = proc_sched_us((long)getpid(), &s->client_run, &s->client_wait);
+    if (o->db_pid > 0)
+        sample_db(s, o->db_pid);
+}
+
+/* The database processes' CPU (cpu true) or wait between samples a and b:
+ * each process of b less what it had in a (all of it when it started
+ * between them); -1 when b found none. */
+static int64_t db_delta(const sample *a, const sample *b, bool cpu)
+{
+    if (!b->ndb)
+        return -1;
+    int64_t total = 0;
+    for (size_t i = 0; i < b->ndb; i++) {
+        int64_t v = cpu ? b->db[i].cpu : b->db[i].wait;
+        for (size_t j = 0; j < a->ndb; j++)
+            if (a->db[j].pid == b->db[i].pid) {
+                v -= cpu ? a->db[j].cpu : a->db[j].wait;
+                break;
+            }
+        total += v > 0 ? v : 0;
+    }
+    return total;
 }
 
 static void sleep_until(double t)
@@ -628,8 +735,10 @@ static int usage(const char *why)
             "             --devices N [--first I] [--count N (register, history)]\n"
             "             [--concurrency C] [--threads T] [--seconds S] [--warmup S]\n"
             "             [--etag ETAG] [--channel NAME] [--server-pid PID]\n"
-            "             [--seq-base N] [--new-connections]\n"
-            "  checkin, get: --etag is the ETag of timestamp.json (If-None-Match)\n",
+            "             [--db-pid PID] [--seq-base N] [--new-connections]\n"
+            "  checkin, get: --etag is the ETag of timestamp.json (If-None-Match)\n"
+            "  --url, --etag and --server-pid may be given up to 8 times (several\n"
+            "  servers: the slots are spread over the URLs in turn)\n",
             why);
     return 2;
 }
@@ -670,14 +779,20 @@ static int parse_args(int argc, char **argv, fleet_opts *o)
         const char *v = argv[++i];
         uint64_t n = 0;
         bool ok = true;
-        if (!strcmp(a, "--url"))
-            o->url = v;
+        if (!strcmp(a, "--url")) {
+            if (o->nurls == MAX_URLS)
+                return usage("--url given more than 8 times");
+            o->urls[o->nurls++] = v;
+        }
         else if (!strcmp(a, "--app"))
             o->app = v;
         else if (!strcmp(a, "--channel"))
             o->channel = v;
-        else if (!strcmp(a, "--etag"))
-            o->etag = v;
+        else if (!strcmp(a, "--etag")) {
+            if (o->netags == MAX_URLS)
+                return usage("--etag given more than 8 times");
+            o->etags[o->netags++] = v;
+        }
         else if (!strcmp(a, "--mode"))
             mode = v;
         else if (!strcmp(a, "--devices"))
@@ -694,8 +809,12 @@ static int parse_args(int argc, char **argv, fleet_opts *o)
             ok = parse_seconds(v, 0.1, &o->seconds);
         else if (!strcmp(a, "--warmup"))
             ok = parse_seconds(v, 0, &o->warmup);
-        else if (!strcmp(a, "--server-pid"))
-            ok = parse_u64(v, 1, INT32_MAX, &n) && (o->server_pid = (long)n);
+        else if (!strcmp(a, "--server-pid")) {
+            if (o->npids == MAX_PIDS)
+                return usage("--server-pid given more than 8 times");
+            ok = parse_u64(v, 1, INT32_MAX, &n) && (o->server_pids[o->npids++] = (long)n);
+        } else if (!strcmp(a, "--db-pid"))
+            ok = parse_u64(v, 1, INT32_MAX, &n) && (o->db_pid = (long)n);
         else if (!strcmp(a, "--seq-base"))
             ok = parse_u64(v, 0, INT64_MAX / 2, &n) && ((o->seq_base = (int64_t)n), true);
         else
@@ -711,16 +830,22 @@ static int parse_args(int argc, char **argv, fleet_opts *o)
     if (m == sizeof mode_names / sizeof mode_names[0])
         return usage("--mode must be checkin, get, post, register or history");
     o->mode = (fleet_mode)m;
-    if (!o->url || !o->app)
+    if (!o->nurls || !o->app)
         return usage("--url and --app are required");
+    for (unsigned i = 0; i < o->nurls; i++)
+        if (!*o->urls[i])
+            return usage("--url is empty");
     if ((o->mode == MODE_REGISTER || o->mode == MODE_HISTORY) && !o->count)
         return usage("register and history need --count");
     if (o->mode != MODE_REGISTER && !o->devices)
         return usage("--devices is required");
-    if ((o->mode == MODE_CHECKIN || o->mode == MODE_GET) && (!o->etag || !*o->etag))
+    if ((o->mode == MODE_CHECKIN || o->mode == MODE_GET) && !o->netags)
         return usage("checkin and get need --etag");
-    if (o->etag && strlen(o->etag) >= ETAG_MAX)
-        return usage("--etag is too long");
+    if (o->netags > 1 && o->netags != o->nurls)
+        return usage("--etag is given once, or once for each --url");
+    for (unsigned i = 0; i < o->netags; i++)
+        if (!*o->etags[i] || strlen(o->etags[i]) >= ETAG_MAX)
+            return usage("--etag is empty or too long");
     if (o->concurrency < o->threads)
         return usage("--concurrency must be at least --threads");
     return 0;
@@ -750,18 +875,24 @@ int main(int argc, char **argv)
     atomic_init(&sh.phase, fixed ? PHASE_MEASURE : PHASE_WARMUP);
     atomic_init(&sh.errors, 0);
     pthread_mutex_init(&sh.err_lock, NULL);
-    const char *slash = o.url[strlen(o.url) - 1] == '/' ? "" : "/";
-    int n1 = snprintf(sh.get_url, sizeof sh.get_url, "%s%sv1/apps/%s/metadata/timestamp.json",
-                      o.url, slash, o.app);
-    int n2 = snprintf(sh.post_url, sizeof sh.post_url, "%s%sv1/apps/%s/events", o.url, slash,
-                      o.app);
-    if (n1 < 0 || (size_t)n1 >= sizeof sh.get_url || n2 < 0 || (size_t)n2 >= sizeof sh.post_url)
-        return usage("--url is too long");
-    snprintf(sh.etag_header, sizeof sh.etag_header, "If-None-Match: %s", o.etag ? o.etag : "");
+    for (unsigned u = 0; u < o.nurls; u++) {
+        const char *url = o.urls[u];
+        const char *slash = url[strlen(url) - 1] == '/' ? "" : "/";
+        int n1 = snprintf(sh.get_url[u], sizeof sh.get_url[u],
+                          "%s%sv1/apps/%s/metadata/timestamp.json", url, slash, o.app);
+        int n2 = snprintf(sh.post_url[u], sizeof sh.post_url[u], "%s%sv1/apps/%s/events", url,
+                          slash, o.app);
+        if (n1 < 0 || (size_t)n1 >= sizeof sh.get_url[u] || n2 < 0 ||
+            (size_t)n2 >= sizeof sh.post_url[u])
+            return usage("--url is too long");
+        const char *etag = o.netags ? o.etags[o.netags > 1 ? u : 0] : "";
+        snprintf(sh.etag_header[u], sizeof sh.etag_header[u], "If-None-Match: %s", etag);
+    }
 
     worker w[MAX_THREADS];
     memset(w, 0, sizeof w);
     bool ok = true;
+    unsigned next_url = 0; /* slots take the URLs in turn, across threads */
     for (unsigned t = 0; t < o.threads && ok; t++) {
         worker *k = &w[t];
         k->sh = &sh;
@@ -774,16 +905,17 @@ int main(int argc, char **argv)
                        CURLM_OK;
         for (unsigned i = 0; ok && i < k->nslots; i++) {
             slot *s = &k->slots[i];
+            s->url = next_url++ % o.nurls;
             s->body_cap =
                 o.mode == MODE_HISTORY ? HISTORY_BATCH * HISTORY_EVENT_MAX + 256 : BODY_MAX;
             s->body = malloc(s->body_cap);
-            s->get_headers = curl_slist_append(NULL, sh.etag_header);
+            s->get_headers = curl_slist_append(NULL, sh.etag_header[s->url]);
             s->post_headers = curl_slist_append(NULL, "Content-Type: application/json");
             if (s->post_headers)
                 s->post_headers = curl_slist_append(s->post_headers, "Expect:");
             ok = s->body && s->get_headers && s->post_headers &&
-                 setup_handle(&s->get, s, sh.get_url, s->get_headers) &&
-                 setup_handle(&s->post, s, sh.post_url, s->post_headers) &&
+                 setup_handle(&s->get, s, sh.get_url[s->url], s->get_headers) &&
+                 setup_handle(&s->post, s, sh.post_url[s->url], s->post_headers) &&
                  curl_easy_setopt(s->post, CURLOPT_POST, 1L) == CURLE_OK &&
                  (!o.new_connections ||
                   curl_easy_setopt(s->post, CURLOPT_FORBID_REUSE, 1L) == CURLE_OK);
@@ -795,7 +927,8 @@ int main(int argc, char **argv)
     }
 
     double t0 = now_s();
-    sample a = take_sample(o.server_pid), b = {0};
+    static sample a, b; /* large: the database's processes */
+    take_sample(&o, &a);
     pthread_t tid[MAX_THREADS];
     unsigned started = 0;
     for (; started < o.threads; started++)
@@ -808,25 +941,27 @@ int main(int argc, char **argv)
     if (!fixed) {
         t_measure = t0 + o.warmup;
         sleep_until(t_measure);
-        a = take_sample(o.server_pid);
+        take_sample(&o, &a);
         atomic_store(&sh.phase, PHASE_MEASURE);
         t_measure = now_s();
         sleep_until(t_measure + o.seconds);
         atomic_store(&sh.phase, PHASE_DRAIN);
         t_end = now_s();
-        b = take_sample(o.server_pid);
+        take_sample(&o, &b);
     }
     for (unsigned t = 0; t < started; t++)
         pthread_join(tid[t], NULL);
     if (fixed) {
         t_end = now_s();
-        b = take_sample(o.server_pid);
+        take_sample(&o, &b);
     }
 
     lat_list total = {0}, get = {0}, post = {0};
-    uint64_t done = 0;
+    uint64_t done = 0, done_by_url[MAX_URLS] = {0};
     for (unsigned t = 0; t < o.threads; t++) {
         done += w[t].done;
+        for (unsigned u = 0; u < o.nurls; u++)
+            done_by_url[u] += w[t].done_by_url[u];
         if (!merge(&total, &w[t].total) || !merge(&get, &w[t].get) || !merge(&post, &w[t].post)) {
             fprintf(stderr, "fleet: out of memory\n");
             return 1;
@@ -842,13 +977,17 @@ int main(int argc, char **argv)
            " seconds=%.3f rate=%.1f p50_us=%u p90_us=%u p99_us=%u max_us=%u get_p50_us=%u"
            " post_p50_us=%u get_p99_us=%u post_p99_us=%u errors=%" PRIu64
            " client_cpu_us=%" PRId64 " server_cpu_us=%" PRId64 " server_wait_us=%" PRId64
-           " client_wait_us=%" PRId64 "\n",
+           " client_wait_us=%" PRId64 " urls=%u done_by_url=",
            mode_names[o.mode], o.mode == MODE_REGISTER ? o.first + o.count : o.devices,
            o.concurrency, o.threads, done, secs, secs > 0 ? (double)done / secs : 0.0, p50, p90,
            p99, pmax, g50, q50, g99, q99, errors, b.client_cpu - a.client_cpu,
            a.server_cpu >= 0 && b.server_cpu >= 0 ? b.server_cpu - a.server_cpu : -1,
            a.server_sched && b.server_sched ? b.server_wait - a.server_wait : -1,
-           a.client_sched && b.client_sched ? b.client_wait - a.client_wait : -1);
+           a.client_sched && b.client_sched ? b.client_wait - a.client_wait : -1, o.nurls);
+    for (unsigned u = 0; u < o.nurls; u++)
+        printf("%s%" PRIu64, u ? "," : "", done_by_url[u]);
+    printf(" db_cpu_us=%" PRId64 " db_wait_us=%" PRId64 "\n", db_delta(&a, &b, true),
+           db_delta(&a, &b, false));
     for (unsigned i = 0; i < sh.nshown; i++)
         fprintf(stderr, "fleet: error: %s\n", sh.shown[i]);
     if (errors > sh.nshown)
