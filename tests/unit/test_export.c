@@ -28,6 +28,7 @@
 #include "livepush/tuf.h"
 #include "server/export.h"
 #include "server/service.h"
+#include "testdb.h"
 #include "testutil.h"
 
 #include <jansson.h>
@@ -48,6 +49,7 @@
 
 typedef struct fx {
     char *dir, *data, *out;
+    lp_testdb *tdb; /* the PostgreSQL schema when LP_TEST_PG_URL is set (testdb.h) */
     lp_service *svc;
     char written[64][256]; /* the files the last export wrote, in order */
     size_t nwritten;
@@ -59,7 +61,10 @@ static int setup(void **state)
     f->dir = lp_test_tmpdir("export");
     f->data = lp_test_join(f->dir, "data");
     f->out = lp_test_join(f->dir, "out");
+    if (lp_testdb_is_pg())
+        assert_non_null(f->tdb = lp_testdb_new(f->dir, "unused"));
     lp_service_options o = {.data_dir = f->data,
+                            .db_url = f->tdb ? f->tdb->url : NULL,
                             .db_connections = 4,
                             .deltas = {.releases = 3, .min_size = 256}};
     lp_error err;
@@ -76,6 +81,7 @@ static int teardown(void **state)
 {
     fx *f = *state;
     lp_service_close(f->svc);
+    lp_testdb_free(f->tdb);
     lp_test_rmtree(f->dir);
     free(f->data);
     free(f->out);
@@ -172,7 +178,8 @@ static lp_status export_to(fx *f, const char *out, bool verify, lp_export_result
                            lp_error *err)
 {
     f->nwritten = 0;
-    lp_export_opts o = {.data_dir = f->data, .app = APP, .out_dir = out, .verify = verify,
+    lp_export_opts o = {.data_dir = f->data, .db_url = f->tdb ? f->tdb->url : NULL,
+                        .app = APP, .out_dir = out, .verify = verify,
                         .on_file = note_file, .ctx = f};
     lp_error_clear(err);
     return lp_export_app(&o, r, err);
@@ -518,7 +525,8 @@ static void test_refusals(void **state)
     fx *f = *state;
     lp_export_result r;
     lp_error err;
-    lp_export_opts o = {.data_dir = f->data, .app = "nope", .out_dir = f->out};
+    lp_export_opts o = {.data_dir = f->data, .db_url = f->tdb ? f->tdb->url : NULL,
+                        .app = "nope", .out_dir = f->out};
     assert_int_equal(lp_export_app(&o, &r, &err), LP_ERR_NOT_FOUND);
     assert_non_null(strstr(err.msg, "no app named 'nope'"));
     o.app = "../" APP;
@@ -590,7 +598,8 @@ static void test_timestamp_refresh(void **state)
     free(repo);
     /* the export from those bytes: only timestamp.json is written */
     f->nwritten = 0;
-    lp_export_opts o = {.data_dir = f->data, .app = APP, .out_dir = f->out, .timestamp = ts,
+    lp_export_opts o = {.data_dir = f->data, .db_url = f->tdb ? f->tdb->url : NULL,
+                        .app = APP, .out_dir = f->out, .timestamp = ts,
                         .timestamp_len = len, .on_file = note_file, .ctx = f};
     lp_export_result r;
     assert_int_equal(lp_export_app(&o, &r, &err), LP_OK);
