@@ -5,10 +5,11 @@
  * make_base writes).  The seeds in fuzz/corpus/delta/ are deltas made with
  * `livepush delta make` from that text to edited versions of it (plus one
  * with the x86 transform forced, and one in dictionary frames, `--dict
- * only`), each behind a mode byte.  The first input
+ * only`), each behind a mode byte: version 1 deltas (seed-N, seed-x86,
+ * seed-dict) and version 2 ones (v2-*).  The first input
  * byte picks the mode: even, the rest of the input is the delta as is; odd,
  * the harness first writes the base's real SHA-256 and a correct header
- * check value into it, so that mutations reach the control entries and the
+ * check value into it (for either header version), so that mutations reach the control entries and the
  * compressed streams instead of stopping at the header's checks.  An apply
  * must either succeed with exactly the bytes whose digest the header names,
  * or fail with a status and a message; it must never crash, read out of
@@ -55,12 +56,40 @@ static void check(int ok)
         abort();
 }
 
+/* Version 2: the header's numbers are varints of at most 5 bytes; returns
+ * 0 when the header does not parse that far. */
+static int skip_varint(const uint8_t *d, size_t n, size_t *at)
+{
+    for (int i = 0; i < 5 && *at < n; i++)
+        if (!(d[(*at)++] & 0x80))
+            return 1;
+    return 0;
+}
+
 static void fix_header(uint8_t *d, size_t n, const uint8_t *base, size_t bn)
 {
     uint8_t dig[LP_HASH_MAX_LEN];
+    lp_hash_buf(LP_HASH_SHA256, base, bn, dig, NULL);
+    if (n >= 12 && d[8] == LP_DELTA_VERSION && !d[9] && !d[10] && !d[11]) {
+        size_t at = 12;
+        for (int i = 0; i < 3; i++)
+            if (!skip_varint(d, n, &at))
+                return;
+        if (n - at < 64)
+            return;
+        memcpy(d + at, dig, 32);
+        at += 64;
+        for (int i = 0; i < 6; i++)
+            if (!skip_varint(d, n, &at))
+                return;
+        if (n - at < 4)
+            return;
+        lp_hash_buf(LP_HASH_SHA256, d, at, dig, NULL);
+        memcpy(d + at, dig, 4);
+        return;
+    }
     if (n < LP_DELTA_HEADER_SIZE)
         return;
-    lp_hash_buf(LP_HASH_SHA256, base, bn, dig, NULL);
     memcpy(d + 32, dig, 32);
     lp_hash_buf(LP_HASH_SHA256, d, LP_DELTA_HEADER_SIZE - 8, dig, NULL);
     memcpy(d + LP_DELTA_HEADER_SIZE - 8, dig, 8);

@@ -24,9 +24,13 @@
  *   also tried, and the smaller delta is kept.  When the matched coding
  *   comes out over 1/8 of the result (files that differ throughout, such as
  *   a rebuilt executable), the result is also coded as zstd frames of at
- *   most 8 MiB that each use the whole base as dictionary, at level 22
- *   (LP_DELTA_FLAG_DICT_FRAMES; lp_delta_options.dict), and the smaller
- *   is kept.  The stats (lp_delta_stats) describe the matching whichever
+ *   most 16 MiB that each use the whole base as dictionary, at level 22
+ *   (LP_DELTA_FLAG_DICT_FRAMES; lp_delta_options.dict), the address tables
+ *   of an ELF file (.eh_frame_hdr, .eh_frame, .rela.dyn) filtered into what
+ *   stays the same when code moves and coded against the same tables of the
+ *   base, and the smaller is kept.  Deltas are written in format version 2
+ *   (a header of 89 to 152 bytes, empty streams cost nothing); version 1
+ *   deltas of earlier releases are still applied.  The stats (lp_delta_stats) describe the matching whichever
  *   coding was kept.
  *   Memory: about 5 x old + 3 x new bytes, plus the compressor's (the
  *   dictionary-frames coding at level 22 indexes the base: about 20 x old
@@ -65,10 +69,17 @@
 extern "C" {
 #endif
 
-/* Format version written by this library; the only one it reads. */
-#define LP_DELTA_VERSION 1u
-/* Bytes of the fixed header at the start of every delta. */
+/* Format version written by this library.  It also reads version 1
+ * (LP_DELTA_VERSION_1), the format of earlier releases. */
+#define LP_DELTA_VERSION 2u
+#define LP_DELTA_VERSION_1 1u
+/* Bytes of a version 1 header, and the most bytes any header takes: reading
+ * the first LP_DELTA_HEADER_SIZE bytes of a delta (or all of a shorter one)
+ * is always enough for lp_delta_read_header. */
 #define LP_DELTA_HEADER_SIZE 152u
+/* Fewest bytes a well-formed delta can have (a version 2 header with every
+ * number at its smallest and no stream). */
+#define LP_DELTA_MIN_SIZE 89u
 /* Largest base or result, in bytes, that a delta may describe (1 GiB). */
 #define LP_DELTA_MAX_SIZE ((uint64_t)1 << 30)
 /* Block of the result that apply hashes and hands to the writer at once;
@@ -80,18 +91,22 @@ extern "C" {
 /* Header flags. */
 #define LP_DELTA_FLAG_X86 0x1u          /* x86-64 branch transform was applied */
 #define LP_DELTA_FLAG_EXTRA_PREFIX 0x2u /* extra stream uses the base as dictionary */
-/* The result is a sequence of zstd frames in the extra stream (one control
- * entry that copies all of it), each of at most LP_DELTA_DICT_FRAME_MAX
- * decoded bytes and each with the whole base as its dictionary; combines with
- * no other flag. */
+/* The result is a sequence of zstd frames in the extra stream, each with a
+ * dictionary: in version 1 one control entry copies all of it and every
+ * frame (at most LP_DELTA_DICT_FRAME_MAX decoded bytes) has the whole base as
+ * dictionary; in version 2 the control stream is a table of segments, raw
+ * ones in frames of at most 16 MiB with the base as dictionary and filtered
+ * ones (tables of an executable) of at most 8 MiB with a filtered region of
+ * the base (docs/delta.md).  Combines with no other flag. */
 #define LP_DELTA_FLAG_DICT_FRAMES 0x4u
-/* Largest decoded size of one frame of a LP_DELTA_FLAG_DICT_FRAMES delta
- * (8 MiB): what its decoder holds of the result at once. */
+/* Largest decoded size of one frame of a version 1 LP_DELTA_FLAG_DICT_FRAMES
+ * delta (8 MiB): what its decoder holds of the result at once. */
 #define LP_DELTA_DICT_FRAME_MAX ((uint64_t)8 << 20)
 
 /* What lp_delta_read_header reports; all fields are checked values. */
 typedef struct lp_delta_header {
-    uint32_t version;           /* LP_DELTA_VERSION */
+    uint32_t version;           /* LP_DELTA_VERSION or LP_DELTA_VERSION_1 */
+    uint32_t header_len;        /* bytes of the header: the streams start there */
     uint32_t flags;             /* LP_DELTA_FLAG_* */
     uint64_t old_size;          /* bytes of the base */
     uint64_t new_size;          /* bytes of the result */

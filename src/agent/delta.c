@@ -10,7 +10,7 @@
  * object without duplicate keys, "from" and "to" the pair asked for,
  * "complete" a boolean, every entry of "deltas" an object with "result" and
  * "base" (64 lower-case hex digits, different) and "size" (an integer from
- * LP_DELTA_HEADER_SIZE to LP_DELTA_MAX_SIZE + 2^20), no pair listed twice.
+ * LP_DELTA_MIN_SIZE to LP_DELTA_MAX_SIZE + 2^20), no pair listed twice.
  * Members this version does not know are ignored, so the server may add
  * some.  Anything else makes the whole index malformed: the caller then
  * uses no delta at all.  Entries are kept sorted by (result, base) so a
@@ -132,14 +132,14 @@ lp_status lp_delta_index_parse(const void *json, size_t len, uint64_t from, uint
         lp_delta_ref *r = &out->deltas[i];
         if (!json_is_object(e) || !member_sha(e, "result", r->result) ||
             !member_sha(e, "base", r->base) ||
-            !member_u64(e, "size", LP_DELTA_HEADER_SIZE, DELTA_SIZE_MAX, &r->size) ||
+            !member_u64(e, "size", LP_DELTA_MIN_SIZE, DELTA_SIZE_MAX, &r->size) ||
             strcmp(r->result, r->base) == 0)
             st = lp_error_set(err, LP_ERR_MALFORMED,
                               "delta index %llu -> %llu: deltas[%zu] must be an object with "
                               "'result' and 'base' (different SHA-256 digests, 64 lower-case "
                               "hex digits) and 'size' (%u to %llu)",
                               (unsigned long long)from, (unsigned long long)to, i,
-                              LP_DELTA_HEADER_SIZE, (unsigned long long)DELTA_SIZE_MAX);
+                              LP_DELTA_MIN_SIZE, (unsigned long long)DELTA_SIZE_MAX);
     }
     if (!st && n) {
         qsort(out->deltas, n, sizeof *out->deltas, cmp_ref);
@@ -301,7 +301,7 @@ lp_status lp_net_fetch_delta(lp_net *n, const lp_delta_ref *ref, const char *bas
     if (!lp_net_is_sha256_hex(ref->base) || !lp_net_is_sha256_hex(ref->result))
         return lp_error_set(err, LP_ERR_INVALID_ARG,
                             "fetch delta: base and result must be 64 lower-case hex digits");
-    if (ref->size < LP_DELTA_HEADER_SIZE || ref->size > DELTA_SIZE_MAX)
+    if (ref->size < LP_DELTA_MIN_SIZE || ref->size > DELTA_SIZE_MAX)
         return lp_error_set(err, LP_ERR_INVALID_ARG, "fetch delta: size %llu out of range",
                             (unsigned long long)ref->size);
     uint8_t md[32];

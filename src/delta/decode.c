@@ -221,6 +221,98 @@ static lp_status do_copy(app *a, uint64_t len, lp_error *err)
     return LP_OK;
 }
 
+/* Hands p[0..n) to the result, block by block. */
+static lp_status emit(app *a, const uint8_t *p, size_t n, lp_error *err)
+{
+    while (n > 0) {
+        size_t k = LP_DELTA_BLOCK - a->out_n;
+        if (k > n)
+            k = n;
+        memcpy(a->out + a->out_n, p, k);
+        a->out_n += k;
+        p += k;
+        n -= k;
+        if (a->out_n == LP_DELTA_BLOCK) {
+            lp_status st = flush(a, err);
+            if (st)
+                return st;
+        }
+    }
+    return LP_OK;
+}
+
+/* One segment of a version 2 dictionary-frames delta (see filter.c): a raw
+ * one is frames with the base as dictionary, a filtered one a single frame
+ * whose dictionary is the base region filtered, undone once decoded. */
+static lp_status segment(app *a, const lpd_seg *g, lp_error *err)
+{
+    lpd_stream *x = &a->s[2];
+    uint64_t n;
+    lp_status st = LP_OK;
+    if (g->kind == LPD_SEG_RAW) {
+        for (uint64_t left = g->len; left > 0 && !st; left -= n) {
+            st = lpd_stream_frame(x, a->old, a->old_len,
+                                  left < LPD_FRAME_MAX ? left : LPD_FRAME_MAX, &n, err);
+            if (!st)
+                st = do_copy(a, n, err);
+        }
+        return st;
+    }
+    uint8_t *dict = g->old_len ? malloc((size_t)g->old_len) : NULL;
+    uint8_t *buf = malloc((size_t)g->len);
+    if ((g->old_len && !dict) || !buf)
+        st = lp_error_set(err, LP_ERR_NOMEM, "out of memory for a segment of %llu bytes",
+                          (unsigned long long)g->len);
+    if (!st && dict) {
+        memcpy(dict, a->old + g->old_off, (size_t)g->old_len);
+        lpd_filter_encode(g, g->old_va, dict, (size_t)g->old_len);
+    }
+    if (!st)
+        st = lpd_stream_frame(x, dict, (size_t)g->old_len, g->len, &n, err);
+    if (!st && n != g->len)
+        st = lp_error_set(err, LP_ERR_MALFORMED, "extra stream: a frame of %llu bytes for a "
+                          "filtered segment of %llu", (unsigned long long)n,
+                          (unsigned long long)g->len);
+    if (!st)
+        st = lpd_stream_read(x, buf, (size_t)n, err);
+    if (!st) {
+        lpd_filter_decode(g, g->va, buf, (size_t)n);
+        st = emit(a, buf, (size_t)n, err);
+    }
+    free(dict);
+    free(buf);
+    return st;
+}
+
+/* Every segment of a version 2 dictionary-frames delta, in order. */
+static lp_status segments(app *a, lp_error *err)
+{
+    lpd_seg segs[LPD_SEG_MAX];
+    size_t n = 0;
+    uint8_t *tab = NULL;
+    lp_status st = LP_OK;
+    if (a->h.control_raw == 0) { /* one raw segment */
+        segs[0] = (lpd_seg){.len = a->h.new_size, .kind = LPD_SEG_RAW};
+        n = 1;
+    } else if (a->h.control_raw > LPD_SEGTAB_MAX) {
+        st = lp_error_set(err, LP_ERR_MALFORMED, "control stream: %llu bytes of segments (at "
+                          "most %u)", (unsigned long long)a->h.control_raw, LPD_SEGTAB_MAX);
+    } else if (!(tab = malloc((size_t)a->h.control_raw))) {
+        st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    } else {
+        st = lpd_stream_read(&a->s[0], tab, (size_t)a->h.control_raw, err);
+        if (!st)
+            st = lpd_segs_decode(tab, (size_t)a->h.control_raw, a->old_len, a->h.new_size, segs,
+                                 &n, err);
+    }
+    free(tab);
+    for (size_t i = 0; i < n && !st; i++) {
+        st = segment(a, &segs[i], err);
+        a->new_pos += segs[i].len;
+    }
+    return st;
+}
+
 static lp_status bad_entry(app *a, lp_error *err, const char *what, uint64_t v)
 {
     return lp_error_set(err, LP_ERR_MALFORMED, "control entry at result offset %llu: %s (%llu)",
@@ -230,6 +322,13 @@ static lp_status bad_entry(app *a, lp_error *err, const char *what, uint64_t v)
 static lp_status entry(app *a, lp_error *err)
 {
     uint64_t add, copy, zz;
+    if (a->h.version != LP_DELTA_VERSION_1 && a->h.control_raw == 0) {
+        /* version 2 without a control stream: one copy of the whole result
+         * (the header checked that the extra stream is all of it) */
+        lp_status st = do_copy(a, a->h.new_size - a->new_pos, err);
+        a->new_pos = a->h.new_size;
+        return st;
+    }
     lp_status st = lpd_stream_varint(&a->s[0], &add, err);
     if (!st)
         st = lpd_stream_varint(&a->s[0], &copy, err);
@@ -294,31 +393,37 @@ static lp_status setup(app *a, lpd_read_fn read, void *rctx, lp_error *err)
     if (!a->out)
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     lp_status st = lp_hash_new(&a->hash, LP_HASH_SHA256, err);
-    uint64_t off = LP_DELTA_HEADER_SIZE;
+    uint64_t off = a->h.header_len;
     int prefix = (a->h.flags & LP_DELTA_FLAG_EXTRA_PREFIX) && a->old_len > 0;
     int frames = (a->h.flags & LP_DELTA_FLAG_DICT_FRAMES) != 0;
+    int v2 = a->h.version != LP_DELTA_VERSION_1;
+    int sf = v2 ? LPD_STREAM_V2 : 0;
     if (!st)
         st = lpd_stream_open(&a->s[0], "control", read, rctx, off, a->h.control_len,
-                             a->h.control_raw, LPD_WINDOW_LOG, NULL, 0, 0, err);
+                             a->h.control_raw, LPD_WINDOW_LOG, NULL, 0, 0, sf, err);
     off += a->h.control_len;
     if (!st)
         st = lpd_stream_open(&a->s[1], "diff", read, rctx, off, a->h.diff_len, a->h.diff_raw,
-                             LPD_WINDOW_LOG, NULL, 0, 0, err);
+                             LPD_WINDOW_LOG, NULL, 0, 0, sf, err);
     off += a->h.diff_len;
     /* Dictionary frames may ask for any window up to 2^31: the decoder holds
-     * at most a frame's declared size of it (checked per frame). */
+     * at most a frame's declared size of it (checked per frame); version 2
+     * gives each frame its dictionary (segment()). */
     if (!st)
         st = lpd_stream_open(&a->s[2], "extra", read, rctx, off, a->h.extra_len,
                              a->h.extra_raw,
                              prefix || frames ? LPD_PREFIX_WINDOW_LOG_MAX : LPD_WINDOW_LOG,
-                             prefix || frames ? a->old : NULL, a->old_len,
-                             frames ? LP_DELTA_DICT_FRAME_MAX : 0, err);
+                             prefix || (frames && !v2) ? a->old : NULL, a->old_len,
+                             frames ? (v2 ? LPD_FRAME_MAX : LP_DELTA_DICT_FRAME_MAX) : 0, sf,
+                             err);
     return st;
 }
 
 static lp_status run(app *a, lp_error *err)
 {
     lp_status st = LP_OK;
+    if (a->h.version != LP_DELTA_VERSION_1 && (a->h.flags & LP_DELTA_FLAG_DICT_FRAMES))
+        st = segments(a, err);
     while (!st && a->new_pos < a->h.new_size)
         st = entry(a, err);
     if (!st && (a->zeros || a->lits))
@@ -344,7 +449,7 @@ lp_status lpd_apply(const uint8_t *old, size_t old_len, lpd_read_fn read, void *
     if ((!old && old_len) || !write)
         return lp_error_set(err, LP_ERR_INVALID_ARG, "delta apply: NULL base or writer");
     app a = {.old = old, .old_len = old_len, .write = write, .wctx = wctx};
-    uint8_t hdr[LP_DELTA_HEADER_SIZE];
+    uint8_t hdr[LP_DELTA_HEADER_SIZE]; /* the most any header takes */
     size_t hn = delta_len < sizeof hdr ? (size_t)delta_len : sizeof hdr;
     lp_status st = read(rctx, 0, hdr, hn, err);
     if (!st)

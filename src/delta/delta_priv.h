@@ -28,8 +28,46 @@
  * LP_DELTA_APPLY_MEM_MAX. */
 #define LPD_INDEX_MAX ((size_t)12 << 20)
 
-/* Serialises h into out[0..LP_DELTA_HEADER_SIZE), check value included. */
-void lpd_header_encode(const lp_delta_header *h, uint8_t *out);
+/* Serialises h (version 1 or 2 as h->version says) into out, which has room
+ * for LP_DELTA_HEADER_SIZE bytes, check value included; returns its length. */
+size_t lpd_header_encode(const lp_delta_header *h, uint8_t *out);
+
+/* ---- segments of a version 2 dictionary-frames delta (filter.c) ----
+ * The result is cut into segments; a raw one is coded as frames of at most
+ * LPD_FRAME_MAX bytes with the whole base as dictionary, a filtered one as a
+ * single frame of its filtered bytes whose dictionary is a region of the
+ * base filtered the same way (see filter.c for the filters). */
+#define LPD_FRAME_MAX ((uint64_t)16 << 20)  /* raw frame of a version 2 delta */
+#define LPD_FILTER_MAX ((uint64_t)8 << 20)  /* filtered segment, its dictionary */
+#define LPD_SEG_MAX 64                      /* segments of one delta */
+#define LPD_SEGTAB_MAX 8192u                /* bytes of their table (the control stream) */
+enum { LPD_SEG_RAW = 0, LPD_SEG_TABLE = 1, LPD_SEG_EHFRAME = 2 };
+typedef struct lpd_seg {
+    uint64_t len;      /* bytes of the result */
+    unsigned kind;     /* LPD_SEG_* */
+    /* TABLE: records of `rec` bytes from byte `start` on; word k (of `width`
+     * bytes, 4 or 8) of a record is coded as its difference from the same
+     * word of the record before when bit k of `mask` is set.
+     * EHFRAME: `va` is the address of the segment's first byte (of the
+     * base region's for the dictionary: `old_va`). */
+    uint64_t start, rec, width, mask, va, old_va;
+    uint64_t old_off, old_len; /* the base region filtered into the dictionary */
+} lpd_seg;
+
+/* Filters buf[0..n) in place (encode) or undoes it (decode); va as above. */
+void lpd_filter_encode(const lpd_seg *s, uint64_t va, uint8_t *buf, size_t n);
+void lpd_filter_decode(const lpd_seg *s, uint64_t va, uint8_t *buf, size_t n);
+/* The segment table as bytes (the control stream of such a delta): returns
+ * the length written to out (room for 16 + n * 100 bytes). */
+size_t lpd_segs_encode(const lpd_seg *s, size_t n, uint8_t *out);
+/* Parses and checks a segment table against the sizes of the base and the
+ * result.  LP_ERR_MALFORMED. */
+lp_status lpd_segs_decode(const uint8_t *p, size_t len, uint64_t old_len, uint64_t new_len,
+                          lpd_seg *out, size_t *n, lp_error *err);
+/* Plans the segments of new against old (ELF sections with a filter, raw
+ * bytes between); returns the count (at least 1, at most LPD_SEG_MAX). */
+size_t lpd_segs_plan(const uint8_t *old, size_t old_len, const uint8_t *nw, size_t new_len,
+                     lpd_seg *out);
 
 /* x86-64 branch transform over buf, which holds the file's bytes from
  * file offset `base` (a multiple of LP_DELTA_BLOCK); each LP_DELTA_BLOCK of

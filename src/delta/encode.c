@@ -50,6 +50,10 @@ typedef struct {
 static lp_status compress(const uint8_t *src, size_t n, int level, const uint8_t *prefix,
                           size_t prefix_len, blob *out, lp_error *err)
 {
+    out->p = NULL;
+    out->n = 0;
+    if (n == 0) /* an empty stream has no frame */
+        return LP_OK;
     ZSTD_CCtx *cc = ZSTD_createCCtx();
     size_t cap = ZSTD_compressBound(n);
     out->p = malloc(cap ? cap : 1);
@@ -68,6 +72,7 @@ static lp_status compress(const uint8_t *src, size_t n, int level, const uint8_t
     ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, level);
     ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, wlog);
     ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 0);
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_format, ZSTD_f_zstd1_magicless);
     if (prefix)
         ZSTD_CCtx_refPrefix(cc, prefix, prefix_len);
     size_t r = ZSTD_compress2(cc, out->p, cap, src, n);
@@ -175,23 +180,15 @@ static void blobs_free(blob z[3])
     }
 }
 
-/* The control and diff streams of a delta that is one copy of the whole
- * result from the extra stream (no entry at all for an empty result); raw[]
- * receives the decoded sizes (for the header), raw[2] the result's. */
-static lp_status one_copy(size_t new_len, int level, blob raw[3], blob z[3], lp_error *err)
+/* A delta that is one copy of the whole result from the extra stream has
+ * neither control nor diff stream (version 2); raw[] receives the decoded
+ * sizes (for the header), raw[2] the result's. */
+static void one_copy(size_t new_len, blob raw[3], blob z[3])
 {
-    uint8_t ctl[32];
-    size_t n = 0;
-    if (new_len > 0) {
-        n = lpd_put_varint(ctl, 0);
-        n += lpd_put_varint(ctl + n, new_len);
-        n += lpd_put_varint(ctl + n, 0);
-    }
-    raw[0] = (blob){NULL, n};
+    raw[0] = (blob){NULL, 0};
     raw[1] = (blob){NULL, 0};
     raw[2] = (blob){NULL, new_len};
-    lp_status st = compress(ctl, n, level, NULL, 0, &z[0], err);
-    return st ? st : compress(NULL, 0, level, NULL, 0, &z[1], err);
+    z[0] = z[1] = (blob){NULL, 0};
 }
 
 /* The whole result as one copy from the extra stream, compressed with the
@@ -200,8 +197,8 @@ static lp_status one_copy(size_t new_len, int level, blob raw[3], blob z[3], lp_
 static lp_status whole(const uint8_t *old, size_t old_len, const uint8_t *nw, size_t new_len,
                        int level, blob raw[3], blob z[3], lp_error *err)
 {
-    lp_status st = one_copy(new_len, level, raw, z, err);
-    return st ? st : compress(nw, new_len, level, old, old_len, &z[2], err);
+    one_copy(new_len, raw, z);
+    return compress(nw, new_len, level, old, old_len, &z[2], err);
 }
 
 /* Compresses the three streams.  The extra stream is also tried with the
@@ -255,15 +252,23 @@ static lp_status compress_all(blob raw[3], const uint8_t *old, size_t old_len,
     return LP_OK;
 }
 
+/* One frame of the dictionary-frames coding: src[0..n) compressed with the
+ * shared CDict of the base, or (a filtered segment) with prefix as
+ * dictionary. */
+typedef struct {
+    const uint8_t *src, *prefix;
+    size_t n, prefix_len;
+    uint8_t *out;
+    size_t out_n;
+} frame_in;
+
 /* One thread's share of the dictionary frames: frames first, first + step,
  * ... of the result, each into its own buffer. */
 typedef struct {
     const ZSTD_CDict *cd;
-    const uint8_t *nw;
-    size_t new_len, nframes, first, step;
+    frame_in *fr;
+    size_t nframes, first, step;
     int level, wlog, attach;
-    uint8_t **out;
-    size_t *out_n;
     size_t zerr;    /* a zstd error code, or 0 */
     int nomem;
 } frame_job;
@@ -271,101 +276,160 @@ typedef struct {
 static void *frame_worker(void *arg)
 {
     frame_job *j = arg;
-    const size_t frame = LP_DELTA_DICT_FRAME_MAX, cap = ZSTD_compressBound(frame);
     ZSTD_CCtx *cc = ZSTD_createCCtx();
     if (!cc) {
         j->nomem = 1;
         return NULL;
     }
     for (size_t i = j->first; i < j->nframes && !j->zerr && !j->nomem; i += j->step) {
-        size_t off = i * frame, m = j->new_len - off < frame ? j->new_len - off : frame;
-        if (!(j->out[i] = malloc(cap))) {
+        frame_in *f = &j->fr[i];
+        size_t cap = ZSTD_compressBound(f->n);
+        if (!(f->out = malloc(cap))) {
             j->nomem = 1;
             break;
         }
         ZSTD_CCtx_reset(cc, ZSTD_reset_session_and_parameters);
         ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, j->level);
-        ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, j->wlog);
         ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 0);
         ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, 1);
-        /* several threads share the dictionary's tables instead of a copy each */
-        if (j->attach)
-            ZSTD_CCtx_setParameter(cc, ZSTD_c_forceAttachDict, ZSTD_dictForceAttach);
-        size_t r = ZSTD_CCtx_refCDict(cc, j->cd);
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_format, ZSTD_f_zstd1_magicless);
+        size_t r = 0;
+        if (f->prefix || !j->cd) {
+            int wlog = 10;
+            while (wlog < LPD_PREFIX_WINDOW_LOG_MAX &&
+                   ((uint64_t)1 << wlog) < f->prefix_len + f->n)
+                wlog++;
+            ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, wlog);
+            if (f->prefix)
+                r = ZSTD_CCtx_refPrefix(cc, f->prefix, f->prefix_len);
+        } else {
+            ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, j->wlog);
+            /* several threads share the dictionary's tables instead of a copy each */
+            if (j->attach)
+                ZSTD_CCtx_setParameter(cc, ZSTD_c_forceAttachDict, ZSTD_dictForceAttach);
+            r = ZSTD_CCtx_refCDict(cc, j->cd);
+        }
         if (!ZSTD_isError(r))
-            r = ZSTD_compress2(cc, j->out[i], cap, j->nw + off, m);
+            r = ZSTD_compress2(cc, f->out, cap, f->src, f->n);
         if (ZSTD_isError(r))
             j->zerr = r;
         else
-            j->out_n[i] = r;
+            f->out_n = r;
     }
     ZSTD_freeCCtx(cc);
     return NULL;
 }
 
-/* The dictionary-frames coding of the whole result (see the top), the
- * frames shared out over `threads` threads. */
+/* The dictionary-frames coding of the whole result (see the top): the
+ * segments of lpd_segs_plan, raw ones cut into frames of LPD_FRAME_MAX with
+ * the base as dictionary (indexed once), filtered ones one frame each with
+ * their filtered base region as dictionary; the frames shared out over
+ * `threads` threads.  raw[0] / z[0] get the segment table (none when the
+ * whole result is one raw segment). */
 static lp_status dict_frames(const uint8_t *old, size_t old_len, const uint8_t *nw,
                              size_t new_len, int level, int threads, blob raw[3], blob z[3],
                              lp_error *err)
 {
-    lp_status st = one_copy(new_len, level, raw, z, err);
-    if (st)
-        return st;
-    const size_t frame = LP_DELTA_DICT_FRAME_MAX;
+    one_copy(new_len, raw, z);
+    lpd_seg segs[LPD_SEG_MAX];
+    size_t nseg = lpd_segs_plan(old, old_len, nw, new_len, segs);
+    size_t nframes = 0;
+    for (size_t i = 0; i < nseg; i++)
+        nframes += segs[i].kind == LPD_SEG_RAW
+                       ? (size_t)((segs[i].len + LPD_FRAME_MAX - 1) / LPD_FRAME_MAX)
+                       : 1;
+    uint8_t *tab = malloc(16 + nseg * 100);
+    uint8_t **bufs = calloc(2 * nseg, sizeof *bufs); /* filtered copies */
+    frame_in *fr = calloc(nframes, sizeof *fr);
+    lp_status st = LP_OK;
+    ZSTD_CDict *cd = NULL;
     int wlog = 10;
-    while (wlog < LPD_PREFIX_WINDOW_LOG_MAX && ((uint64_t)1 << wlog) < old_len + frame)
+    while (wlog < LPD_PREFIX_WINDOW_LOG_MAX && ((uint64_t)1 << wlog) < old_len + LPD_FRAME_MAX)
         wlog++;
-    ZSTD_compressionParameters cp = ZSTD_getCParams(level, frame, old_len);
-    cp.windowLog = (unsigned)wlog;
-    ZSTD_CDict *cd = ZSTD_createCDict_advanced(old, old_len, ZSTD_dlm_byRef, ZSTD_dct_rawContent,
-                                               cp, ZSTD_defaultCMem);
-    size_t nframes = (new_len + frame - 1) / frame;
+    if (!tab || !bufs || !fr)
+        st = lp_error_set(err, LP_ERR_NOMEM, "out of memory for the dictionary frames");
+    size_t k = 0, at = 0;
+    for (size_t i = 0; i < nseg && !st; i++) {
+        const lpd_seg *g = &segs[i];
+        if (g->kind == LPD_SEG_RAW) {
+            for (uint64_t o = 0; o < g->len; o += LPD_FRAME_MAX)
+                fr[k++] = (frame_in){.src = nw + at + o,
+                                     .n = (size_t)(g->len - o < LPD_FRAME_MAX ? g->len - o
+                                                                               : LPD_FRAME_MAX)};
+        } else {
+            uint8_t *b = malloc((size_t)g->len), *d = malloc((size_t)g->old_len + 1);
+            bufs[2 * i] = b;
+            bufs[2 * i + 1] = d;
+            if (!b || !d) {
+                st = lp_error_set(err, LP_ERR_NOMEM, "out of memory for a filtered segment");
+                break;
+            }
+            memcpy(b, nw + at, (size_t)g->len);
+            lpd_filter_encode(g, g->va, b, (size_t)g->len);
+            memcpy(d, old + g->old_off, (size_t)g->old_len);
+            lpd_filter_encode(g, g->old_va, d, (size_t)g->old_len);
+            fr[k++] = (frame_in){.src = b, .n = (size_t)g->len, .prefix = g->old_len ? d : NULL,
+                                 .prefix_len = (size_t)g->old_len};
+        }
+        at += (size_t)g->len;
+    }
+    if (!st) {
+        ZSTD_compressionParameters cp = ZSTD_getCParams(level, LPD_FRAME_MAX, old_len);
+        cp.windowLog = (unsigned)wlog;
+        cd = ZSTD_createCDict_advanced(old, old_len, ZSTD_dlm_byRef, ZSTD_dct_rawContent, cp,
+                                       ZSTD_defaultCMem);
+        if (!cd)
+            st = lp_error_set(err, LP_ERR_NOMEM, "out of memory for the dictionary of %zu "
+                              "bytes", old_len);
+    }
     size_t nt = (size_t)threads < nframes ? (size_t)threads : nframes;
-    uint8_t **out = calloc(nframes, sizeof *out);
-    size_t *out_n = calloc(nframes, sizeof *out_n);
-    frame_job *jobs = calloc(nt, sizeof *jobs);
-    pthread_t *tid = calloc(nt, sizeof *tid);
+    frame_job *jobs = calloc(nt ? nt : 1, sizeof *jobs);
+    pthread_t *tid = calloc(nt ? nt : 1, sizeof *tid);
     size_t started = 0;
-    if (!cd || !out || !out_n || !jobs || !tid) {
-        st = lp_error_set(err, LP_ERR_NOMEM, "out of memory for the dictionary of %zu bytes",
-                          old_len);
-        goto done;
+    if (!st && (!jobs || !tid))
+        st = lp_error_set(err, LP_ERR_NOMEM, "out of memory for the dictionary frames");
+    if (!st) {
+        for (size_t j = 0; j < nt; j++)
+            jobs[j] = (frame_job){.cd = cd, .fr = fr, .nframes = nframes, .first = j,
+                                  .step = nt, .level = level, .wlog = wlog, .attach = nt > 1};
+        /* jobs 1.. on their own threads (a thread that cannot start leaves
+         * its job to this one), job 0 here */
+        for (size_t j = 1; j < nt; j++, started++)
+            if (pthread_create(&tid[j], NULL, frame_worker, &jobs[j]) != 0)
+                break;
+        frame_worker(&jobs[0]);
+        for (size_t j = 1; j <= started; j++)
+            pthread_join(tid[j], NULL);
+        for (size_t j = started + 1; j < nt; j++)
+            frame_worker(&jobs[j]);
     }
-    for (size_t k = 0; k < nt; k++)
-        jobs[k] = (frame_job){.cd = cd, .nw = nw, .new_len = new_len, .nframes = nframes,
-                              .first = k, .step = nt, .level = level, .wlog = wlog,
-                              .attach = nt > 1, .out = out, .out_n = out_n};
-    /* jobs 1.. on their own threads (a thread that cannot start leaves its
-     * job to this one), job 0 here */
-    for (size_t k = 1; k < nt; k++, started++)
-        if (pthread_create(&tid[k], NULL, frame_worker, &jobs[k]) != 0)
-            break;
-    frame_worker(&jobs[0]);
-    for (size_t k = 1; k <= started; k++)
-        pthread_join(tid[k], NULL);
-    for (size_t k = started + 1; k < nt; k++)
-        frame_worker(&jobs[k]);
-    size_t total_n = 0;
-    for (size_t k = 0; k < nt && !st; k++) {
-        if (jobs[k].nomem)
+    for (size_t j = 0; j < nt && !st; j++) {
+        if (jobs[j].nomem)
             st = lp_error_set(err, LP_ERR_NOMEM, "out of memory compressing a frame");
-        else if (jobs[k].zerr)
-            st = lp_error_set(err, LP_ERR_NOMEM, "zstd: %s", ZSTD_getErrorName(jobs[k].zerr));
+        else if (jobs[j].zerr)
+            st = lp_error_set(err, LP_ERR_NOMEM, "zstd: %s", ZSTD_getErrorName(jobs[j].zerr));
     }
+    size_t total_n = 0;
     for (size_t i = 0; i < nframes && !st; i++)
-        total_n += out_n[i];
+        total_n += fr[i].out_n;
     if (!st && !(z[2].p = malloc(total_n ? total_n : 1)))
         st = lp_error_set(err, LP_ERR_NOMEM, "out of memory for a delta of %zu bytes", total_n);
     for (size_t i = 0; i < nframes && !st; i++) {
-        memcpy(z[2].p + z[2].n, out[i], out_n[i]);
-        z[2].n += out_n[i];
+        memcpy(z[2].p + z[2].n, fr[i].out, fr[i].out_n);
+        z[2].n += fr[i].out_n;
     }
-done:
-    for (size_t i = 0; out && i < nframes; i++)
-        free(out[i]);
-    free(out);
-    free(out_n);
+    /* the segment table, unless the whole result is one raw segment */
+    if (!st && !(nseg == 1 && segs[0].kind == LPD_SEG_RAW)) {
+        raw[0].n = lpd_segs_encode(segs, nseg, tab);
+        st = compress(tab, raw[0].n, 19, NULL, 0, &z[0], err);
+    }
+    for (size_t i = 0; fr && i < nframes; i++)
+        free(fr[i].out);
+    for (size_t i = 0; bufs && i < 2 * nseg; i++)
+        free(bufs[i]);
+    free(bufs);
+    free(fr);
+    free(tab);
     free(jobs);
     free(tid);
     ZSTD_freeCDict(cd);
@@ -378,14 +442,17 @@ static lp_status assemble(lp_delta_header *h, const blob z[3], uint8_t **delta, 
     h->control_len = z[0].n;
     h->diff_len = z[1].n;
     h->extra_len = z[2].n;
-    size_t n = LP_DELTA_HEADER_SIZE + z[0].n + z[1].n + z[2].n;
+    uint8_t hdr[LP_DELTA_HEADER_SIZE];
+    size_t at = lpd_header_encode(h, hdr);
+    h->header_len = (uint32_t)at;
+    size_t n = at + z[0].n + z[1].n + z[2].n;
     uint8_t *p = malloc(n);
     if (!p)
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory for a delta of %zu bytes", n);
-    lpd_header_encode(h, p);
-    size_t at = LP_DELTA_HEADER_SIZE;
+    memcpy(p, hdr, at);
     for (int i = 0; i < 3; i++) {
-        memcpy(p + at, z[i].p, z[i].n);
+        if (z[i].n) /* an empty stream has no bytes (and may have no buffer) */
+            memcpy(p + at, z[i].p, z[i].n);
         at += z[i].n;
     }
     *delta = p;
@@ -426,7 +493,7 @@ static lp_status transform(work *w, size_t old_len, size_t new_len, lp_error *er
 
 /* Tries the dictionary-frames coding and keeps it when smaller. */
 static lp_status try_dict(work *w, size_t old_len, size_t new_len, int level, int threads,
-                          lp_delta_header *h, lp_delta_stats *s, lp_error *err)
+                          int have, lp_delta_header *h, lp_delta_stats *s, lp_error *err)
 {
     /* the matched coding's working copies are not needed any more: only its
      * compressed streams, in case they stay the smaller */
@@ -444,8 +511,8 @@ static lp_status try_dict(work *w, size_t old_len, size_t new_len, int level, in
     lp_status st = dict_frames(w->old, old_len, w->nw, new_len, level, threads, raw, z, err);
     s->t_dict = lpd_now() - t;
     s->dict_tried = 1;
-    s->dict_size = LP_DELTA_HEADER_SIZE + total(z);
-    if (!st && (!w->z[2].p || total(z) < total(w->z))) { /* no coding yet (ONLY), or smaller */
+    s->dict_size = total(z);
+    if (!st && (!have || total(z) < total(w->z))) { /* no coding yet (ONLY), or smaller */
         blobs_free(w->z);
         for (int i = 0; i < 3; i++) {
             w->z[i] = z[i];
@@ -504,12 +571,11 @@ static lp_status make(work *w, size_t old_len, size_t new_len, const lp_delta_op
     lp_delta_dict dm = opt ? opt->dict : LP_DELTA_DICT_AUTO;
     if (dm == LP_DELTA_DICT_ONLY) {
         if (old_len > 0 && new_len > 0)
-            return try_dict(w, old_len, new_len, dict_level, threads, h, s, err);
+            return try_dict(w, old_len, new_len, dict_level, threads, 0, h, s, err);
         /* nothing to take from an empty base, or nothing to make: one copy */
         t = lpd_now();
-        st = one_copy(new_len, level, w->raw, w->z, err);
-        if (!st)
-            st = compress(w->nw, new_len, level, NULL, 0, &w->z[2], err);
+        one_copy(new_len, w->raw, w->z);
+        st = compress(w->nw, new_len, level, NULL, 0, &w->z[2], err);
         h->control_raw = w->raw[0].n;
         h->extra_raw = w->raw[2].n;
         s->t_compress = lpd_now() - t;
@@ -532,10 +598,10 @@ static lp_status make(work *w, size_t old_len, size_t new_len, const lp_delta_op
         st = compress_all(w->raw, w->old, old_len, w->nw, new_len, level, w->z, &h->flags,
                           err);
     s->t_compress = lpd_now() - t;
-    uint64_t kept = LP_DELTA_HEADER_SIZE + total(w->z);
+    uint64_t kept = total(w->z);
     if (!st && old_len > 0 && new_len > 0 &&
         (dm == LP_DELTA_DICT_ON || (dm == LP_DELTA_DICT_AUTO && kept > new_len / 8)))
-        st = try_dict(w, old_len, new_len, dict_level, threads, h, s, err);
+        st = try_dict(w, old_len, new_len, dict_level, threads, 1, h, s, err);
     h->control_raw = w->raw[0].n;
     h->diff_raw = w->raw[1].n;
     h->extra_raw = w->raw[2].n;
@@ -558,6 +624,8 @@ lp_status lp_delta_make(const uint8_t *old, size_t old_len, const uint8_t *new_,
     work_free(&w);
     if (st)
         return st;
+    if (s.dict_tried)
+        s.dict_size += h.header_len;
     s.old_size = old_len;
     s.new_size = new_len;
     s.delta_size = *delta_len;

@@ -7,6 +7,7 @@
  * buffer.  The bytes a frame may produce are bounded by the header's raw size,
  * checked against the frame's own content size before decoding starts.
  */
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_getFrameHeader_advanced, magicless frames */
 #include "delta/stream.h"
 
 #include <stdlib.h>
@@ -34,9 +35,21 @@ static lp_status fill_input(lpd_stream *s, lp_error *err)
 /* Checks the declared size of the frame that starts at in[in_pos] (at least
  * its header is in the buffer, or all that is left of the region) and hands
  * the dictionary to it. */
+static unsigned long long content_size(const lpd_stream *s)
+{
+    if (!s->v2)
+        return ZSTD_getFrameContentSize(s->in + s->in_pos, s->in_len - s->in_pos);
+    ZSTD_frameHeader fh;
+    size_t r = ZSTD_getFrameHeader_advanced(&fh, s->in + s->in_pos, s->in_len - s->in_pos,
+                                            ZSTD_f_zstd1_magicless);
+    if (r != 0 || fh.frameType != ZSTD_frame)
+        return ZSTD_CONTENTSIZE_ERROR;
+    return fh.frameContentSize;
+}
+
 static lp_status frame_start(lpd_stream *s, lp_error *err)
 {
-    unsigned long long fcs = ZSTD_getFrameContentSize(s->in + s->in_pos, s->in_len - s->in_pos);
+    unsigned long long fcs = content_size(s);
     if (fcs == ZSTD_CONTENTSIZE_ERROR || fcs == ZSTD_CONTENTSIZE_UNKNOWN)
         return bad(s, err, "not a zstd frame with a declared size");
     if (s->frame_max == 0 && fcs != s->raw_left)
@@ -85,7 +98,7 @@ static lp_status check_frame(lpd_stream *s, uint64_t len, lp_error *err)
 lp_status lpd_stream_open(lpd_stream *s, const char *name, lpd_read_fn read, void *rctx,
                           uint64_t off, uint64_t len, uint64_t raw, int window_log_max,
                           const void *prefix, size_t prefix_len, uint64_t frame_max,
-                          lp_error *err)
+                          int flags, lp_error *err)
 {
     memset(s, 0, sizeof *s);
     s->name = name;
@@ -103,17 +116,27 @@ lp_status lpd_stream_open(lpd_stream *s, const char *name, lpd_read_fn read, voi
     s->out = malloc(OUT_CAP);
     if (!s->dctx || !s->in || !s->out)
         return lp_error_set(err, LP_ERR_NOMEM, "%s stream: out of memory", name);
+    s->v2 = (flags & LPD_STREAM_V2) != 0;
     size_t r = ZSTD_DCtx_setParameter(s->dctx, ZSTD_d_windowLogMax, window_log_max);
+    if (!ZSTD_isError(r) && s->v2)
+        r = ZSTD_DCtx_setParameter(s->dctx, ZSTD_d_format, ZSTD_f_zstd1_magicless);
     if (ZSTD_isError(r))
         return lp_error_set(err, LP_ERR_NOMEM, "%s stream: zstd: %s", name, ZSTD_getErrorName(r));
+    if (s->v2 && len == 0) { /* an empty stream (the header checked raw is 0) */
+        s->done = 1;
+        return LP_OK;
+    }
+    if (s->v2 && frame_max)
+        return len ? LP_OK : bad(s, err, "empty (a zstd frame is required)");
     return check_frame(s, len, err);
 }
 
 /* Decodes more output; called only when out is empty. */
 static lp_status refill(lpd_stream *s, lp_error *err)
 {
+    int framed = s->v2 && s->frame_max;
     while (s->out_pos == s->out_len) {
-        if (s->done)
+        if (s->done || (framed && !s->in_frame))
             return bad(s, err, "ends before the data the control stream needs");
         if (s->in_pos == s->in_len) {
             if (s->off == s->end)
@@ -136,6 +159,11 @@ static lp_status refill(lpd_stream *s, lp_error *err)
         s->out_len = out.pos;
         if (r == 0) {
             int more = s->in_pos != s->in_len || s->off != s->end;
+            if (framed) {
+                s->in_frame = 0;
+                s->done = !more;
+                continue;
+            }
             if (more && !s->frame_max)
                 return bad(s, err, "trailing bytes after its frame");
             if (!more) {
@@ -203,10 +231,81 @@ lp_status lpd_stream_varint(lpd_stream *s, uint64_t *v, lp_error *err)
     return bad(s, err, "number does not fit in 64 bits");
 }
 
+/* v2 frames: the current frame's bytes were all read; decodes what is left
+ * of it (its end mark), expecting no more bytes. */
+static lp_status end_frame(lpd_stream *s, lp_error *err)
+{
+    while (s->in_frame) {
+        if (s->in_pos == s->in_len) {
+            if (s->off == s->end)
+                return bad(s, err, "truncated (the frame does not end)");
+            lp_status st = fill_input(s, err);
+            if (st)
+                return st;
+        }
+        ZSTD_inBuffer in = {s->in, s->in_len, s->in_pos};
+        ZSTD_outBuffer out = {s->out, OUT_CAP, 0};
+        size_t r = ZSTD_decompressStream(s->dctx, &out, &in);
+        if (ZSTD_isError(r))
+            return lp_error_set(err, LP_ERR_MALFORMED, "%s stream: corrupted (zstd: %s)",
+                                s->name, ZSTD_getErrorName(r));
+        s->in_pos = in.pos;
+        if (out.pos)
+            return bad(s, err, "a frame holds more bytes than its segment");
+        if (r == 0) {
+            s->in_frame = 0;
+            s->done = s->in_pos == s->in_len && s->off == s->end;
+        }
+    }
+    return LP_OK;
+}
+
+lp_status lpd_stream_frame(lpd_stream *s, const void *prefix, size_t prefix_len, uint64_t max,
+                           uint64_t *size, lp_error *err)
+{
+    *size = 0;
+    if (!s->v2 || !s->frame_max)
+        return bad(s, err, "not a stream of frames");
+    if (s->out_pos != s->out_len)
+        return bad(s, err, "a frame holds more bytes than its segment");
+    lp_status st = end_frame(s, err);
+    if (st)
+        return st;
+    if (s->in_pos == s->in_len && s->off == s->end)
+        return bad(s, err, "ends before the data the control stream needs");
+    if ((st = header_bytes(s, err)))
+        return st;
+    unsigned long long fcs = content_size(s);
+    if (fcs == ZSTD_CONTENTSIZE_ERROR || fcs == ZSTD_CONTENTSIZE_UNKNOWN)
+        return bad(s, err, "not a zstd frame with a declared size");
+    if (fcs == 0 || fcs > max || fcs > s->raw_left)
+        return lp_error_set(err, LP_ERR_MALFORMED, "%s stream: a frame declares %llu bytes "
+                            "(1..%llu allowed, %llu left)", s->name, fcs,
+                            (unsigned long long)max, (unsigned long long)s->raw_left);
+    if (prefix) {
+        size_t r = ZSTD_DCtx_refPrefix(s->dctx, prefix, prefix_len);
+        if (ZSTD_isError(r))
+            return lp_error_set(err, LP_ERR_NOMEM, "%s stream: zstd: %s", s->name,
+                                ZSTD_getErrorName(r));
+    }
+    s->in_frame = 1;
+    s->done = 0;
+    *size = fcs;
+    return LP_OK;
+}
+
 lp_status lpd_stream_finish(lpd_stream *s, lp_error *err)
 {
     if (s->out_pos != s->out_len || s->raw_left != 0)
         return bad(s, err, "holds bytes the control stream does not use");
+    if (s->v2 && s->frame_max) {
+        lp_status st = end_frame(s, err);
+        if (st)
+            return st;
+        if (s->in_pos != s->in_len || s->off != s->end)
+            return bad(s, err, "holds bytes the control stream does not use");
+        return LP_OK;
+    }
     if (!s->done) {
         /* The frame may still owe its end mark: decode it, expecting nothing. */
         lp_status st = refill(s, err);

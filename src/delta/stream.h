@@ -13,6 +13,11 @@
  * bytes, checked before it is decoded (zstd's decoder then holds at most that
  * much of it, whatever window the frame asks for), the sizes adding up to the
  * header's; the dictionary, if any, is given to every frame.
+ *
+ * Version 2 streams (flag LPD_STREAM_V2) are magicless zstd frames; an
+ * empty region is an empty stream (no frame).  A version 2 stream of frames
+ * is read frame by frame: lpd_stream_frame starts the next one with its own
+ * dictionary and bound, and a read never crosses the end of a frame.
  */
 #ifndef LP_DELTA_STREAM_H
 #define LP_DELTA_STREAM_H
@@ -35,7 +40,11 @@ typedef struct lpd_stream {
     const void *prefix;       /* dictionary of every frame, or NULL */
     size_t prefix_len;
     int done;                 /* the (last) frame ended */
+    int v2;                   /* magicless frames; frames started by lpd_stream_frame */
+    int in_frame;             /* v2 frames: a frame is started and has not ended */
 } lpd_stream;
+
+#define LPD_STREAM_V2 1
 
 /* Opens the stream; prefix (may be NULL) is the frames' dictionary, which
  * must outlive the stream; frame_max as above (0: exactly one frame).
@@ -43,7 +52,15 @@ typedef struct lpd_stream {
 lp_status lpd_stream_open(lpd_stream *s, const char *name, lpd_read_fn read, void *rctx,
                           uint64_t off, uint64_t len, uint64_t raw, int window_log_max,
                           const void *prefix, size_t prefix_len, uint64_t frame_max,
-                          lp_error *err);
+                          int flags, lp_error *err);
+
+/* Version 2 stream of frames: ends the current frame (all of its bytes must
+ * have been read) and starts the next, which must declare 1..max bytes; it
+ * is decoded with prefix[0..prefix_len) as dictionary (prefix may be NULL;
+ * it must stay alive until the frame is read).  *size gets its declared
+ * size.  LP_ERR_MALFORMED (no frame left, a size out of bounds, …). */
+lp_status lpd_stream_frame(lpd_stream *s, const void *prefix, size_t prefix_len, uint64_t max,
+                           uint64_t *size, lp_error *err);
 
 /* Reads exactly n decoded bytes into dst; LP_ERR_MALFORMED if the stream
  * ends first or is corrupted. */

@@ -113,22 +113,47 @@ static int hot(uint8_t x)
     return (x & 0xC7) == 0x05 || (x & 0xFE) == 0xE8;
 }
 
+/* Bytes a recognised instruction can start with: E8/E9, a 66/F2/F3 or REX
+ * prefix, 0F, or a one-byte opcode of modrm_op1.  (A filter only: branch()
+ * decides.) */
+static int can_start(uint8_t x)
+{
+    return (x & 0xFE) == 0xE8 || x == 0x66 || x == 0xF2 || x == 0xF3 || (x & 0xF0) == 0x40 ||
+           x == 0x0F || modrm_op1(x);
+}
+
+/* Eight bytes at a time: nonzero if any of p[0..8) is hot.  A byte is hot
+ * when (x & C7) ^ 05 or (x & FE) ^ E8 is zero; the classic test for a zero
+ * byte in a word, (v - 0x01..) & ~v & 0x80.., has no false negatives, and a
+ * false positive only sends the caller to the byte-by-byte test. */
+static int any_hot8(const uint8_t *p)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t w;
+    memcpy(&w, p, 8);
+    uint64_t a = (w & 0xC7C7C7C7C7C7C7C7ull) ^ 0x0505050505050505ull;
+    uint64_t b = (w & 0xFEFEFEFEFEFEFEFEull) ^ 0xE8E8E8E8E8E8E8E8ull;
+    return (((a - ones) & ~a) | ((b - ones) & ~b)) & highs ? 1 : 0;
+}
+
 /* Start of the next recognised instruction at or after i (n if none), its
  * length in *len.  An instruction starting at s is recognised only if
  * b[s..s+4] holds a hot byte, so the scan jumps from hot byte to hot byte
- * and tries, in order, the few starts whose window reaches it: the same
- * instructions as trying every position, found without looking at most
- * bytes. */
+ * (skipping eight bytes at a time where none is) and tries, in order, the
+ * few starts whose window reaches it: the same instructions as trying every
+ * position, found without looking at most bytes. */
 static size_t next_op(const uint8_t *b, size_t n, size_t i, size_t *len)
 {
     while (i < n) {
         size_t k = i;
+        while (k + 8 <= n && !any_hot8(b + k))
+            k += 8;
         while (k < n && !hot(b[k]))
             k++;
         if (k == n)
             return n;
         for (size_t s = k >= i + 4 ? k - 4 : i; s <= k; s++)
-            if ((*len = branch(b + s, n - s)))
+            if (can_start(b[s]) && (*len = branch(b + s, n - s)))
                 return s;
         i = k + 1;
     }

@@ -880,7 +880,7 @@ static void test_index_parse(void **state)
                 "deltas[0]");
     parse_fails(ONE("{\"result\":\"" A64 "\",\"base\":\"" A64 "\",\"size\":500}"),
                 LP_ERR_MALFORMED, "deltas[0]");
-    parse_fails(ONE("{\"result\":\"" A64 "\",\"base\":\"" B64 "\",\"size\":151}"),
+    parse_fails(ONE("{\"result\":\"" A64 "\",\"base\":\"" B64 "\",\"size\":88}"),
                 LP_ERR_MALFORMED, "deltas[0]");
     parse_fails(ONE("{\"result\":\"" A64 "\",\"base\":\"" B64 "\",\"size\":-1}"),
                 LP_ERR_MALFORMED, "deltas[0]");

@@ -12,6 +12,7 @@
  * status and a message, and apply_file must leave no output and no
  * temporary file behind.
  */
+#define ZSTD_STATIC_LINKING_ONLY /* magicless frames, as version 2 writes them */
 #include "core/file.h"
 #include "delta/delta_priv.h"
 #include "livepush/delta.h"
@@ -98,9 +99,10 @@ static void roundtrip(const uint8_t *old, size_t on, const uint8_t *nw, size_t n
     size_t dn = 0, outn = 0;
     lp_delta_options opt = {.level = level};
     assert_int_equal(lp_delta_make(old, on, nw, nn, &opt, &d, &dn, stats, &err), LP_OK);
-    assert_true(dn >= LP_DELTA_HEADER_SIZE);
+    assert_true(dn >= LP_DELTA_MIN_SIZE);
     lp_delta_header h;
     assert_int_equal(lp_delta_read_header(d, dn, dn, &h, &err), LP_OK);
+    assert_int_equal(h.version, LP_DELTA_VERSION);
     assert_int_equal(h.old_size, on);
     assert_int_equal(h.new_size, nn);
     assert_int_equal(lp_delta_apply_buf(old, on, d, dn, nn, &out, &outn, &err), LP_OK);
@@ -374,15 +376,33 @@ static void test_wrong_base_and_result(void **state)
     free(d);
 }
 
-/* A delta with the given header fields and raw streams, compressed here. */
+/* One stream compressed here: a zstd frame (version 1), or a magicless one
+ * and nothing for no bytes (version 2). */
+static uint8_t *forge_stream(int v2, const uint8_t *src, size_t n, size_t *zn)
+{
+    uint8_t *z = malloc(ZSTD_compressBound(n));
+    assert_non_null(z);
+    *zn = 0;
+    if (v2 && n == 0)
+        return z;
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, 3);
+    if (v2)
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_format, ZSTD_f_zstd1_magicless);
+    *zn = ZSTD_compress2(cc, z, ZSTD_compressBound(n), src, n);
+    ZSTD_freeCCtx(cc);
+    assert_false(ZSTD_isError(*zn));
+    return z;
+}
+
+/* A delta with the given header fields and raw streams, compressed here in
+ * the header's version. */
 static uint8_t *forge(lp_delta_header *h, const uint8_t *s[3], const size_t sn[3], size_t *len)
 {
     uint8_t *z[3];
-    size_t zn[3], total = LP_DELTA_HEADER_SIZE;
+    size_t zn[3], total = 0;
     for (int i = 0; i < 3; i++) {
-        z[i] = malloc(ZSTD_compressBound(sn[i]));
-        zn[i] = ZSTD_compress(z[i], ZSTD_compressBound(sn[i]), s[i], sn[i], 3);
-        assert_false(ZSTD_isError(zn[i]));
+        z[i] = forge_stream(h->version != LP_DELTA_VERSION_1, s[i], sn[i], &zn[i]);
         total += zn[i];
     }
     if (!h->control_len && !h->diff_len && !h->extra_len) {
@@ -390,9 +410,11 @@ static uint8_t *forge(lp_delta_header *h, const uint8_t *s[3], const size_t sn[3
         h->diff_len = zn[1];
         h->extra_len = zn[2];
     }
-    uint8_t *p = malloc(total);
-    lpd_header_encode(h, p);
-    size_t at = LP_DELTA_HEADER_SIZE;
+    uint8_t hdr[LP_DELTA_HEADER_SIZE];
+    size_t at = lpd_header_encode(h, hdr);
+    uint8_t *p = malloc(total + at);
+    memcpy(p, hdr, at);
+    total += at;
     for (int i = 0; i < 3; i++) {
         memcpy(p + at, z[i], zn[i]);
         at += zn[i];
@@ -404,7 +426,7 @@ static uint8_t *forge(lp_delta_header *h, const uint8_t *s[3], const size_t sn[3
 
 static lp_delta_header base_header(const uint8_t *old, size_t on, uint64_t nn)
 {
-    lp_delta_header h = {.version = LP_DELTA_VERSION, .old_size = on, .new_size = nn};
+    lp_delta_header h = {.version = LP_DELTA_VERSION_1, .old_size = on, .new_size = nn};
     uint8_t d[LP_HASH_MAX_LEN];
     lp_hash_buf(LP_HASH_SHA256, old, on, d, NULL);
     memcpy(h.old_sha256, d, 32);
@@ -443,8 +465,8 @@ static void test_hostile_headers(void **state)
     /* add 16 from the base: a valid delta, for reference */
     expect_refused(old, on, h, "\x10\x00\x00", 3, 16, 0, LP_ERR_HASH_MISMATCH, "result");
     lp_delta_header x = h;
-    x.version = 2;
-    expect_refused(old, on, x, "\x10\x00\x00", 3, 16, 0, LP_ERR_UNSUPPORTED, "version 2");
+    x.version = 3;
+    expect_refused(old, on, x, "\x10\x00\x00", 3, 16, 0, LP_ERR_UNSUPPORTED, "version 3");
     x = h;
     x.flags = 0x80;
     expect_refused(old, on, x, "\x10\x00\x00", 3, 16, 0, LP_ERR_UNSUPPORTED, "flags");
@@ -537,16 +559,17 @@ static int dir_entries(const char *path)
 
 /* ---- dictionary frames ------------------------------------------------------ */
 
-/* A pair over LP_DELTA_DICT_FRAME_MAX: the real executables of this build,
+/* A pair over LPD_FRAME_MAX: the real executables of this build,
  * concatenated (old: livepush then livepush-agent, repeated; new: the other
- * order, every 4096th byte changed) up to about 9 MiB. */
+ * order, every 4096th byte changed) up to about 17 MiB.  Both start with an
+ * ELF file, whose tables the dictionary frames filter. */
 static void big_pair(uint8_t **old, size_t *on, uint8_t **nw, size_t *nn)
 {
     size_t an, bn;
     uint8_t *a = lp_test_read_file(lp_test_getenv_or_skip("LP_BIN"), &an);
     uint8_t *b = lp_test_read_file(lp_test_getenv_or_skip("LP_AGENT_BIN"), &bn);
     assert_true(a && b);
-    size_t want = LP_DELTA_DICT_FRAME_MAX + (1u << 20);
+    size_t want = LPD_FRAME_MAX + (1u << 20);
     *old = malloc(want + an + bn);
     *nw = malloc(want + an + bn);
     assert_true(*old && *nw);
@@ -564,13 +587,31 @@ static void big_pair(uint8_t **old, size_t *on, uint8_t **nw, size_t *nn)
     free(b);
 }
 
+/* Bytes of the magicless zstd frame at p (version 2 streams), read from its
+ * frame header and block headers. */
+static size_t frame_size(const uint8_t *p, size_t n)
+{
+    assert_true(n >= 1);
+    unsigned fhd = p[0], fcs = fhd >> 6, single = (fhd >> 5) & 1, sum = (fhd >> 2) & 1;
+    static const size_t did[4] = {0, 1, 2, 4}, fcsz[4] = {0, 2, 4, 8};
+    size_t at = 1 + !single + did[fhd & 3] + (fcs == 0 ? single : fcsz[fcs]);
+    for (;;) {
+        assert_true(at + 3 <= n);
+        uint32_t bh = p[at] | (uint32_t)p[at + 1] << 8 | (uint32_t)p[at + 2] << 16;
+        at += 3 + (((bh >> 1) & 3) == 1 ? 1 : bh >> 3);
+        if (bh & 1)
+            break;
+    }
+    at += sum ? 4 : 0;
+    assert_true(at <= n);
+    return at;
+}
+
 static size_t count_frames(const uint8_t *d, size_t dn, const lp_delta_header *h)
 {
-    size_t at = LP_DELTA_HEADER_SIZE + h->control_len + h->diff_len, n = 0;
+    size_t at = h->header_len + h->control_len + h->diff_len, n = 0;
     while (at < dn) {
-        size_t f = ZSTD_findFrameCompressedSize(d + at, dn - at);
-        assert_false(ZSTD_isError(f));
-        at += f;
+        at += frame_size(d + at, dn - at);
         n++;
     }
     return n;
@@ -594,15 +635,15 @@ static void test_dict_frames(void **state)
     assert_int_equal(lp_delta_read_header(d, dn, dn, &h, &err), LP_OK);
     assert_int_equal(h.flags, LP_DELTA_FLAG_DICT_FRAMES);
     assert_true(count_frames(d, dn, &h) >= 2);
-    assert_true(dn < nn / 4); /* the base did its work as dictionary */
+    assert_true(dn < nn / 2); /* the base did its work as dictionary */
     assert_int_equal(lp_delta_apply_buf(old, on, d, dn, nn, &out, &outn, &err), LP_OK);
     assert_int_equal(outn, nn);
     assert_memory_equal(out, nw, nn);
     free(out);
 
     /* a byte changed inside the second frame */
-    size_t first = LP_DELTA_HEADER_SIZE + h.control_len + h.diff_len;
-    size_t f1 = ZSTD_findFrameCompressedSize(d + first, dn - first);
+    size_t first = h.header_len + h.control_len + h.diff_len;
+    size_t f1 = frame_size(d + first, dn - first);
     d[first + f1 + 40] ^= 0x5A;
     assert_int_not_equal(try_apply(old, on, d, dn, &err), LP_OK);
     d[first + f1 + 40] ^= 0x5A;
@@ -614,12 +655,18 @@ static void test_dict_frames(void **state)
     size_t at = first, last = first;
     while (at < dn) {
         last = at;
-        at += ZSTD_findFrameCompressedSize(d + at, dn - at);
+        at += frame_size(d + at, dn - at);
     }
     lp_delta_header x = h;
     x.extra_len = last - first;
-    lpd_header_encode(&x, d);
-    lp_status rc = try_apply(old, on, d, last, &err);
+    uint8_t hdr[LP_DELTA_HEADER_SIZE];
+    size_t hn = lpd_header_encode(&x, hdr);
+    uint8_t *cut = malloc(hn + last - h.header_len);
+    assert_non_null(cut);
+    memcpy(cut, hdr, hn);
+    memcpy(cut + hn, d + h.header_len, last - h.header_len);
+    lp_status rc = try_apply(old, on, cut, hn + last - h.header_len, &err);
+    free(cut);
     assert_int_equal(rc, LP_ERR_MALFORMED);
     assert_non_null(strstr(err.msg, "extra stream"));
     free(d);
@@ -692,11 +739,351 @@ static void test_dict_frames_hostile(void **state)
     free(d);
     /* combined with the x86 transform */
     expect_refused(old, on,
-                   (lp_delta_header){.version = LP_DELTA_VERSION,
+                   (lp_delta_header){.version = LP_DELTA_VERSION_1,
                                      .flags = LP_DELTA_FLAG_DICT_FRAMES | LP_DELTA_FLAG_X86,
                                      .old_size = on, .new_size = 16},
                    "\x00\x10\x00", 3, 0, 16, LP_ERR_MALFORMED, "combine");
     free(zeros);
+}
+
+/* The filters of dictionary-frames segments undo exactly what they do, on any
+ * bytes: random ones, and records that look like .eh_frame's. */
+static void test_filters_bijective(void **state)
+{
+    (void)state;
+    size_t n = 70000;
+    uint8_t *a = malloc(n), *b = malloc(n);
+    assert_true(a && b);
+    uint32_t x = 7;
+    const lpd_seg kinds[] = {
+        {.kind = LPD_SEG_TABLE, .start = 12, .rec = 8, .width = 4, .mask = 3},
+        {.kind = LPD_SEG_TABLE, .start = 0, .rec = 24, .width = 8, .mask = 3},
+        {.kind = LPD_SEG_TABLE, .start = 5, .rec = 64, .width = 4, .mask = 0xA5A5},
+        {.kind = LPD_SEG_EHFRAME},
+    };
+    for (int round = 0; round < 8; round++) {
+        for (size_t i = 0; i < n; i++) {
+            x = x * 1103515245u + 12345u;
+            a[i] = (uint8_t)(x >> 23);
+        }
+        if (round & 1) /* plausible records: lengths of 20..60, ids, LSDA marks */
+            for (size_t i = 0; i + 64 < n;) {
+                uint32_t len = 16 + (a[i] % 44);
+                memcpy(a + i, &len, 4);
+                if (a[i + 5] & 1)
+                    memset(a + i + 4, 0, 4);
+                a[i + 16] = 4;
+                i += 4 + len;
+            }
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+            size_t m = n - (size_t)round * 777;
+            memcpy(b, a, m);
+            lpd_filter_encode(&kinds[k], 0x400000 + round, b, m);
+            if (round & 1)
+                assert_memory_not_equal(a, b, m);
+            lpd_filter_decode(&kinds[k], 0x400000 + round, b, m);
+            assert_memory_equal(a, b, m);
+            lpd_filter_decode(&kinds[k], 0x1234, b, m); /* and the other way round */
+            lpd_filter_encode(&kinds[k], 0x1234, b, m);
+            assert_memory_equal(a, b, m);
+        }
+    }
+    free(a);
+    free(b);
+    /* this build's executables: the tables are found and filtered */
+    size_t on, nn;
+    uint8_t *old = lp_test_read_file(lp_test_getenv_or_skip("LP_AGENT_BIN"), &on);
+    uint8_t *nw = lp_test_read_file(lp_test_getenv_or_skip("LP_BIN"), &nn);
+    assert_true(old && nw);
+    lpd_seg segs[LPD_SEG_MAX];
+    size_t ns = lpd_segs_plan(old, on, nw, nn, segs), filtered = 0;
+    uint64_t sum = 0;
+    for (size_t i = 0; i < ns; i++) {
+        sum += segs[i].len;
+        filtered += segs[i].kind != LPD_SEG_RAW && segs[i].old_len > 0;
+    }
+    assert_int_equal(sum, nn);
+    assert_true(filtered >= 2); /* .eh_frame and .eh_frame_hdr at least */
+    uint8_t tab[16 + LPD_SEG_MAX * 100];
+    size_t tn = lpd_segs_encode(segs, ns, tab), back_n;
+    lpd_seg back[LPD_SEG_MAX];
+    lp_error err;
+    assert_int_equal(lpd_segs_decode(tab, tn, on, nn, back, &back_n, &err), LP_OK);
+    assert_int_equal(back_n, ns);
+    assert_memory_equal(back, segs, ns * sizeof *segs);
+    /* the dictionary frames of these ELF files round trip */
+    lp_delta_options opt = {.dict = LP_DELTA_DICT_ONLY, .dict_level = 3};
+    uint8_t *d = NULL, *out = NULL;
+    size_t dn, outn;
+    assert_int_equal(lp_delta_make(old, on, nw, nn, &opt, &d, &dn, NULL, &err), LP_OK);
+    lp_delta_header h;
+    assert_int_equal(lp_delta_read_header(d, dn, dn, &h, &err), LP_OK);
+    assert_true(h.control_raw > 0); /* a segment table */
+    assert_int_equal(lp_delta_apply_buf(old, on, d, dn, nn, &out, &outn, &err), LP_OK);
+    assert_int_equal(outn, nn);
+    assert_memory_equal(out, nw, nn);
+    free(out);
+    free(d);
+    free(old);
+    free(nw);
+}
+
+/* A version 2 dictionary-frames delta forged from a segment table and the
+ * frames' decoded sizes (frame_sizes, 0-terminated): raw frames with the
+ * base as dictionary, filtered ones as their segment says. */
+static uint8_t *forge_frames(const uint8_t *old, size_t on, const uint8_t *nw, size_t nn,
+                             const lpd_seg *segs, size_t ns, const size_t *frame_sizes,
+                             const uint8_t *tab, size_t tn, size_t *len)
+{
+    uint8_t *ext = malloc(2 * nn + 4096), *buf = malloc(nn + 1);
+    size_t en = 0, at = 0, fi = 0;
+    assert_true(ext && buf);
+    for (size_t i = 0; i < ns; i++) {
+        const lpd_seg *g = &segs[i];
+        uint8_t *dict = NULL;
+        memcpy(buf, nw + at, (size_t)g->len);
+        if (g->kind != LPD_SEG_RAW) {
+            lpd_filter_encode(g, g->va, buf, (size_t)g->len);
+            dict = malloc((size_t)g->old_len + 1);
+            memcpy(dict, old + g->old_off, (size_t)g->old_len);
+            lpd_filter_encode(g, g->old_va, dict, (size_t)g->old_len);
+        }
+        for (size_t o = 0; o < g->len;) {
+            size_t m = frame_sizes[fi++];
+            assert_true(m > 0);
+            ZSTD_CCtx *cc = ZSTD_createCCtx();
+            ZSTD_CCtx_setParameter(cc, ZSTD_c_format, ZSTD_f_zstd1_magicless);
+            ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, 25);
+            if (g->kind == LPD_SEG_RAW)
+                ZSTD_CCtx_refPrefix(cc, old, on);
+            else if (g->old_len)
+                ZSTD_CCtx_refPrefix(cc, dict, (size_t)g->old_len);
+            size_t r = ZSTD_compress2(cc, ext + en, 2 * nn + 4096 - en, buf + o, m);
+            assert_false(ZSTD_isError(r));
+            ZSTD_freeCCtx(cc);
+            en += r;
+            o += m;
+        }
+        free(dict);
+        at += (size_t)g->len;
+    }
+    lp_delta_header h = base_header(old, on, nn);
+    h.version = LP_DELTA_VERSION;
+    h.flags = LP_DELTA_FLAG_DICT_FRAMES;
+    uint8_t dg[LP_HASH_MAX_LEN];
+    lp_hash_buf(LP_HASH_SHA256, nw, nn, dg, NULL);
+    memcpy(h.new_sha256, dg, 32);
+    size_t cn;
+    uint8_t *cz = forge_stream(1, tab, tn, &cn);
+    h.control_len = cn;
+    h.control_raw = tn;
+    h.extra_len = en;
+    h.extra_raw = nn;
+    uint8_t hdr[LP_DELTA_HEADER_SIZE];
+    size_t hn = lpd_header_encode(&h, hdr);
+    uint8_t *p = malloc(hn + cn + en);
+    memcpy(p, hdr, hn);
+    memcpy(p + hn, cz, cn);
+    memcpy(p + hn + cn, ext, en);
+    *len = hn + cn + en;
+    free(cz);
+    free(ext);
+    free(buf);
+    return p;
+}
+
+/* Segment tables and frames of version 2, valid and hostile. */
+static void test_segments_hostile(void **state)
+{
+    (void)state;
+    size_t on = 3000, nn = 3000;
+    uint8_t *old = malloc(on), *nw = malloc(nn);
+    assert_true(old && nw);
+    uint32_t x = 3;
+    for (size_t i = 0; i < on; i++) {
+        x = x * 1103515245u + 12345u;
+        old[i] = (uint8_t)(x >> 24);
+        nw[i] = (i % 7) ? old[i] : (uint8_t)(old[i] + 1);
+    }
+    /* raw 1000 | table 1000 (dictionary: base 500..1500) | ehframe 1000 */
+    lpd_seg segs[3] = {
+        {.len = 1000, .kind = LPD_SEG_RAW},
+        {.len = 1000, .kind = LPD_SEG_TABLE, .start = 4, .rec = 16, .width = 8, .mask = 1,
+         .old_off = 500, .old_len = 1000},
+        {.len = 1000, .kind = LPD_SEG_EHFRAME, .va = 0x1000, .old_va = 0x2000, .old_off = 2000,
+         .old_len = 1000},
+    };
+    uint8_t tab[512];
+    size_t tn = lpd_segs_encode(segs, 3, tab), dn;
+    const size_t good[] = {600, 400, 1000, 1000, 0};
+    uint8_t *d = forge_frames(old, on, nw, nn, segs, 3, good, tab, tn, &dn), *out = NULL;
+    size_t outn;
+    lp_error err;
+    assert_int_equal(lp_delta_apply_buf(old, on, d, dn, nn, &out, &outn, &err), LP_OK);
+    assert_memory_equal(out, nw, nn);
+    free(out);
+    free(d);
+    /* a filtered segment in two frames */
+    const size_t split[] = {1000, 500, 500, 1000, 0};
+    d = forge_frames(old, on, nw, nn, segs, 3, split, tab, tn, &dn);
+    assert_int_equal(try_apply(old, on, d, dn, &err), LP_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "filtered segment"));
+    free(d);
+    /* a raw frame running over its segment's end */
+    lpd_seg two[2] = {{.len = 1000, .kind = LPD_SEG_RAW}, {.len = 2000, .kind = LPD_SEG_RAW}};
+    size_t tn2 = lpd_segs_encode(two, 2, tab);
+    lpd_seg one[1] = {{.len = 3000, .kind = LPD_SEG_RAW}};
+    const size_t over[] = {3000, 0};
+    d = forge_frames(old, on, nw, nn, one, 1, over, tab, tn2, &dn);
+    assert_int_equal(try_apply(old, on, d, dn, &err), LP_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "a frame declares"));
+    free(d);
+    /* hostile tables: each refused by lpd_segs_decode with a message */
+    struct {
+        lpd_seg s[2];
+        size_t n;
+        const char *needle;
+    } bad[] = {
+        {{{.len = 1000}, {.len = 1000}}, 2, "segments make"},
+        {{{.len = 3000, .kind = 3}}, 1, "unknown kind"},
+        {{{.len = 2999}, {.len = 0}}, 2, "empty"},
+        {{{.len = 1000}, {.len = 2000, .kind = LPD_SEG_TABLE, .rec = 8, .width = 4,
+                          .old_off = 2500, .old_len = 501}}, 2, "outside the base"},
+        {{{.len = 1000}, {.len = 2000, .kind = LPD_SEG_TABLE, .rec = 12, .width = 8}}, 2,
+         "table layout"},
+        {{{.len = 1000}, {.len = 2000, .kind = LPD_SEG_TABLE, .rec = 8, .width = 4, .mask = 4}},
+         2, "table layout"},
+        {{{.len = 1000}, {.len = 2000, .kind = LPD_SEG_TABLE, .rec = 8, .width = 4,
+                          .start = 2001}}, 2, "table layout"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        lpd_seg back[LPD_SEG_MAX];
+        size_t bn, k = lpd_segs_encode(bad[i].s, bad[i].n, tab);
+        assert_int_equal(lpd_segs_decode(tab, k, on, nn, back, &bn, &err), LP_ERR_MALFORMED);
+        if (!strstr(err.msg, bad[i].needle))
+            fail_msg("table %zu: \"%s\" lacks \"%s\"", i, err.msg, bad[i].needle);
+        tab[k] = 0; /* and trailing bytes */
+        k = lpd_segs_encode(one, 1, tab);
+        assert_int_equal(lpd_segs_decode(tab, k + 1, on, nn, back, &bn, &err),
+                         LP_ERR_MALFORMED);
+    }
+    {
+        lpd_seg back[LPD_SEG_MAX];
+        size_t bn;
+        const uint8_t zero[] = {0}, many[] = {65};
+        assert_int_equal(lpd_segs_decode(zero, 1, on, nn, back, &bn, &err), LP_ERR_MALFORMED);
+        assert_int_equal(lpd_segs_decode(many, 1, on, nn, back, &bn, &err), LP_ERR_MALFORMED);
+        lpd_seg huge = {.len = LPD_FILTER_MAX + 1, .kind = LPD_SEG_EHFRAME};
+        size_t k = lpd_segs_encode(&huge, 1, tab);
+        assert_int_equal(lpd_segs_decode(tab, k, on, LPD_FILTER_MAX + 1, back, &bn, &err),
+                         LP_ERR_MALFORMED);
+        assert_non_null(strstr(err.msg, "over the limit"));
+    }
+    /* a segment table over its bound, and version 2 header rules */
+    lp_delta_header h = base_header(old, on, nn);
+    h.version = LP_DELTA_VERSION;
+    h.flags = LP_DELTA_FLAG_DICT_FRAMES;
+    h.control_raw = LPD_SEGTAB_MAX + 1;
+    h.extra_raw = nn;
+    static uint8_t big[LPD_SEGTAB_MAX + 1];
+    const uint8_t *sv[3] = {big, NULL, nw};
+    size_t sn[3] = {sizeof big, 0, nn};
+    d = forge(&h, sv, sn, &dn);
+    assert_int_equal(try_apply(old, on, d, dn, &err), LP_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "bytes of segments"));
+    free(d);
+    h = base_header(old, on, nn);
+    h.version = LP_DELTA_VERSION;
+    h.diff_raw = 2; /* no control stream, but a diff stream */
+    h.extra_raw = nn;
+    const uint8_t rle[2] = {1, 0};
+    sv[1] = rle;
+    sn[0] = 0;
+    sn[1] = 2;
+    d = forge(&h, sv, sn, &dn);
+    assert_int_equal(try_apply(old, on, d, dn, &err), LP_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "not the whole result"));
+    free(d);
+    h = base_header(old, on, nn);
+    h.version = LP_DELTA_VERSION;
+    h.extra_raw = nn;
+    h.extra_len = 0; /* raw bytes but no frame */
+    h.control_len = 1;
+    sn[1] = 0;
+    d = forge(&h, sv, sn, &dn);
+    assert_int_equal(try_apply(old, on, d, dn, &err), LP_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "decodes to"));
+    free(d);
+    /* a header number over 5 bytes */
+    h = base_header(old, on, (uint64_t)1 << 40);
+    h.version = LP_DELTA_VERSION;
+    uint8_t hdr[LP_DELTA_HEADER_SIZE];
+    size_t hn = lpd_header_encode(&h, hdr);
+    assert_int_equal(try_apply(old, on, hdr, hn, &err), LP_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "5 bytes"));
+    free(old);
+    free(nw);
+}
+
+/* Version 1 deltas, as earlier releases wrote them, still apply: entries,
+ * and dictionary frames. */
+static void test_version_1(void **state)
+{
+    (void)state;
+    const uint8_t old[] = "0123456789abcdef0123456789abcdef";
+    size_t on = sizeof old - 1, dn;
+    const uint8_t want[] = "0123456789abcdefXYZ";
+    lp_delta_header h = base_header(old, on, 19);
+    uint8_t dg[LP_HASH_MAX_LEN];
+    lp_hash_buf(LP_HASH_SHA256, want, 19, dg, NULL);
+    memcpy(h.new_sha256, dg, 32);
+    const uint8_t ctl[] = {16, 3, 0}, rle[] = {16, 0};
+    const uint8_t *sv[3] = {ctl, rle, (const uint8_t *)"XYZ"};
+    size_t sn[3] = {3, 2, 3};
+    h.control_raw = 3;
+    h.diff_raw = 2;
+    h.extra_raw = 3;
+    uint8_t *d = forge(&h, sv, sn, &dn), *out = NULL;
+    size_t outn;
+    lp_error err;
+    assert_int_equal(lp_delta_apply_buf(old, on, d, dn, 19, &out, &outn, &err), LP_OK);
+    assert_memory_equal(out, want, 19);
+    free(out);
+    free(d);
+    /* dictionary frames (one frame, the base as dictionary) */
+    lp_delta_header f = base_header(old, on, 19);
+    memcpy(f.new_sha256, dg, 32);
+    f.flags = LP_DELTA_FLAG_DICT_FRAMES;
+    const uint8_t one[] = {0, 19, 0};
+    size_t cap = ZSTD_compressBound(19);
+    uint8_t *z = malloc(cap);
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    ZSTD_CCtx_refPrefix(cc, old, on);
+    size_t zn = ZSTD_compress2(cc, z, cap, want, 19);
+    ZSTD_freeCCtx(cc);
+    assert_false(ZSTD_isError(zn));
+    uint8_t *cz = forge_stream(0, one, 3, &sn[0]), *dz = forge_stream(0, NULL, 0, &sn[1]);
+    f.control_len = sn[0];
+    f.diff_len = sn[1];
+    f.extra_len = zn;
+    f.control_raw = 3;
+    f.extra_raw = 19;
+    uint8_t hdr[LP_DELTA_HEADER_SIZE];
+    size_t hn = lpd_header_encode(&f, hdr);
+    assert_int_equal(hn, LP_DELTA_HEADER_SIZE);
+    d = malloc(hn + sn[0] + sn[1] + zn);
+    memcpy(d, hdr, hn);
+    memcpy(d + hn, cz, sn[0]);
+    memcpy(d + hn + sn[0], dz, sn[1]);
+    memcpy(d + hn + sn[0] + sn[1], z, zn);
+    assert_int_equal(lp_delta_apply_buf(old, on, d, hn + sn[0] + sn[1] + zn, 19, &out, &outn,
+                                        &err), LP_OK);
+    assert_memory_equal(out, want, 19);
+    free(out);
+    free(d);
+    free(z);
+    free(cz);
+    free(dz);
 }
 
 /* AUTO tries the dictionary frames only when the matched coding is over 1/8
@@ -810,6 +1197,9 @@ int main(void)
         cmocka_unit_test(test_dict_frames),
         cmocka_unit_test(test_dict_frames_threads),
         cmocka_unit_test(test_dict_frames_hostile),
+        cmocka_unit_test(test_filters_bijective),
+        cmocka_unit_test(test_segments_hostile),
+        cmocka_unit_test(test_version_1),
         cmocka_unit_test(test_dict_auto),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_bad_arguments),
