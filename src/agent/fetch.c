@@ -43,6 +43,7 @@
  */
 #include "agent/net.h"
 
+#include "core/buf.h"
 #include "core/file.h"
 #include "livepush/hash.h"
 
@@ -116,24 +117,6 @@ static bool app_name_ok(const char *s)
             return false;
     }
     return true;
-}
-
-/* printf into a new malloc'd string; NULL on OOM. */
-__attribute__((format(printf, 1, 2))) static char *str_printf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return NULL;
-    char *s = malloc((size_t)n + 1);
-    if (!s)
-        return NULL;
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
 }
 
 static void sleep_ms(uint64_t ms)
@@ -503,7 +486,7 @@ lp_status lp_net_open(const lp_net_config *cfg, lp_net **out, lp_error *err)
             st = lp_error_set(err, LP_ERR_INVALID_ARG,
                               "network: the device token must be 1..512 printable characters "
                               "without spaces");
-        else if (!(n->auth_header = str_printf("Authorization: Bearer %s", cfg->device_token)))
+        else if (!(n->auth_header = lp_str_printf("Authorization: Bearer %s", cfg->device_token)))
             st = lp_error_set(err, LP_ERR_NOMEM, "network: out of memory");
     }
     seed_random(n);
@@ -550,8 +533,8 @@ lp_status lp_net_open_tuf(lp_net *n, lp_tuf_client **out, lp_error *err)
         return lp_error_set(err, LP_ERR_INVALID_ARG, "open TUF client: no connection or output");
     *out = NULL;
     char *meta_dir = lp_path_join(n->state_dir, "metadata");
-    char *meta = str_printf("%s/v1/apps/%s/metadata", n->server, n->app);
-    char *targets = str_printf("%s/v1/apps/%s/targets", n->server, n->app);
+    char *meta = lp_str_printf("%s/v1/apps/%s/metadata", n->server, n->app);
+    char *targets = lp_str_printf("%s/v1/apps/%s/targets", n->server, n->app);
     lp_status st = LP_OK;
     if (!meta_dir || !meta || !targets)
         st = lp_error_set(err, LP_ERR_NOMEM, "open TUF client: out of memory");
@@ -576,7 +559,7 @@ lp_status lp_net_post_app_json(lp_net *n, const char *path, const char *body, si
     *status = 0;
     if (cap)
         what[0] = '\0';
-    char *url = str_printf("%s/v1/apps/%s/%s", n->server, n->app, path);
+    char *url = lp_str_printf("%s/v1/apps/%s/%s", n->server, n->app, path);
     lp_http_response *resp = malloc(sizeof *resp);
     lp_status st = LP_OK;
     if (!url || !resp)
@@ -933,8 +916,8 @@ const char *lp_net_app(const lp_net *n)
 
 char *lp_net_url(const lp_net *n, bool in_app, const char *path)
 {
-    return in_app ? str_printf("%s/v1/apps/%s/%s", n->server, n->app, path)
-                  : str_printf("%s/v1/%s", n->server, path);
+    return in_app ? lp_str_printf("%s/v1/apps/%s/%s", n->server, n->app, path)
+                  : lp_str_printf("%s/v1/%s", n->server, path);
 }
 
 /* Moves the verified partial file to dest (copying across file systems);
@@ -987,8 +970,8 @@ static lp_status fetch_blob(void *net, const char *sha256, uint64_t size, const 
         return lp_error_set(err, LP_ERR_INVALID_ARG,
                             "fetch blob: '%.80s' is not 64 lower-case hex digits",
                             sha256 ? sha256 : "");
-    char *url = str_printf("%s/v1/blobs/%s", n->server, sha256);
-    char *part = str_printf("%s/%s.part", n->downloads_dir, sha256);
+    char *url = lp_str_printf("%s/v1/blobs/%s", n->server, sha256);
+    char *part = lp_str_printf("%s/%s.part", n->downloads_dir, sha256);
     char what[80];
     snprintf(what, sizeof what, "blob %s", sha256);
     lp_status st = LP_OK;

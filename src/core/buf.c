@@ -54,6 +54,23 @@ lp_status lp_buf_append_str(lp_buf *b, const char *s, lp_error *err)
     return lp_buf_append(b, s, strlen(s), err);
 }
 
+char *lp_str_printf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return NULL;
+    char *s = malloc((size_t)n + 1);
+    if (!s)
+        return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
 lp_status lp_buf_printf(lp_buf *b, lp_error *err, const char *fmt, ...)
 {
     va_list ap;

@@ -28,6 +28,9 @@ lp_status lp_buf_append(lp_buf *b, const void *p, size_t n, lp_error *err);
 lp_status lp_buf_append_str(lp_buf *b, const char *s, lp_error *err);
 lp_status lp_buf_printf(lp_buf *b, lp_error *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* printf into a new malloc'd string (the caller frees it); NULL when out of
+ * memory or the format fails. */
+char *lp_str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Takes ownership of the data (caller frees); leaves b empty. */
 uint8_t *lp_buf_steal(lp_buf *b, size_t *len);
 void lp_buf_reset(lp_buf *b);

@@ -35,6 +35,7 @@
  */
 #include "server/export.h"
 
+#include "core/buf.h"
 #include "core/file.h"
 #include "core/timeutil.h"
 #include "livepush/bundle.h"
@@ -103,23 +104,6 @@ typedef struct exporter {
 
 /* ---- small helpers ------------------------------------------------------------ */
 
-__attribute__((format(printf, 1, 2))) static char *strf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return NULL;
-    char *s = malloc((size_t)n + 1);
-    if (!s)
-        return NULL;
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
-
 static lp_status oom(lp_error *err)
 {
     return lp_error_set(err, LP_ERR_NOMEM, "export: out of memory");
@@ -175,7 +159,7 @@ static lp_status sha256_file(exporter *x, const char *path, char out[LP_BLOB_ID_
  * is fsync'd into its parent, so a durable file below it stays reachable. */
 static lp_status make_dirs(exporter *x, const char *rel_dir, lp_error *err)
 {
-    char *p = strf("%s/%s", x->out, rel_dir);
+    char *p = lp_str_printf("%s/%s", x->out, rel_dir);
     if (!p)
         return oom(err);
     size_t base = strlen(x->out) + 1, n = strlen(p);
@@ -243,7 +227,7 @@ static bool same_bytes(const char *full, const void *data, size_t len)
 static lp_status put_bytes(exporter *x, const char *rel, const void *data, size_t len,
                            bool immutable, lp_error *err)
 {
-    char *full = strf("%s/%s", x->out, rel);
+    char *full = lp_str_printf("%s/%s", x->out, rel);
     if (!full)
         return oom(err);
     struct stat sb;
@@ -271,7 +255,7 @@ static lp_status put_bytes(exporter *x, const char *rel, const void *data, size_
 static lp_status copy_in(exporter *x, const char *src, const char *rel, uint64_t size,
                          const char *sha, const char *what, lp_error *err)
 {
-    char *full = strf("%s/%s", x->out, rel);
+    char *full = lp_str_printf("%s/%s", x->out, rel);
     if (!full)
         return oom(err);
     lp_status st = LP_OK;
@@ -480,8 +464,8 @@ static lp_status add_target(exporter *x, const char *role, const char *name, jso
     memset(r, 0, sizeof *r);
     const char *slash = strrchr(name, '/');
     r->name = strdup(name);
-    r->file = slash ? strf("%.*s/%s.%s", (int)(slash - name), name, sha, slash + 1)
-                    : strf("%s.%s", sha, name);
+    r->file = slash ? lp_str_printf("%.*s/%s.%s", (int)(slash - name), name, sha, slash + 1)
+                    : lp_str_printf("%s.%s", sha, name);
     if (!r->name || !r->file) {
         free(r->name);
         free(r->file);
@@ -498,7 +482,7 @@ static lp_status add_target(exporter *x, const char *role, const char *name, jso
 static lp_status read_meta(exporter *x, const char *name, size_t max, uint8_t **data,
                            size_t *len, lp_error *err)
 {
-    char *path = strf("%s/metadata/%s", x->repo, name);
+    char *path = lp_str_printf("%s/metadata/%s", x->repo, name);
     if (!path)
         return oom(err);
     lp_status st = lp_file_read(path, max, data, len, err);
@@ -622,7 +606,7 @@ static lp_status export_roots(exporter *x, lp_error *err)
             st = LP_OK;
             break;
         }
-        if (!st && !(rel = strf("%s/metadata/%s", x->app_rel, name)))
+        if (!st && !(rel = lp_str_printf("%s/metadata/%s", x->app_rel, name)))
             st = oom(err);
         if (!st)
             st = put_bytes(x, rel, data, len, true, err);
@@ -665,9 +649,9 @@ static lp_status export_targets(exporter *x, lp_error *err)
     lp_status st = LP_OK;
     for (size_t i = 0; !st && i < x->ntargets; i++) {
         const target_ref *t = &x->targets[i];
-        char *src = strf("%s/targets/%s", x->repo, t->file);
-        char *rel = strf("%s/targets/%s", x->app_rel, t->file);
-        char *what = strf("target %s", t->name);
+        char *src = lp_str_printf("%s/targets/%s", x->repo, t->file);
+        char *rel = lp_str_printf("%s/targets/%s", x->app_rel, t->file);
+        char *what = lp_str_printf("target %s", t->name);
         if (!src || !rel || !what)
             st = oom(err);
         if (!st && !t->code) {
@@ -733,8 +717,8 @@ static lp_status export_blobs(exporter *x, lp_error *err)
     lp_status st = LP_OK;
     for (size_t i = 0; !st && i < x->nblobs; i++) {
         const blob_ref *b = &x->blobs[i];
-        char *src = strf("%s/blobs/%.2s/%s", x->o->data_dir, b->sha, b->sha);
-        char *rel = strf("v1/blobs/%s", b->sha);
+        char *src = lp_str_printf("%s/blobs/%.2s/%s", x->o->data_dir, b->sha, b->sha);
+        char *rel = lp_str_printf("v1/blobs/%s", b->sha);
         char what[80];
         snprintf(what, sizeof what, "blob %s", b->sha);
         st = src && rel ? copy_in(x, src, rel, b->size, b->sha, what, err) : oom(err);
@@ -848,8 +832,8 @@ static lp_status export_pair(exporter *x, lp_db *db, const lp_db_delta_pair *pai
             st = lp_error_set(err, LP_ERR_MALFORMED, "the database lists a delta with a bad name");
             break;
         }
-        char *src = strf("%s/deltas/%s/%s", x->o->data_dir, d->base_sha256, d->result_sha256);
-        char *rel = strf("v1/deltas/%s/%s", d->base_sha256, d->result_sha256);
+        char *src = lp_str_printf("%s/deltas/%s/%s", x->o->data_dir, d->base_sha256, d->result_sha256);
+        char *rel = lp_str_printf("v1/deltas/%s/%s", d->base_sha256, d->result_sha256);
         char what[160];
         snprintf(what, sizeof what, "delta %s/%s", d->base_sha256, d->result_sha256);
         if (!src || !rel)
@@ -875,7 +859,7 @@ static lp_status export_pair(exporter *x, lp_db *db, const lp_db_delta_pair *pai
             st = oom(err);
     }
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    char *rel = strf("%s/deltas/%lld/%lld.json", x->app_rel, (long long)pair->from_code,
+    char *rel = lp_str_printf("%s/deltas/%lld/%lld.json", x->app_rel, (long long)pair->from_code,
                      (long long)pair->to_code);
     if (!st && (!text || !rel))
         st = oom(err);
@@ -945,7 +929,7 @@ static lp_status export_deltas(exporter *x, lp_error *err)
     if (x->o->db_url && x->o->db_url[0]) {
         url = strdup(x->o->db_url);
     } else {
-        char *file = strf("%s/livepush.db", x->o->data_dir);
+        char *file = lp_str_printf("%s/livepush.db", x->o->data_dir);
         if (file && !lp_file_exists(file)) {
             lp_status st = lp_error_set(err, LP_ERR_NOT_FOUND,
                                         "no database at %s: the deltas need the server's "
@@ -954,7 +938,7 @@ static lp_status export_deltas(exporter *x, lp_error *err)
             free(file);
             return st;
         }
-        url = file ? strf("sqlite:%s", file) : NULL;
+        url = file ? lp_str_printf("sqlite:%s", file) : NULL;
         free(file);
     }
     if (!url)
@@ -986,13 +970,13 @@ static lp_status export_metadata(exporter *x, lp_error *err)
     lp_status st = LP_OK;
     for (size_t i = 0; !st && i < x->nroles; i++) {
         const role_file *rf = &x->roles[i];
-        char *rel = strf("%s/metadata/%llu.%s.json", x->app_rel,
+        char *rel = lp_str_printf("%s/metadata/%llu.%s.json", x->app_rel,
                          (unsigned long long)rf->version, rf->name);
         st = rel ? put_bytes(x, rel, rf->data, rf->len, true, err) : oom(err);
         free(rel);
     }
     char *rel = NULL;
-    if (!st && !(rel = strf("%s/metadata/%llu.snapshot.json", x->app_rel,
+    if (!st && !(rel = lp_str_printf("%s/metadata/%llu.snapshot.json", x->app_rel,
                             (unsigned long long)x->r.snapshot_version)))
         st = oom(err);
     if (!st)
@@ -1003,7 +987,7 @@ static lp_status export_metadata(exporter *x, lp_error *err)
     uint8_t *root = NULL;
     size_t rlen = 0;
     lp_status rs = st ? st : read_meta(x, "root.json", META_MAX, &root, &rlen, err);
-    if (rs == LP_OK && !(rel = strf("%s/metadata/root.json", x->app_rel)))
+    if (rs == LP_OK && !(rel = lp_str_printf("%s/metadata/root.json", x->app_rel)))
         rs = oom(err);
     if (rs == LP_OK)
         st = put_bytes(x, rel, root, rlen, false, err);
@@ -1018,7 +1002,7 @@ static lp_status export_metadata(exporter *x, lp_error *err)
                                "telemetry", 0);
     char *text = m ? json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(m);
-    if (!st && (!text || !(rel = strf("%s/mirror.json", x->app_rel))))
+    if (!st && (!text || !(rel = lp_str_printf("%s/mirror.json", x->app_rel))))
         st = oom(err);
     if (!st)
         st = put_bytes(x, rel, text, strlen(text), false, err);
@@ -1030,8 +1014,8 @@ static lp_status export_metadata(exporter *x, lp_error *err)
 /* Step 7: timestamp.json, unless the export already has a newer one. */
 static lp_status export_timestamp(exporter *x, lp_error *err)
 {
-    char *rel = strf("%s/metadata/timestamp.json", x->app_rel);
-    char *full = rel ? strf("%s/%s", x->out, rel) : NULL;
+    char *rel = lp_str_printf("%s/metadata/timestamp.json", x->app_rel);
+    char *full = rel ? lp_str_printf("%s/%s", x->out, rel) : NULL;
     if (!full) {
         free(rel);
         return oom(err);
@@ -1105,8 +1089,8 @@ lp_status lp_export_app(const lp_export_opts *o, lp_export_result *r, lp_error *
         return st;
     exporter x = {.o = o};
     x.out = strdup(o->out_dir);
-    x.repo = strf("%s/repos/%s", o->data_dir, o->app);
-    x.app_rel = strf("v1/apps/%s", o->app);
+    x.repo = lp_str_printf("%s/repos/%s", o->data_dir, o->app);
+    x.app_rel = lp_str_printf("v1/apps/%s", o->app);
     x.buf = malloc(COPY_BUF);
     if (!x.out || !x.repo || !x.app_rel || !x.buf) {
         exporter_free(&x);
@@ -1169,10 +1153,10 @@ lp_status lp_export_timestamp_refresh(const char *data_dir, const char *app, int
     lp_status st = lp_service_check_app_name(app, err);
     if (st)
         return st;
-    char *repos = strf("%s/repos", data_dir);
-    char *repo = strf("%s/repos/%s", data_dir, app);
-    char *ts_path = strf("%s/repos/%s/metadata/timestamp.json", data_dir, app);
-    char *key_path = strf("%s/keys/%s/timestamp.pem", data_dir, app);
+    char *repos = lp_str_printf("%s/repos", data_dir);
+    char *repo = lp_str_printf("%s/repos/%s", data_dir, app);
+    char *ts_path = lp_str_printf("%s/repos/%s/metadata/timestamp.json", data_dir, app);
+    char *key_path = lp_str_printf("%s/keys/%s/timestamp.pem", data_dir, app);
     if (!repos || !repo || !ts_path || !key_path)
         st = oom(err);
     struct stat sb;

@@ -56,28 +56,6 @@ mk_service() {
     [ "${2:-$1}" = "-" ] || echo "${2:-$1}" >"$d/VERSION"
 }
 
-# log_count MSG [KEY=VALUE...]: lines of the supervisor's log with that msg
-# and those fields; log_field MSG FIELD [KEY=VALUE...]: FIELD of the last one
-log_py() {
-    python3 - "$WORK/run.err" "$@" <<'PYEOF'
-import json, sys
-mode, msg = sys.argv[2], sys.argv[3]
-field = sys.argv[4] if mode == "field" else None
-conds = dict(a.split("=", 1) for a in sys.argv[5 if field else 4:])
-hits = []
-for line in open(sys.argv[1]):
-    try:
-        d = json.loads(line)
-    except ValueError:
-        continue  # the service's own lines
-    if d.get("msg") == msg and all(str(d.get(k)) == v for k, v in conds.items()):
-        hits.append(d)
-print(len(hits) if mode == "count" else (hits[-1].get(field) if hits else ""))
-PYEOF
-}
-log_count() { log_py count "$@"; }
-log_field() { log_py field "$@"; }
-
 # wait_log N MSG [KEY=VALUE...]: waits (20 s at most) for N such lines
 wait_log() {
     local want=$1

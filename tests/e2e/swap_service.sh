@@ -61,28 +61,6 @@ mk_service() {
     cp "$EX/$3.so" "$d/lib/handler.so"
 }
 
-# log_count MSG [KEY=VALUE...] / log_field MSG FIELD [KEY=VALUE...]: the
-# supervisor's JSON lines in run.err (the service's own lines are skipped)
-log_py() {
-    python3 - "$WORK/run.err" "$@" <<'PYEOF'
-import json, sys
-mode, msg = sys.argv[2], sys.argv[3]
-field = sys.argv[4] if mode == "field" else None
-conds = dict(a.split("=", 1) for a in sys.argv[5 if field else 4:])
-hits = []
-for line in open(sys.argv[1]):
-    try:
-        d = json.loads(line)
-    except ValueError:
-        continue
-    if d.get("msg") == msg and all(str(d.get(k)) == v for k, v in conds.items()):
-        hits.append(d)
-print(len(hits) if mode == "count" else (hits[-1].get(field) if hits else ""))
-PYEOF
-}
-log_count() { log_py count "$@"; }
-log_field() { log_py field "$@"; }
-
 # wait_until DESC CMD...: waits (30 s at most) until CMD succeeds
 wait_until() {
     local desc=$1

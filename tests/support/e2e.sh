@@ -114,3 +114,27 @@ kill_server() {
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=""
 }
+
+# The JSON log of `livepush run` in $WORK/run.err (the service's own lines,
+# not JSON, are skipped).  log_count MSG [KEY=VALUE...]: how many lines have
+# that msg and those fields; log_field MSG FIELD [KEY=VALUE...]: FIELD of the
+# last such line (empty when none).
+log_py() {
+    python3 - "$WORK/run.err" "$@" <<'PYEOF'
+import json, sys
+mode, msg = sys.argv[2], sys.argv[3]
+field = sys.argv[4] if mode == "field" else None
+conds = dict(a.split("=", 1) for a in sys.argv[5 if field else 4:])
+hits = []
+for line in open(sys.argv[1]):
+    try:
+        d = json.loads(line)
+    except ValueError:
+        continue  # the service's own lines
+    if d.get("msg") == msg and all(str(d.get(k)) == v for k, v in conds.items()):
+        hits.append(d)
+print(len(hits) if mode == "count" else (hits[-1].get(field) if hits else ""))
+PYEOF
+}
+log_count() { log_py count "$@"; }
+log_field() { log_py field "$@"; }
