@@ -26,6 +26,9 @@
 #include "delta/delta_priv.h"
 
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 static int near(uint32_t v)
 {
@@ -52,42 +55,61 @@ static void wr32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)(v >> 24);
 }
 
+/* What each byte value can be in an instruction the transform recognises,
+ * as bits of one table (a constant: computed by the compiler from the
+ * definitions below, so that the scan costs one load per byte looked at). */
+enum {
+    C_HOT = 1,   /* can end an instruction's recognition window (see hot) */
+    C_START = 2, /* can start a recognised instruction */
+    C_OP1 = 4,   /* one-byte opcode with a ModRM operand and no immediate */
+    C_OP2 = 8,   /* second byte of such a two-byte opcode 0F xx */
+    C_PFX = 16,  /* 66, F2 or F3 prefix */
+};
+
 /* Opcodes (after an optional REX prefix) that take a ModRM operand and no
  * immediate: with ModRM mod=00 rm=101 their operand is [rip + disp32]. */
-static int modrm_op1(uint8_t op)
-{
-    switch (op) {
-    case 0x01: case 0x03: case 0x09: case 0x0B: case 0x11: case 0x13: case 0x19: case 0x1B:
-    case 0x21: case 0x23: case 0x29: case 0x2B: case 0x31: case 0x33: case 0x39: case 0x3B:
-    case 0x84: case 0x85: case 0x86: case 0x87: case 0x88: case 0x89: case 0x8A: case 0x8B:
-    case 0x8D: case 0xFF: return 1;
-    default: return 0;
-    }
-}
-
+#define OP1(x)                                                                               \
+    ((x) == 0x01 || (x) == 0x03 || (x) == 0x09 || (x) == 0x0B || (x) == 0x11 || (x) == 0x13 || \
+     (x) == 0x19 || (x) == 0x1B || (x) == 0x21 || (x) == 0x23 || (x) == 0x29 || (x) == 0x2B || \
+     (x) == 0x31 || (x) == 0x33 || (x) == 0x39 || (x) == 0x3B || ((x) >= 0x84 && (x) <= 0x8B) || \
+     (x) == 0x8D || (x) == 0xFF)
 /* The same for two-byte opcodes 0F xx (SSE moves and arithmetic, movzx...). */
-static int modrm_op2(uint8_t op)
-{
-    switch (op) {
-    case 0x10: case 0x11: case 0x28: case 0x29: case 0x2E: case 0x2F: case 0x54: case 0x57:
-    case 0x58: case 0x59: case 0x5C: case 0x5E: case 0x6F: case 0x7F: case 0xAF: case 0xB6:
-    case 0xB7: case 0xBE: case 0xBF: return 1;
-    default: return 0;
-    }
-}
+#define OP2(x)                                                                               \
+    ((x) == 0x10 || (x) == 0x11 || (x) == 0x28 || (x) == 0x29 || (x) == 0x2E || (x) == 0x2F || \
+     (x) == 0x54 || (x) == 0x57 || (x) == 0x58 || (x) == 0x59 || (x) == 0x5C || (x) == 0x5E || \
+     (x) == 0x6F || (x) == 0x7F || (x) == 0xAF || (x) == 0xB6 || (x) == 0xB7 || (x) == 0xBE || \
+     (x) == 0xBF)
+#define PFX(x) ((x) == 0x66 || (x) == 0xF2 || (x) == 0xF3)
+/* E8/E9 (a branch's first byte) or a ModRM byte with mod=00 rm=101 (the
+ * second to fifth byte of a RIP-relative instruction) */
+#define HOT(x) (((x) & 0xC7) == 0x05 || ((x) & 0xFE) == 0xE8)
+/* E8/E9, a prefix, REX, 0F or a one-byte opcode of OP1 (a filter only:
+ * branch() decides) */
+#define START(x) (((x) & 0xFE) == 0xE8 || PFX(x) || ((x) & 0xF0) == 0x40 || (x) == 0x0F || OP1(x))
+#define CLS(x)                                                                               \
+    (uint8_t)((HOT(x) ? C_HOT : 0) | (START(x) ? C_START : 0) | (OP1(x) ? C_OP1 : 0) |          \
+              (OP2(x) ? C_OP2 : 0) | (PFX(x) ? C_PFX : 0))
+#define CLS4(x) CLS(x), CLS((x) + 1), CLS((x) + 2), CLS((x) + 3)
+#define CLS16(x) CLS4(x), CLS4((x) + 4), CLS4((x) + 8), CLS4((x) + 12)
+#define CLS64(x) CLS16(x), CLS16((x) + 16), CLS16((x) + 32), CLS16((x) + 48)
+static const uint8_t cls[256] = {CLS64(0), CLS64(64), CLS64(128), CLS64(192)};
 
-/* Length of a RIP-relative instruction starting at b[0] whose last four bytes
- * are its displacement, or 0. */
-static size_t riprel(const uint8_t *b, size_t left)
+/* Length of the rel32 branch (5 for E8/E9) or RIP-relative instruction
+ * starting at b[0] whose last four bytes are its operand, or 0.  (Jcc rel32,
+ * 0F 8x, is left alone: measured on real executables its false positives
+ * cost more than it gains.) */
+static size_t branch(const uint8_t *b, size_t left)
 {
+    if (left >= 5 && (b[0] & 0xFE) == 0xE8)
+        return 5;
     size_t i = 0;
-    if (left > 0 && (b[0] == 0x66 || b[0] == 0xF2 || b[0] == 0xF3))
+    if (left > 0 && (cls[b[0]] & C_PFX))
         i++;
     if (i < left && (b[i] & 0xF0) == 0x40)
         i++;
-    if (i + 1 < left && modrm_op1(b[i]))
+    if (i + 1 < left && (cls[b[i]] & C_OP1))
         i += 1;
-    else if (i + 2 < left && b[i] == 0x0F && modrm_op2(b[i + 1]))
+    else if (i + 2 < left && b[i] == 0x0F && (cls[b[i + 1]] & C_OP2))
         i += 2;
     else
         return 0;
@@ -96,64 +118,42 @@ static size_t riprel(const uint8_t *b, size_t left)
     return i + 5;
 }
 
-/* Length of the rel32 branch (5 for E8/E9) or RIP-relative instruction
- * starting at b[0], or 0.  (Jcc rel32, 0F 8x, is left alone: measured on
- * real executables its false positives cost more than it gains.) */
-static size_t branch(const uint8_t *b, size_t left)
+/* Position of the first hot byte at or after i, n if none: sixteen bytes at
+ * a time where the processor has SSE2 (every x86-64 one), else one table
+ * load per byte. */
+static size_t next_hot(const uint8_t *b, size_t n, size_t i)
 {
-    if (left >= 5 && (b[0] & 0xFE) == 0xE8)
-        return 5;
-    return riprel(b, left);
-}
-
-/* Bytes that can end the recognition window of an instruction: E8/E9 (its
- * first byte) or a ModRM byte with mod=00 rm=101 (its second to fifth byte). */
-static int hot(uint8_t x)
-{
-    return (x & 0xC7) == 0x05 || (x & 0xFE) == 0xE8;
-}
-
-/* Bytes a recognised instruction can start with: E8/E9, a 66/F2/F3 or REX
- * prefix, 0F, or a one-byte opcode of modrm_op1.  (A filter only: branch()
- * decides.) */
-static int can_start(uint8_t x)
-{
-    return (x & 0xFE) == 0xE8 || x == 0x66 || x == 0xF2 || x == 0xF3 || (x & 0xF0) == 0x40 ||
-           x == 0x0F || modrm_op1(x);
-}
-
-/* Eight bytes at a time: nonzero if any of p[0..8) is hot.  A byte is hot
- * when (x & C7) ^ 05 or (x & FE) ^ E8 is zero; the classic test for a zero
- * byte in a word, (v - 0x01..) & ~v & 0x80.., has no false negatives, and a
- * false positive only sends the caller to the byte-by-byte test. */
-static int any_hot8(const uint8_t *p)
-{
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-    uint64_t w;
-    memcpy(&w, p, 8);
-    uint64_t a = (w & 0xC7C7C7C7C7C7C7C7ull) ^ 0x0505050505050505ull;
-    uint64_t b = (w & 0xFEFEFEFEFEFEFEFEull) ^ 0xE8E8E8E8E8E8E8E8ull;
-    return (((a - ones) & ~a) | ((b - ones) & ~b)) & highs ? 1 : 0;
+#ifdef __SSE2__
+    const __m128i m1 = _mm_set1_epi8((char)0xC7), v1 = _mm_set1_epi8(0x05);
+    const __m128i m2 = _mm_set1_epi8((char)0xFE), v2 = _mm_set1_epi8((char)0xE8);
+    for (; i + 16 <= n; i += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(b + i));
+        __m128i h = _mm_or_si128(_mm_cmpeq_epi8(_mm_and_si128(x, m1), v1),
+                                 _mm_cmpeq_epi8(_mm_and_si128(x, m2), v2));
+        unsigned mask = (unsigned)_mm_movemask_epi8(h);
+        if (mask)
+            return i + (size_t)__builtin_ctz(mask);
+    }
+#endif
+    while (i < n && !(cls[b[i]] & C_HOT))
+        i++;
+    return i;
 }
 
 /* Start of the next recognised instruction at or after i (n if none), its
  * length in *len.  An instruction starting at s is recognised only if
  * b[s..s+4] holds a hot byte, so the scan jumps from hot byte to hot byte
- * (skipping eight bytes at a time where none is) and tries, in order, the
- * few starts whose window reaches it: the same instructions as trying every
- * position, found without looking at most bytes. */
+ * and tries, in order, the few starts whose window reaches it: the same
+ * instructions as trying every position, found without looking at most
+ * bytes. */
 static size_t next_op(const uint8_t *b, size_t n, size_t i, size_t *len)
 {
     while (i < n) {
-        size_t k = i;
-        while (k + 8 <= n && !any_hot8(b + k))
-            k += 8;
-        while (k < n && !hot(b[k]))
-            k++;
+        size_t k = next_hot(b, n, i);
         if (k == n)
             return n;
         for (size_t s = k >= i + 4 ? k - 4 : i; s <= k; s++)
-            if (can_start(b[s]) && (*len = branch(b + s, n - s)))
+            if ((cls[b[s]] & C_START) && (*len = branch(b + s, n - s)))
                 return s;
         i = k + 1;
     }
