@@ -60,6 +60,9 @@ int lp_cmd_control(int argc, char **argv);
 int lp_cmd_delta(int argc, char **argv);
 /* `livepush delta tree ...` (cmd_delta_tree.c); argv starts at "tree". */
 int lp_cmd_delta_tree(int argc, char **argv);
+/* Value of `--sync on|off` of the delta apply commands into *sync (1 on, 0
+ * off); returns 0 when v is neither. */
+int lp_cli_delta_sync_arg(const char *v, int *sync);
 /* `livepush status|mark-healthy|launch`: shorthands for `livepush device ...`. */
 int lp_cmd_device_alias(int argc, char **argv);
 /* `livepush run -- COMMAND`: the app under a supervisor that restarts it into

@@ -12,6 +12,7 @@
  * the result's digest is verified, info prints the checked header.
  */
 #include "cli/cli.h"
+#include "core/file.h"
 #include "livepush/delta.h"
 #include "livepush/hash.h"
 
@@ -25,10 +26,10 @@ static const char usage_text[] =
     "usage: livepush delta make OLD NEW DELTA [--level N] [--x86 auto|on|off]\n"
     "                           [--dict auto|on|off|only] [--dict-level N] [--threads N]\n"
     "                           [--json]\n"
-    "       livepush delta apply OLD DELTA OUT\n"
+    "       livepush delta apply OLD DELTA OUT [--sync on|off]\n"
     "       livepush delta info DELTA [--json]\n"
     "       livepush delta tree make OLD_DIR NEW_DIR OUT_DIR [--level N] [--json]\n"
-    "       livepush delta tree apply OLD_DIR IN_DIR OUT_DIR\n"
+    "       livepush delta tree apply OLD_DIR IN_DIR OUT_DIR [--sync on|off]\n"
     "\n"
     "make   writes DELTA (atomically), which turns OLD into NEW, and prints its\n"
     "       statistics.  --level is the zstd level of its streams (1..22, default\n"
@@ -40,7 +41,9 @@ static const char usage_text[] =
     "       its zstd level (default 22), --threads the threads that compress its\n"
     "       frames (default: the processors online, at most 4).\n"
     "apply  writes OUT from OLD and DELTA; OUT is replaced only when the result's\n"
-    "       SHA-256 matches the one DELTA names.\n"
+    "       SHA-256 matches the one DELTA names.  --sync off skips the fsync of OUT\n"
+    "       and its folder (the replace stays atomic, but a power loss may lose\n"
+    "       OUT; default on).\n"
     "info   prints DELTA's header: version, flags, sizes, digests, stream sizes.\n"
     "tree   the same for whole folders, in one process (`livepush delta tree\n"
     "       --help`).\n"
@@ -162,17 +165,55 @@ static int cmd_make(int argc, char **argv)
     return LP_EXIT_OK;
 }
 
+int lp_cli_delta_sync_arg(const char *v, int *sync)
+{
+    if (strcmp(v, "on") == 0)
+        *sync = 1;
+    else if (strcmp(v, "off") == 0)
+        *sync = 0;
+    else
+        return 0;
+    return 1;
+}
+
+/* lp_delta_apply_file without its fsyncs (--sync off). */
+static lp_status apply_unsynced(const char *old, const char *delta, const char *out,
+                                lp_error *err)
+{
+    char tmp[4096];
+    int fd = -1;
+    if (strlen(out) + 16 > sizeof tmp)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "output path too long");
+    lp_status st = lp_file_open_tmp(out, 0644, tmp, sizeof tmp, &fd, err);
+    if (st)
+        return st;
+    if ((st = lp_delta_apply_file_fd(old, delta, fd, NULL, err))) {
+        close(fd);
+        unlink(tmp);
+        return st;
+    }
+    return lp_file_rename_tmp(fd, tmp, out, err);
+}
+
 static int cmd_apply(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--help") == 0) {
         fputs(usage_text, stdout);
         return LP_EXIT_OK;
     }
+    int sync = 1;
+    if (argc == 6 && strcmp(argv[4], "--sync") == 0) {
+        if (!lp_cli_delta_sync_arg(argv[5], &sync))
+            return usage_error("--sync must be on or off");
+        argc = 4;
+    }
     if (argc != 4)
-        return usage_error("apply needs OLD DELTA OUT");
+        return usage_error("apply needs OLD DELTA OUT [--sync on|off]");
     lp_error err;
     lp_error_clear(&err);
-    if (lp_delta_apply_file(argv[1], argv[2], argv[3], NULL, &err))
+    lp_status st = sync ? lp_delta_apply_file(argv[1], argv[2], argv[3], NULL, &err)
+                        : apply_unsynced(argv[1], argv[2], argv[3], &err);
+    if (st)
         return lp_cli_fail(&err, "delta");
     return LP_EXIT_OK;
 }

@@ -50,7 +50,7 @@
 
 static const char tree_usage[] =
     "usage: livepush delta tree make OLD_DIR NEW_DIR OUT_DIR [--level N] [--json]\n"
-    "       livepush delta tree apply OLD_DIR IN_DIR OUT_DIR\n"
+    "       livepush delta tree apply OLD_DIR IN_DIR OUT_DIR [--sync on|off]\n"
     "\n"
     "make   plans NEW_DIR against OLD_DIR (unchanged content costs nothing, a\n"
     "       changed file is sent as a delta against the old file at the same\n"
@@ -61,7 +61,9 @@ static const char tree_usage[] =
     "apply  rebuilds NEW_DIR as OUT_DIR (which must not exist) from OLD_DIR and\n"
     "       IN_DIR (what make wrote); every file is checked against its SHA-256\n"
     "       and OUT_DIR appears only when all of them verified.  Unchanged files\n"
-    "       are hard links to OLD_DIR's (copies across file systems).\n";
+    "       are hard links to OLD_DIR's (copies across file systems).  --sync off\n"
+    "       skips the syncfs(2) of the new tree and the fsync of its folder (a\n"
+    "       power loss may then lose files of OUT_DIR; default on).\n";
 
 static int tree_usage_error(const char *why)
 {
@@ -612,8 +614,9 @@ static lp_status read_plan(const char *in_dir, json_t **root, lp_manifest *m, js
     return st;
 }
 
-/* Builds every entry of m under `top` (a fresh folder), folders first. */
-static lp_status build_tree(const char *old_dir, const char *in_dir, const char *top,
+/* Builds every entry of m under `top` (a fresh folder), folders first; with
+ * sync, makes them durable before returning. */
+static lp_status build_tree(const char *old_dir, const char *in_dir, const char *top, int sync,
                             const lp_manifest *m, json_t **plan_of, lp_error *err)
 {
     lp_status st = LP_OK;
@@ -667,15 +670,21 @@ static lp_status build_tree(const char *old_dir, const char *in_dir, const char 
         free(src);
         free(dst);
     }
-    return st ? st : sync_tree(top, err);
+    return st || !sync ? st : sync_tree(top, err);
 }
 
 static int cmd_tree_apply(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--help") == 0)
         return fputs(tree_usage, stdout), LP_EXIT_OK;
+    int sync = 1;
+    if (argc == 6 && strcmp(argv[4], "--sync") == 0) {
+        if (!lp_cli_delta_sync_arg(argv[5], &sync))
+            return tree_usage_error("--sync must be on or off");
+        argc = 4;
+    }
     if (argc != 4)
-        return tree_usage_error("apply needs OLD_DIR IN_DIR OUT_DIR");
+        return tree_usage_error("apply needs OLD_DIR IN_DIR OUT_DIR [--sync on|off]");
     const char *old_dir = argv[1], *in_dir = argv[2], *out_dir = argv[3];
     lp_error err;
     lp_error_clear(&err);
@@ -702,14 +711,14 @@ static int cmd_tree_apply(int argc, char **argv)
     if (!st && chmod(top, 0755) != 0)
         st = lp_error_set(&err, LP_ERR_IO, "chmod %s: %s", top, strerror(errno));
     if (!st)
-        st = build_tree(old_dir, in_dir, top, &m, plan_of, &err);
+        st = build_tree(old_dir, in_dir, top, sync, &m, plan_of, &err);
     if (!st && lstat(out_dir, &sb) == 0)
         st = lp_error_set(&err, LP_ERR_INVALID_ARG, "%s appeared meanwhile", out_dir);
     if (!st && rename(top, out_dir) != 0)
         st = lp_error_set(&err, LP_ERR_IO, "rename %s to %s: %s", top, out_dir, strerror(errno));
     if (st && top)
         nftw(top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    if (!st)
+    if (!st && sync)
         st = lp_file_sync_parent(out_dir, &err);
     free(top);
     free(plan_of);

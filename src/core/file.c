@@ -124,14 +124,9 @@ lp_status lp_file_open_tmp(const char *final_path, mode_t mode, char *tmp_path, 
     return LP_OK;
 }
 
-lp_status lp_file_commit_tmp(int fd, const char *tmp_path, const char *final_path, lp_error *err)
+lp_status lp_file_rename_tmp(int fd, const char *tmp_path, const char *final_path,
+                             lp_error *err)
 {
-    if (fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        unlink(tmp_path);
-        return lp_error_set(err, LP_ERR_IO, "fsync %s: %s", tmp_path, strerror(e));
-    }
     if (close(fd) != 0) {
         int e = errno;
         unlink(tmp_path);
@@ -143,7 +138,19 @@ lp_status lp_file_commit_tmp(int fd, const char *tmp_path, const char *final_pat
         return lp_error_set(err, LP_ERR_IO, "rename %s to %s: %s", tmp_path, final_path,
                             strerror(e));
     }
-    return lp_file_sync_parent(final_path, err);
+    return LP_OK;
+}
+
+lp_status lp_file_commit_tmp(int fd, const char *tmp_path, const char *final_path, lp_error *err)
+{
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp_path);
+        return lp_error_set(err, LP_ERR_IO, "fsync %s: %s", tmp_path, strerror(e));
+    }
+    lp_status st = lp_file_rename_tmp(fd, tmp_path, final_path, err);
+    return st ? st : lp_file_sync_parent(final_path, err);
 }
 
 lp_status lp_file_write_all(int fd, const void *data, size_t len, const char *what,

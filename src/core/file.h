@@ -38,6 +38,12 @@ lp_status lp_file_open_tmp(const char *final_path, mode_t mode, char *tmp_path, 
 /* fsyncs and closes fd, renames tmp_path to final_path, fsyncs the folder.
  * On failure the temporary file is removed. */
 lp_status lp_file_commit_tmp(int fd, const char *tmp_path, const char *final_path, lp_error *err);
+/* The same without either fsync: closes fd and renames tmp_path to
+ * final_path.  Readers and a crash of the process still see the old file or
+ * the new one whole, but after a power loss the new file may be empty or
+ * absent: for callers that sync later themselves or need no durability. */
+lp_status lp_file_rename_tmp(int fd, const char *tmp_path, const char *final_path,
+                             lp_error *err);
 
 /* fsyncs the folder that contains `path` (or `path` itself if is_dir). */
 lp_status lp_file_sync_parent(const char *path, lp_error *err);

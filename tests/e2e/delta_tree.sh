@@ -174,6 +174,20 @@ cmp -s "$WORK/tool.delta" "$WORK/tool2.delta" || die "livepush-delta make differ
 expect_rc 0 "$LP_DELTA_BIN" apply "$O/bin/tool" "$WORK/tool.delta" "$WORK/tool.out"
 cmp -s "$N/bin/tool" "$WORK/tool.out" || die "livepush-delta apply made another file"
 expect_rc 2 "$LP_DELTA_BIN" serve
+# --sync off: the same files, written without fsync/syncfs (the default syncs)
+expect_rc 0 "$LP_DELTA_BIN" apply "$O/bin/tool" "$WORK/tool.delta" "$WORK/tool.nosync" --sync off
+cmp -s "$N/bin/tool" "$WORK/tool.nosync" || die "apply --sync off made another file"
+expect_rc 0 "$LP_DELTA_BIN" tree apply "$O" "$WORK/d" "$WORK/out7" --sync off
+diff -r "$N" "$WORK/out7" >"$WORK/diff" 2>&1 || die "tree apply --sync off: $(head -n 5 "$WORK/diff")"
+expect_rc 2 "$LP_DELTA_BIN" apply "$O/bin/tool" "$WORK/tool.delta" "$WORK/tool.x" --sync maybe
+command -v strace >/dev/null || die "strace is missing (scripts/deps.txt installs it)"
+{
+    syncs() { strace -f -e trace=fsync,fdatasync,syncfs,sync -o "$WORK/strace" "$@" >/dev/null 2>&1 || die "$* failed"; grep -c 'sync' "$WORK/strace" || true; }
+    [ "$(syncs "$LP_DELTA_BIN" apply "$O/bin/tool" "$WORK/tool.delta" "$WORK/t1")" -ge 2 ] || die "apply does not sync"
+    [ "$(syncs "$LP_DELTA_BIN" apply "$O/bin/tool" "$WORK/tool.delta" "$WORK/t2" --sync off)" = 0 ] || die "apply --sync off syncs"
+    [ "$(syncs "$LP_DELTA_BIN" tree apply "$O" "$WORK/d" "$WORK/out8")" -ge 2 ] || die "tree apply does not sync"
+    [ "$(syncs "$LP_DELTA_BIN" tree apply "$O" "$WORK/d" "$WORK/out9" --sync off)" = 0 ] || die "tree apply --sync off syncs"
+}
 ok "livepush-delta: tree apply, make (same bytes as livepush delta make), apply; no server libraries"
 
 echo "delta_tree: all $CHECKS checks passed"
