@@ -6,7 +6,8 @@
  * `livepush delta make` from that text to edited versions of it (plus one
  * with the x86 transform forced, and one in dictionary frames, `--dict
  * only`), each behind a mode byte: version 1 deltas (seed-N, seed-x86,
- * seed-dict) and version 2 ones (v2-*).  The first input
+ * seed-dict) and version 2 ones (v2-*; v2-lzma-* is an LZMA segment,
+ * `--dict only --lzma on`).  The first input
  * byte picks the mode: even, the rest of the input is the delta as is; odd,
  * the harness first writes the base's real SHA-256 and a correct header
  * check value into it (for either header version), so that mutations reach the control entries and the

@@ -25,7 +25,7 @@
 static const char usage_text[] =
     "usage: livepush delta make OLD NEW DELTA [--level N] [--x86 auto|on|off]\n"
     "                           [--dict auto|on|off|only] [--dict-level N] [--threads N]\n"
-    "                           [--json]\n"
+    "                           [--lzma auto|on|off] [--json]\n"
     "       livepush delta apply OLD DELTA OUT [--sync on|off]\n"
     "       livepush delta info DELTA [--json]\n"
     "       livepush delta tree make OLD_DIR NEW_DIR OUT_DIR [--level N] [--json]\n"
@@ -39,7 +39,9 @@ static const char usage_text[] =
     "       dictionary, kept when smaller; auto: tried when the matched coding is\n"
     "       over 1/8 of NEW; only: that coding alone, no matching), --dict-level\n"
     "       its zstd level (default 22), --threads the threads that compress its\n"
-    "       frames (default: the processors online, at most 4).\n"
+    "       frames (default: the processors online, at most 4); --lzma codes its\n"
+    "       raw parts as LZMA instead of zstd (auto: parts of at least 4 MiB;\n"
+    "       smaller deltas of executables, slower to apply).\n"
     "apply  writes OUT from OLD and DELTA; OUT is replaced only when the result's\n"
     "       SHA-256 matches the one DELTA names.  --sync off skips the fsync of OUT\n"
     "       and its folder (the replace stays atomic, but a power loss may lose\n"
@@ -102,6 +104,7 @@ static int cmd_make(int argc, char **argv)
                                        {"dict", required_argument, NULL, 'd'},
                                        {"dict-level", required_argument, NULL, 'L'},
                                        {"threads", required_argument, NULL, 'T'},
+                                       {"lzma", required_argument, NULL, 'z'},
                                        {"json", no_argument, NULL, 'j'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
@@ -148,6 +151,16 @@ static int cmd_make(int argc, char **argv)
             opt.threads = (int)strtol(optarg, &end, 10);
             if (*end || opt.threads < 1 || opt.threads > LP_DELTA_THREADS_MAX)
                 return usage_error("--threads must be a number from 1 to 16");
+            break;
+        case 'z':
+            if (strcmp(optarg, "auto") == 0)
+                opt.lzma = LP_DELTA_LZMA_AUTO;
+            else if (strcmp(optarg, "on") == 0)
+                opt.lzma = LP_DELTA_LZMA_ON;
+            else if (strcmp(optarg, "off") == 0)
+                opt.lzma = LP_DELTA_LZMA_OFF;
+            else
+                return usage_error("--lzma must be auto, on or off");
             break;
         case 'j': json = 1; break;
         case 'h': fputs(usage_text, stdout); return LP_EXIT_OK;

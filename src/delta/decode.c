@@ -22,6 +22,7 @@
 #include "delta/stream.h"
 #include "livepush/hash.h"
 
+#include <lzma.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -241,6 +242,81 @@ static lp_status emit(app *a, const uint8_t *p, size_t n, lp_error *err)
     return LP_OK;
 }
 
+static lp_status lzma_bad(lp_error *err, const char *what, lzma_ret r)
+{
+    return lp_error_set(err, r == LZMA_MEM_ERROR ? LP_ERR_NOMEM : LP_ERR_MALFORMED,
+                        "extra stream: LZMA segment %s (liblzma code %d)", what, (int)r);
+}
+
+/* An LZMA segment (see delta_priv.h): exactly g->clen bytes of the extra
+ * stream decoded into exactly g->len bytes of the result, the stream's end
+ * mark included, with the base region as preset dictionary.  Memory: the
+ * decoder's dictionary of g->dict bytes (checked against LPD_LZMA_DICT_MAX
+ * when the table was read). */
+static lp_status lzma_segment(app *a, const lpd_seg *g, lp_error *err)
+{
+    lpd_stream *x = &a->s[2];
+    lzma_options_lzma o;
+    memset(&o, 0, sizeof o);
+    if (lzma_lzma_preset(&o, 6))
+        return lzma_bad(err, "options", LZMA_PROG_ERROR);
+    o.dict_size = (uint32_t)g->dict;
+    o.preset_dict = g->old_len ? a->old + g->old_off : NULL;
+    o.preset_dict_size = (uint32_t)g->old_len;
+    lzma_filter f[2] = {{LZMA_FILTER_LZMA2, &o}, {LZMA_VLI_UNKNOWN, NULL}};
+    lzma_stream z = LZMA_STREAM_INIT;
+    lzma_ret r = lzma_raw_decoder(&z, f);
+    if (r != LZMA_OK)
+        return lzma_bad(err, "decoder", r);
+    uint64_t in_left = g->clen, out_left = g->len;
+    uint8_t spare;
+    lp_status st = lpd_stream_raw_start(x, err);
+    while (!st) {
+        if (z.avail_in == 0 && in_left > 0) {
+            const uint8_t *p;
+            size_t n;
+            st = lpd_stream_raw(x, in_left < SIZE_MAX ? (size_t)in_left : SIZE_MAX, &p, &n, err);
+            if (st)
+                break;
+            z.next_in = p;
+            z.avail_in = n;
+            in_left -= n;
+        }
+        /* room for the rest of the segment, or one spare byte that must
+         * stay empty (the stream must end exactly there) */
+        size_t room = LP_DELTA_BLOCK - a->out_n;
+        if (room > out_left)
+            room = (size_t)out_left;
+        z.next_out = room ? a->out + a->out_n : &spare;
+        z.avail_out = room ? room : 1;
+        r = lzma_code(&z, LZMA_RUN);
+        size_t made = (room ? room : 1) - z.avail_out;
+        if (!room && made) {
+            st = lzma_bad(err, "holds more bytes than the segment", LZMA_DATA_ERROR);
+            break;
+        }
+        a->out_n += made;
+        out_left -= made;
+        st = lpd_stream_produced(x, made, err);
+        if (!st && a->out_n == LP_DELTA_BLOCK)
+            st = flush(a, err);
+        if (st)
+            break;
+        if (r == LZMA_STREAM_END) {
+            if (out_left || in_left || z.avail_in)
+                st = lzma_bad(err, out_left ? "ends before the segment does"
+                                            : "ends before its declared length", r);
+            break;
+        }
+        if (r != LZMA_OK) {
+            st = lzma_bad(err, r == LZMA_BUF_ERROR ? "is truncated" : "is corrupted", r);
+            break;
+        }
+    }
+    lzma_end(&z);
+    return st;
+}
+
 /* One segment of a version 2 dictionary-frames delta (see filter.c): a raw
  * one is frames with the base as dictionary, a filtered one a single frame
  * whose dictionary is the base region filtered, undone once decoded. */
@@ -249,6 +325,8 @@ static lp_status segment(app *a, const lpd_seg *g, lp_error *err)
     lpd_stream *x = &a->s[2];
     uint64_t n;
     lp_status st = LP_OK;
+    if (g->kind == LPD_SEG_LZMA)
+        return lzma_segment(a, g, err);
     if (g->kind == LPD_SEG_RAW) {
         for (uint64_t left = g->len; left > 0 && !st; left -= n) {
             st = lpd_stream_frame(x, a->old, a->old_len,

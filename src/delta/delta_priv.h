@@ -41,7 +41,20 @@ size_t lpd_header_encode(const lp_delta_header *h, uint8_t *out);
 #define LPD_FILTER_MAX ((uint64_t)8 << 20)  /* filtered segment, its dictionary */
 #define LPD_SEG_MAX 64                      /* segments of one delta */
 #define LPD_SEGTAB_MAX 8192u                /* bytes of their table (the control stream) */
-enum { LPD_SEG_RAW = 0, LPD_SEG_TABLE = 1, LPD_SEG_EHFRAME = 2 };
+/* An LZMA segment is raw bytes coded as one LZMA2 stream (liblzma, no
+ * container) whose preset dictionary is a region of the base: its decoder
+ * holds a dictionary buffer of `dict` bytes, at most LPD_LZMA_DICT_MAX (the
+ * zstd decoder's buffers are freed before it starts, so that the apply stays
+ * under LP_DELTA_APPLY_MEM_MAX), and the region at most that.  The encoder
+ * codes a raw segment of at least LPD_LZMA_MIN bytes this way
+ * (lp_delta_options.lzma AUTO), cut into segments of at most LPD_LZMA_SEG_MAX
+ * (7/8 of the dictionary: the decoder's window slides along the base as
+ * the segment is decoded, see encode.c). */
+#define LPD_LZMA_DICT_MAX ((uint64_t)40 << 20)
+#define LPD_LZMA_DICT_MIN ((uint64_t)4096)
+#define LPD_LZMA_MIN ((uint64_t)4 << 20)
+#define LPD_LZMA_SEG_MAX (LPD_LZMA_DICT_MAX / 8 * 7)
+enum { LPD_SEG_RAW = 0, LPD_SEG_TABLE = 1, LPD_SEG_EHFRAME = 2, LPD_SEG_LZMA = 3 };
 typedef struct lpd_seg {
     uint64_t len;      /* bytes of the result */
     unsigned kind;     /* LPD_SEG_* */
@@ -49,9 +62,10 @@ typedef struct lpd_seg {
      * bytes, 4 or 8) of a record is coded as its difference from the same
      * word of the record before when bit k of `mask` is set.
      * EHFRAME: `va` is the address of the segment's first byte (of the
-     * base region's for the dictionary: `old_va`). */
-    uint64_t start, rec, width, mask, va, old_va;
-    uint64_t old_off, old_len; /* the base region filtered into the dictionary */
+     * base region's for the dictionary: `old_va`).
+     * LZMA: `dict` the dictionary size, `clen` the bytes of the stream. */
+    uint64_t start, rec, width, mask, va, old_va, dict, clen;
+    uint64_t old_off, old_len; /* the base region (filtered) that is its dictionary */
 } lpd_seg;
 
 /* Filters buf[0..n) in place (encode) or undoes it (decode); va as above. */

@@ -138,7 +138,10 @@ size_t lpd_segs_encode(const lpd_seg *s, size_t n, uint8_t *out)
         o += lpd_put_varint(out + o, s[i].kind);
         if (s[i].kind == LPD_SEG_RAW)
             continue;
-        if (s[i].kind == LPD_SEG_TABLE) {
+        if (s[i].kind == LPD_SEG_LZMA) {
+            o += lpd_put_varint(out + o, s[i].dict);
+            o += lpd_put_varint(out + o, s[i].clen);
+        } else if (s[i].kind == LPD_SEG_TABLE) {
             o += lpd_put_varint(out + o, s[i].start);
             o += lpd_put_varint(out + o, s[i].rec);
             o += lpd_put_varint(out + o, s[i].width);
@@ -192,20 +195,27 @@ lp_status lpd_segs_decode(const uint8_t *p, size_t len, uint64_t old_len, uint64
         if (s->len == 0 || s->len > new_len - sum)
             return bad_seg(err, i, "empty or beyond the result");
         sum += s->len;
-        if (kind > LPD_SEG_EHFRAME)
+        if (kind > LPD_SEG_LZMA)
             return bad_seg(err, i, "unknown kind");
         s->kind = (unsigned)kind;
         if (kind == LPD_SEG_RAW)
             continue;
         int ok = 1;
-        if (kind == LPD_SEG_TABLE)
+        if (kind == LPD_SEG_LZMA)
+            ok = varint(p, len, &at, &s->dict) && varint(p, len, &at, &s->clen);
+        else if (kind == LPD_SEG_TABLE)
             ok = varint(p, len, &at, &s->start) && varint(p, len, &at, &s->rec) &&
                  varint(p, len, &at, &s->width) && varint(p, len, &at, &s->mask);
         else
             ok = varint(p, len, &at, &s->va) && varint(p, len, &at, &s->old_va);
         if (!ok || !varint(p, len, &at, &s->old_off) || !varint(p, len, &at, &s->old_len))
             return bad_seg(err, i, "truncated");
-        if (s->len > LPD_FILTER_MAX || s->old_len > LPD_FILTER_MAX)
+        if (kind == LPD_SEG_LZMA &&
+            (s->dict < LPD_LZMA_DICT_MIN || s->dict > LPD_LZMA_DICT_MAX || s->old_len > s->dict))
+            return bad_seg(err, i, "LZMA dictionary size out of bounds or smaller than its region");
+        if (kind == LPD_SEG_LZMA && s->clen == 0)
+            return bad_seg(err, i, "empty LZMA stream");
+        if (kind != LPD_SEG_LZMA && (s->len > LPD_FILTER_MAX || s->old_len > LPD_FILTER_MAX))
             return bad_seg(err, i, "filtered segment or its dictionary over the limit");
         if (s->old_off > old_len || s->old_len > old_len - s->old_off)
             return bad_seg(err, i, "dictionary outside the base");

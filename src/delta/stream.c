@@ -95,6 +95,17 @@ static lp_status check_frame(lpd_stream *s, uint64_t len, lp_error *err)
     return st ? st : frame_start(s, err);
 }
 
+static lp_status dctx_params(lpd_stream *s, lp_error *err)
+{
+    size_t r = ZSTD_DCtx_setParameter(s->dctx, ZSTD_d_windowLogMax, s->window_log_max);
+    if (!ZSTD_isError(r) && s->v2)
+        r = ZSTD_DCtx_setParameter(s->dctx, ZSTD_d_format, ZSTD_f_zstd1_magicless);
+    if (ZSTD_isError(r))
+        return lp_error_set(err, LP_ERR_NOMEM, "%s stream: zstd: %s", s->name,
+                            ZSTD_getErrorName(r));
+    return LP_OK;
+}
+
 lp_status lpd_stream_open(lpd_stream *s, const char *name, lpd_read_fn read, void *rctx,
                           uint64_t off, uint64_t len, uint64_t raw, int window_log_max,
                           const void *prefix, size_t prefix_len, uint64_t frame_max,
@@ -117,11 +128,10 @@ lp_status lpd_stream_open(lpd_stream *s, const char *name, lpd_read_fn read, voi
     if (!s->dctx || !s->in || !s->out)
         return lp_error_set(err, LP_ERR_NOMEM, "%s stream: out of memory", name);
     s->v2 = (flags & LPD_STREAM_V2) != 0;
-    size_t r = ZSTD_DCtx_setParameter(s->dctx, ZSTD_d_windowLogMax, window_log_max);
-    if (!ZSTD_isError(r) && s->v2)
-        r = ZSTD_DCtx_setParameter(s->dctx, ZSTD_d_format, ZSTD_f_zstd1_magicless);
-    if (ZSTD_isError(r))
-        return lp_error_set(err, LP_ERR_NOMEM, "%s stream: zstd: %s", name, ZSTD_getErrorName(r));
+    s->window_log_max = window_log_max;
+    lp_status st = dctx_params(s, err);
+    if (st)
+        return st;
     if (s->v2 && len == 0) { /* an empty stream (the header checked raw is 0) */
         s->done = 1;
         return LP_OK;
@@ -291,6 +301,47 @@ lp_status lpd_stream_frame(lpd_stream *s, const void *prefix, size_t prefix_len,
     s->in_frame = 1;
     s->done = 0;
     *size = fcs;
+    return LP_OK;
+}
+
+lp_status lpd_stream_raw_start(lpd_stream *s, lp_error *err)
+{
+    if (!s->v2 || !s->frame_max)
+        return bad(s, err, "not a stream of frames");
+    if (s->out_pos != s->out_len)
+        return bad(s, err, "a frame holds more bytes than its segment");
+    lp_status st = end_frame(s, err);
+    if (st)
+        return st;
+    ZSTD_freeDCtx(s->dctx);
+    if (!(s->dctx = ZSTD_createDCtx()))
+        return lp_error_set(err, LP_ERR_NOMEM, "%s stream: out of memory", s->name);
+    return dctx_params(s, err);
+}
+
+lp_status lpd_stream_raw(lpd_stream *s, size_t max, const uint8_t **p, size_t *n,
+                         lp_error *err)
+{
+    if (s->in_pos == s->in_len) {
+        if (s->off == s->end)
+            return bad(s, err, "ends inside an LZMA segment (truncated)");
+        lp_status st = fill_input(s, err);
+        if (st)
+            return st;
+    }
+    size_t k = s->in_len - s->in_pos;
+    *p = s->in + s->in_pos;
+    *n = k < max ? k : max;
+    s->in_pos += *n;
+    s->done = s->in_pos == s->in_len && s->off == s->end;
+    return LP_OK;
+}
+
+lp_status lpd_stream_produced(lpd_stream *s, uint64_t n, lp_error *err)
+{
+    if (n > s->raw_left)
+        return bad(s, err, "holds more than the header says");
+    s->raw_left -= n;
     return LP_OK;
 }
 

@@ -42,6 +42,7 @@ typedef struct lpd_stream {
     int done;                 /* the (last) frame ended */
     int v2;                   /* magicless frames; frames started by lpd_stream_frame */
     int in_frame;             /* v2 frames: a frame is started and has not ended */
+    int window_log_max;       /* the zstd decoder's bound, kept to recreate it */
 } lpd_stream;
 
 #define LPD_STREAM_V2 1
@@ -61,6 +62,22 @@ lp_status lpd_stream_open(lpd_stream *s, const char *name, lpd_read_fn read, voi
  * size.  LP_ERR_MALFORMED (no frame left, a size out of bounds, …). */
 lp_status lpd_stream_frame(lpd_stream *s, const void *prefix, size_t prefix_len, uint64_t max,
                            uint64_t *size, lp_error *err);
+
+/* Version 2 stream of frames: ends the current frame (as lpd_stream_frame)
+ * before bytes of another coding (an LZMA segment) are taken whole from the
+ * region with lpd_stream_raw, and frees what the zstd decoder holds of the
+ * frames before (it is made anew).  LP_ERR_MALFORMED, LP_ERR_NOMEM. */
+lp_status lpd_stream_raw_start(lpd_stream *s, lp_error *err);
+
+/* The next bytes of the region as they are, at most max (at least 1):
+ * *p points into the stream's input buffer, valid until the next call on
+ * s; *n gets their count.  LP_ERR_MALFORMED when the region has none left. */
+lp_status lpd_stream_raw(lpd_stream *s, size_t max, const uint8_t **p, size_t *n,
+                         lp_error *err);
+
+/* Counts n bytes decoded by another coding against the header's decoded
+ * size of the stream.  LP_ERR_MALFORMED when that is exceeded. */
+lp_status lpd_stream_produced(lpd_stream *s, uint64_t n, lp_error *err);
 
 /* Reads exactly n decoded bytes into dst; LP_ERR_MALFORMED if the stream
  * ends first or is corrupted. */

@@ -628,7 +628,8 @@ static void test_dict_frames(void **state)
     big_pair(&old, &on, &nw, &nn);
     lp_error err;
     lp_delta_stats st;
-    lp_delta_options opt = {.dict = LP_DELTA_DICT_ONLY, .dict_level = 3};
+    lp_delta_options opt = {.dict = LP_DELTA_DICT_ONLY, .dict_level = 3,
+                            .lzma = LP_DELTA_LZMA_OFF};
     assert_int_equal(lp_delta_make(old, on, nw, nn, &opt, &d, &dn, &st, &err), LP_OK);
     assert_true(st.dict_tried && st.dict_kept);
     lp_delta_header h;
@@ -683,7 +684,8 @@ static void test_dict_frames_threads(void **state)
     size_t on, nn, n2, n3, outn;
     big_pair(&old, &on, &nw, &nn);
     lp_error err;
-    lp_delta_options opt = {.dict = LP_DELTA_DICT_ONLY, .dict_level = 3, .threads = 2};
+    lp_delta_options opt = {.dict = LP_DELTA_DICT_ONLY, .dict_level = 3, .threads = 2,
+                            .lzma = LP_DELTA_LZMA_OFF};
     assert_int_equal(lp_delta_make(old, on, nw, nn, &opt, &d2, &n2, NULL, &err), LP_OK);
     opt.threads = 3;
     assert_int_equal(lp_delta_make(old, on, nw, nn, &opt, &d3, &n3, NULL, &err), LP_OK);
@@ -744,6 +746,137 @@ static void test_dict_frames_hostile(void **state)
                                      .old_size = on, .new_size = 16},
                    "\x00\x10\x00", 3, 0, 16, LP_ERR_MALFORMED, "combine");
     free(zeros);
+}
+
+/* The segment table of a dictionary-frames delta (its control stream). */
+static size_t read_segs(const uint8_t *d, size_t dn, const lp_delta_header *h, size_t on,
+                        lpd_seg *segs)
+{
+    uint8_t tab[LPD_SEGTAB_MAX];
+    assert_true(h->control_raw > 0 && h->control_raw <= sizeof tab);
+    ZSTD_DCtx *dc = ZSTD_createDCtx();
+    ZSTD_DCtx_setParameter(dc, ZSTD_d_format, ZSTD_f_zstd1_magicless);
+    size_t tn = ZSTD_decompressDCtx(dc, tab, sizeof tab, d + h->header_len, h->control_len);
+    ZSTD_freeDCtx(dc);
+    assert_false(ZSTD_isError(tn));
+    (void)dn;
+    size_t n;
+    lp_error err;
+    assert_int_equal(lpd_segs_decode(tab, tn, on, h->new_size, segs, &n, &err), LP_OK);
+    return n;
+}
+
+/* The delta d with another segment table (control stream), the extra
+ * stream's bytes as they are. */
+static uint8_t *with_segs(const uint8_t *d, const lp_delta_header *h, const lpd_seg *segs,
+                          size_t n, size_t *len)
+{
+    uint8_t tab[16 + LPD_SEG_MAX * 100];
+    size_t tn = lpd_segs_encode(segs, n, tab), zn;
+    uint8_t *z = forge_stream(1, tab, tn, &zn);
+    lp_delta_header x = *h;
+    x.control_len = zn;
+    x.control_raw = tn;
+    uint8_t hdr[LP_DELTA_HEADER_SIZE];
+    size_t hn = lpd_header_encode(&x, hdr);
+    const uint8_t *extra = d + h->header_len + h->control_len + h->diff_len;
+    uint8_t *p = malloc(hn + zn + h->extra_len);
+    assert_non_null(p);
+    memcpy(p, hdr, hn);
+    memcpy(p + hn, z, zn);
+    memcpy(p + hn + zn, extra, h->extra_len);
+    *len = hn + zn + h->extra_len;
+    free(z);
+    return p;
+}
+
+/* LZMA segments: the raw parts of the dictionary-frames coding as LZMA2
+ * streams with the base as preset dictionary.  Round trip, smaller than the
+ * same coding in zstd frames, the table names one LZMA segment holding the
+ * whole extra stream; refused cleanly: a byte changed inside it, the delta
+ * cut inside it (lengths made to agree), the table's stream length one short
+ * or one long, and the zstd frames of a table's raw segment fed to LZMA. */
+static void test_lzma_segments(void **state)
+{
+    (void)state;
+    uint8_t *old, *nw, *d = NULL, *z = NULL, *out = NULL;
+    size_t on, nn, dn, zn, outn;
+    big_pair(&old, &on, &nw, &nn);
+    on = nn = (size_t)3 << 20; /* LZMA at level 9 is slow: 3 MiB is enough */
+    lp_error err;
+    lp_delta_options opt = {.dict = LP_DELTA_DICT_ONLY, .dict_level = 3,
+                            .lzma = LP_DELTA_LZMA_ON};
+    assert_int_equal(lp_delta_make(old, on, nw, nn, &opt, &d, &dn, NULL, &err), LP_OK);
+    assert_int_equal(lp_delta_apply_buf(old, on, d, dn, nn, &out, &outn, &err), LP_OK);
+    assert_int_equal(outn, nn);
+    assert_memory_equal(out, nw, nn);
+    free(out);
+    opt.lzma = LP_DELTA_LZMA_OFF;
+    assert_int_equal(lp_delta_make(old, on, nw, nn, &opt, &z, &zn, NULL, &err), LP_OK);
+    assert_true(dn < zn);
+    /* AUTO leaves a result under LPD_LZMA_MIN to zstd */
+    opt.lzma = LP_DELTA_LZMA_AUTO;
+    uint8_t *a = NULL;
+    size_t an;
+    assert_int_equal(lp_delta_make(old, on, nw, nn, &opt, &a, &an, NULL, &err), LP_OK);
+    assert_int_equal(an, zn);
+    assert_memory_equal(a, z, zn);
+    free(a);
+
+    lp_delta_header h;
+    assert_int_equal(lp_delta_read_header(d, dn, dn, &h, &err), LP_OK);
+    lpd_seg segs[LPD_SEG_MAX];
+    assert_int_equal(read_segs(d, dn, &h, on, segs), 1);
+    assert_int_equal(segs[0].kind, LPD_SEG_LZMA);
+    assert_int_equal(segs[0].clen, h.extra_len);
+    assert_true(segs[0].dict <= LPD_LZMA_DICT_MAX && segs[0].old_len == on);
+    size_t extra = h.header_len + h.control_len + h.diff_len;
+
+    /* a byte changed in the middle of the LZMA stream */
+    d[extra + h.extra_len / 2] ^= 0x21;
+    assert_int_not_equal(try_apply(old, on, d, dn, &err), LP_OK);
+    d[extra + h.extra_len / 2] ^= 0x21;
+
+    /* cut inside it, the header's extra length made to agree */
+    lp_delta_header x = h;
+    x.extra_len = h.extra_len / 2;
+    uint8_t hdr[LP_DELTA_HEADER_SIZE];
+    size_t hn = lpd_header_encode(&x, hdr);
+    size_t cn = hn + h.control_len + x.extra_len;
+    uint8_t *cut = malloc(cn);
+    assert_non_null(cut);
+    memcpy(cut, hdr, hn);
+    memcpy(cut + hn, d + h.header_len, h.control_len + x.extra_len);
+    assert_int_equal(try_apply(old, on, cut, cn, &err), LP_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "LZMA"));
+    free(cut);
+
+    /* the table's stream length one short, one long */
+    for (int delta = -1; delta <= 1; delta += 2) {
+        lpd_seg t = segs[0];
+        t.clen = (uint64_t)((int64_t)t.clen + delta);
+        size_t fn;
+        uint8_t *f = with_segs(d, &h, &t, 1, &fn);
+        assert_int_equal(try_apply(old, on, f, fn, &err), LP_ERR_MALFORMED);
+        assert_non_null(strstr(err.msg, delta < 0 ? "LZMA segment is truncated"
+                                                  : "ends before its declared length"));
+        free(f);
+    }
+
+    /* zstd frames read as an LZMA stream */
+    lp_delta_header zh;
+    assert_int_equal(lp_delta_read_header(z, zn, zn, &zh, &err), LP_OK);
+    lpd_seg t = segs[0];
+    t.clen = zh.extra_len;
+    size_t fn;
+    uint8_t *f = with_segs(z, &zh, &t, 1, &fn);
+    assert_int_equal(try_apply(old, on, f, fn, &err), LP_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "LZMA segment"));
+    free(f);
+    free(z);
+    free(d);
+    free(old);
+    free(nw);
 }
 
 /* The filters of dictionary-frames segments undo exactly what they do, on any
@@ -945,7 +1078,14 @@ static void test_segments_hostile(void **state)
         const char *needle;
     } bad[] = {
         {{{.len = 1000}, {.len = 1000}}, 2, "segments make"},
-        {{{.len = 3000, .kind = 3}}, 1, "unknown kind"},
+        {{{.len = 3000, .kind = 4}}, 1, "unknown kind"},
+        {{{.len = 3000, .kind = LPD_SEG_LZMA, .dict = LPD_LZMA_DICT_MAX + 1, .clen = 9}}, 1,
+         "LZMA dictionary"},
+        {{{.len = 3000, .kind = LPD_SEG_LZMA, .dict = LPD_LZMA_DICT_MIN - 1, .clen = 9}}, 1,
+         "LZMA dictionary"},
+        {{{.len = 3000, .kind = LPD_SEG_LZMA, .dict = LPD_LZMA_DICT_MIN}}, 1, "empty LZMA"},
+        {{{.len = 3000, .kind = LPD_SEG_LZMA, .dict = LPD_LZMA_DICT_MIN, .clen = 9,
+           .old_off = 2000, .old_len = 1001}}, 1, "outside the base"},
         {{{.len = 2999}, {.len = 0}}, 2, "empty"},
         {{{.len = 1000}, {.len = 2000, .kind = LPD_SEG_TABLE, .rec = 8, .width = 4,
                           .old_off = 2500, .old_len = 501}}, 2, "outside the base"},
@@ -1199,6 +1339,7 @@ int main(void)
         cmocka_unit_test(test_dict_frames_hostile),
         cmocka_unit_test(test_filters_bijective),
         cmocka_unit_test(test_segments_hostile),
+        cmocka_unit_test(test_lzma_segments),
         cmocka_unit_test(test_version_1),
         cmocka_unit_test(test_dict_auto),
         cmocka_unit_test(test_files),
