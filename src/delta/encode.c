@@ -288,7 +288,7 @@ typedef struct {
 static int lzma_frame(frame_in *f)
 {
     lzma_options_lzma o;
-    if (lzma_lzma_preset(&o, 9 | LZMA_PRESET_EXTREME))
+    if (lzma_lzma_preset(&o, 9))
         return LZMA_PROG_ERROR;
     o.dict_size = (uint32_t)f->lzma_dict;
     o.preset_dict = f->prefix_len ? f->prefix : NULL;
