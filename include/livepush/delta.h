@@ -28,7 +28,9 @@
  *   (LP_DELTA_FLAG_DICT_FRAMES; lp_delta_options.dict), the address tables
  *   of an ELF file (.eh_frame_hdr, .eh_frame, .rela.dyn) filtered into what
  *   stays the same when code moves and coded against the same tables of the
- *   base, and the smaller is kept.  Deltas are written in format version 2
+ *   base, the raw parts of at least 4 MiB coded instead as LZMA2 streams
+ *   with the base as preset dictionary (lp_delta_options.lzma: smaller,
+ *   slower to apply), and the smaller is kept.  Deltas are written in format version 2
  *   (a header of 89 to 152 bytes, empty streams cost nothing); version 1
  *   deltas of earlier releases are still applied.  The stats (lp_delta_stats) describe the matching whichever
  *   coding was kept.

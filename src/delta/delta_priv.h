@@ -47,13 +47,14 @@ size_t lpd_header_encode(const lp_delta_header *h, uint8_t *out);
  * zstd decoder's buffers are freed before it starts, so that the apply stays
  * under LP_DELTA_APPLY_MEM_MAX), and the region at most that.  The encoder
  * codes a raw segment of at least LPD_LZMA_MIN bytes this way
- * (lp_delta_options.lzma AUTO), cut into segments of at most LPD_LZMA_SEG_MAX
- * (7/8 of the dictionary: the decoder's window slides along the base as
- * the segment is decoded, see encode.c). */
+ * (lp_delta_options.lzma AUTO), cut into equal segments of at most
+ * LPD_LZMA_PIECE: under 7/8 of the dictionary (the decoder's window slides
+ * along the base as the segment is decoded, see encode.c), and several of
+ * them are coded at once by the make's threads. */
 #define LPD_LZMA_DICT_MAX ((uint64_t)40 << 20)
 #define LPD_LZMA_DICT_MIN ((uint64_t)4096)
 #define LPD_LZMA_MIN ((uint64_t)4 << 20)
-#define LPD_LZMA_SEG_MAX (LPD_LZMA_DICT_MAX / 8 * 7)
+#define LPD_LZMA_PIECE ((uint64_t)20 << 20)
 enum { LPD_SEG_RAW = 0, LPD_SEG_TABLE = 1, LPD_SEG_EHFRAME = 2, LPD_SEG_LZMA = 3 };
 typedef struct lpd_seg {
     uint64_t len;      /* bytes of the result */

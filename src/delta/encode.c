@@ -271,12 +271,21 @@ typedef struct {
     size_t out_n;
 } frame_in;
 
-/* One thread's share of the dictionary frames: frames first, first + step,
- * ... of the result, each into its own buffer. */
+/* The frames still to compress, taken by the threads one at a time in the
+ * order of `order` (the costliest first: LZMA streams, then the largest), so
+ * that one long stream does not leave the other threads idle at the end. */
+typedef struct {
+    pthread_mutex_t mu;
+    const size_t *order;
+    size_t next, n;
+} frame_queue;
+
+/* One thread's work on the dictionary frames: frames taken from the queue,
+ * each into its own buffer. */
 typedef struct {
     const ZSTD_CDict *cd;
     frame_in *fr;
-    size_t nframes, first, step;
+    frame_queue *q;
     int wlog, attach;
     size_t zerr;    /* a zstd error code, or 0 */
     int lzerr;      /* a liblzma error code, or 0 */
@@ -312,6 +321,14 @@ static int lzma_frame(frame_in *f)
     return r == LZMA_STREAM_END ? LZMA_OK : (int)r;
 }
 
+/* 1 if frame a should be compressed before frame b (see frame_queue). */
+static int frame_before(const frame_in *a, const frame_in *b)
+{
+    if ((a->lzma_dict != 0) != (b->lzma_dict != 0))
+        return a->lzma_dict != 0;
+    return a->n > b->n;
+}
+
 static void *frame_worker(void *arg)
 {
     frame_job *j = arg;
@@ -320,8 +337,12 @@ static void *frame_worker(void *arg)
         j->nomem = 1;
         return NULL;
     }
-    for (size_t i = j->first; i < j->nframes && !j->zerr && !j->lzerr && !j->nomem;
-         i += j->step) {
+    while (!j->zerr && !j->lzerr && !j->nomem) {
+        pthread_mutex_lock(&j->q->mu);
+        size_t i = j->q->next < j->q->n ? j->q->order[j->q->next++] : SIZE_MAX;
+        pthread_mutex_unlock(&j->q->mu);
+        if (i == SIZE_MAX)
+            break;
         frame_in *f = &j->fr[i];
         if (f->lzma_dict) {
             j->lzerr = lzma_frame(f);
@@ -364,12 +385,6 @@ static void *frame_worker(void *arg)
     return NULL;
 }
 
-/* The dictionary-frames coding of the whole result (see the top): the
- * segments of lpd_segs_plan, raw ones cut into frames of LPD_FRAME_MAX with
- * the base as dictionary (indexed once), filtered ones one frame each with
- * their filtered base region as dictionary; the frames shared out over
- * `threads` threads.  raw[0] / z[0] get the segment table (none when the
- * whole result is one raw segment). */
 /* Makes a raw segment at result offset `at` an LZMA one: its dictionary is
  * as large as base + segment need, at most LPD_LZMA_DICT_MAX, and its
  * region the part of the base that fits, starting an eighth of the
@@ -389,6 +404,13 @@ static void make_lzma(lpd_seg *g, uint64_t at, size_t old_len)
     g->old_len = rlen;
 }
 
+/* The dictionary-frames coding of the whole result (see the top): the
+ * segments of lpd_segs_plan, raw ones cut into frames of LPD_FRAME_MAX with
+ * the base as dictionary (indexed once), filtered ones one frame each with
+ * their filtered base region as dictionary, raw ones of LZMA size (per lz)
+ * as LZMA segments; the frames and LZMA streams shared out over `threads`
+ * threads.  raw[0] / z[0] get the segment table (none when the whole result
+ * is one raw segment). */
 static lp_status dict_frames(const uint8_t *old, size_t old_len, const uint8_t *nw,
                              size_t new_len, int level, int threads, lp_delta_lzma lz,
                              blob raw[3], blob z[3], lp_error *err)
@@ -402,14 +424,17 @@ static lp_status dict_frames(const uint8_t *old, size_t old_len, const uint8_t *
         if (g->kind != LPD_SEG_RAW || lz == LP_DELTA_LZMA_OFF ||
             (lz == LP_DELTA_LZMA_AUTO && g->len < LPD_LZMA_MIN))
             continue;
-        /* too long for one: the rest becomes the next segment (if room) */
-        if (g->len > LPD_LZMA_SEG_MAX && nseg < LPD_SEG_MAX) {
+        /* too long for one: cut into equal pieces, the first here, the
+         * rest the next segment (if there is room for one) */
+        if (g->len > LPD_LZMA_PIECE && nseg < LPD_SEG_MAX) {
+            uint64_t pieces = (g->len + LPD_LZMA_PIECE - 1) / LPD_LZMA_PIECE;
+            uint64_t piece = (g->len + pieces - 1) / pieces;
             memmove(g + 2, g + 1, (nseg - i - 1) * sizeof *g);
-            g[1] = (lpd_seg){.len = g->len - LPD_LZMA_SEG_MAX, .kind = LPD_SEG_RAW};
-            g->len = LPD_LZMA_SEG_MAX;
+            g[1] = (lpd_seg){.len = g->len - piece, .kind = LPD_SEG_RAW};
+            g->len = piece;
             nseg++;
         }
-        if (g->len <= LPD_LZMA_SEG_MAX)
+        if (g->len <= LPD_LZMA_PIECE)
             make_lzma(g, at, old_len);
     }
     /* Indexing the base at level 22 takes ~0.6 s per MB of base: worth it
@@ -479,23 +504,32 @@ static lp_status dict_frames(const uint8_t *old, size_t old_len, const uint8_t *
     size_t nt = (size_t)threads < nframes ? (size_t)threads : nframes;
     frame_job *jobs = calloc(nt ? nt : 1, sizeof *jobs);
     pthread_t *tid = calloc(nt ? nt : 1, sizeof *tid);
+    size_t *order = calloc(nframes ? nframes : 1, sizeof *order);
+    frame_queue q = {.order = order, .n = nframes};
     size_t started = 0;
-    if (!st && (!jobs || !tid))
+    if (!st && (!jobs || !tid || !order))
         st = lp_error_set(err, LP_ERR_NOMEM, "out of memory for the dictionary frames");
     if (!st) {
+        /* costliest first: LZMA streams, then by size (a stable insertion
+         * sort: a few dozen frames) */
+        for (size_t i = 0; i < nframes; i++) {
+            size_t at_k = i;
+            for (; at_k > 0 && frame_before(&fr[i], &fr[order[at_k - 1]]); at_k--)
+                order[at_k] = order[at_k - 1];
+            order[at_k] = i;
+        }
+        pthread_mutex_init(&q.mu, NULL);
         for (size_t j = 0; j < nt; j++)
-            jobs[j] = (frame_job){.cd = cd, .fr = fr, .nframes = nframes, .first = j,
-                                  .step = nt, .wlog = wlog, .attach = nt > 1};
-        /* jobs 1.. on their own threads (a thread that cannot start leaves
-         * its job to this one), job 0 here */
+            jobs[j] = (frame_job){.cd = cd, .fr = fr, .q = &q, .wlog = wlog, .attach = nt > 1};
+        /* jobs 1.. on their own threads (if one cannot start, the others
+         * take its frames), job 0 here */
         for (size_t j = 1; j < nt; j++, started++)
             if (pthread_create(&tid[j], NULL, frame_worker, &jobs[j]) != 0)
                 break;
         frame_worker(&jobs[0]);
         for (size_t j = 1; j <= started; j++)
             pthread_join(tid[j], NULL);
-        for (size_t j = started + 1; j < nt; j++)
-            frame_worker(&jobs[j]);
+        pthread_mutex_destroy(&q.mu);
     }
     for (size_t j = 0; j < nt && !st; j++) {
         if (jobs[j].nomem || jobs[j].lzerr == LZMA_MEM_ERROR)
@@ -532,6 +566,7 @@ static lp_status dict_frames(const uint8_t *old, size_t old_len, const uint8_t *
     free(tab);
     free(jobs);
     free(tid);
+    free(order);
     ZSTD_freeCDict(cd);
     return st;
 }
