@@ -182,7 +182,13 @@ diff -r "$N" "$WORK/out7" >"$WORK/diff" 2>&1 || die "tree apply --sync off: $(he
 expect_rc 2 "$LP_DELTA_BIN" apply "$O/bin/tool" "$WORK/tool.delta" "$WORK/tool.x" --sync maybe
 command -v strace >/dev/null || die "strace is missing (scripts/deps.txt installs it)"
 {
-    syncs() { strace -f -e trace=fsync,fdatasync,syncfs,sync -o "$WORK/strace" "$@" >/dev/null 2>&1 || die "$* failed"; grep -c 'sync' "$WORK/strace" || true; }
+    # (LeakSanitizer cannot run under ptrace: an ASan build's leak check is off here)
+    syncs() {
+        ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+            strace -f -e trace=fsync,fdatasync,syncfs,sync -o "$WORK/strace" "$@" \
+            >"$WORK/strace.out" 2>&1 || die "$* failed: $(tail -n 3 "$WORK/strace.out")"
+        grep -c 'sync' "$WORK/strace" || true
+    }
     [ "$(syncs "$LP_DELTA_BIN" apply "$O/bin/tool" "$WORK/tool.delta" "$WORK/t1")" -ge 2 ] || die "apply does not sync"
     [ "$(syncs "$LP_DELTA_BIN" apply "$O/bin/tool" "$WORK/tool.delta" "$WORK/t2" --sync off)" = 0 ] || die "apply --sync off syncs"
     [ "$(syncs "$LP_DELTA_BIN" tree apply "$O" "$WORK/d" "$WORK/out8")" -ge 2 ] || die "tree apply does not sync"
