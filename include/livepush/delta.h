@@ -260,6 +260,17 @@ lp_status lp_delta_apply_fd(const uint8_t *old, size_t old_len, int delta_fd,
 lp_status lp_delta_apply_file(const char *old_path, const char *delta_path, const char *out_path,
                               const uint8_t *expect_new_sha256, lp_error *err);
 /*
+ * lp_delta_apply_file without its fsyncs (of the result and of its folder):
+ * the rename is still atomic for readers and against a crash of the
+ * process, but after a power loss out_path may be missing or empty.  For a
+ * caller that syncs later itself, or that compares the engine with tools
+ * that never sync (`livepush delta apply --sync off`).  Errors as
+ * lp_delta_apply_file.
+ */
+lp_status lp_delta_apply_file_unsynced(const char *old_path, const char *delta_path,
+                                       const char *out_path, const uint8_t *expect_new_sha256,
+                                       lp_error *err);
+/*
  * The same, writing the result into the open file out_fd from its current
  * offset, with no temporary file, no rename and no fsync: for a caller that
  * builds a whole new folder and makes it durable and visible at once (as

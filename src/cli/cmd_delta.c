@@ -12,7 +12,6 @@
  * the result's digest is verified, info prints the checked header.
  */
 #include "cli/cli.h"
-#include "core/file.h"
 #include "livepush/delta.h"
 #include "livepush/hash.h"
 
@@ -51,6 +50,18 @@ static const char usage_text[] =
     "       --help`).\n"
     "\n"
     "Exit codes: 0 success, 1 failure (reason on stderr), 2 usage error.\n";
+
+/* The value of the word v among names (NULL-terminated) into *out; 0 when
+ * v is none of them. */
+static int choose(const char *v, const char *const names[], const int values[], int *out)
+{
+    for (size_t i = 0; names[i]; i++)
+        if (strcmp(v, names[i]) == 0) {
+            *out = values[i];
+            return 1;
+        }
+    return 0;
+}
 
 static int usage_error(const char *why)
 {
@@ -110,7 +121,7 @@ static int cmd_make(int argc, char **argv)
                                        {NULL, 0, NULL, 0}};
     long online = sysconf(_SC_NPROCESSORS_ONLN);
     lp_delta_options opt = {.threads = online < 1 ? 1 : online > 4 ? 4 : (int)online};
-    int json = 0, ch;
+    int json = 0, ch, v;
     char *end;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -121,26 +132,19 @@ static int cmd_make(int argc, char **argv)
                 return usage_error("--level must be a number from 1 to 22");
             break;
         case 'x':
-            if (strcmp(optarg, "auto") == 0)
-                opt.x86 = LP_DELTA_X86_AUTO;
-            else if (strcmp(optarg, "on") == 0)
-                opt.x86 = LP_DELTA_X86_ON;
-            else if (strcmp(optarg, "off") == 0)
-                opt.x86 = LP_DELTA_X86_OFF;
-            else
+            if (!choose(optarg, (const char *[]){"auto", "on", "off", NULL},
+                        (const int[]){LP_DELTA_X86_AUTO, LP_DELTA_X86_ON, LP_DELTA_X86_OFF},
+                        &v))
                 return usage_error("--x86 must be auto, on or off");
+            opt.x86 = (lp_delta_x86)v;
             break;
         case 'd':
-            if (strcmp(optarg, "auto") == 0)
-                opt.dict = LP_DELTA_DICT_AUTO;
-            else if (strcmp(optarg, "on") == 0)
-                opt.dict = LP_DELTA_DICT_ON;
-            else if (strcmp(optarg, "off") == 0)
-                opt.dict = LP_DELTA_DICT_OFF;
-            else if (strcmp(optarg, "only") == 0)
-                opt.dict = LP_DELTA_DICT_ONLY;
-            else
+            if (!choose(optarg, (const char *[]){"auto", "on", "off", "only", NULL},
+                        (const int[]){LP_DELTA_DICT_AUTO, LP_DELTA_DICT_ON, LP_DELTA_DICT_OFF,
+                                      LP_DELTA_DICT_ONLY},
+                        &v))
                 return usage_error("--dict must be auto, on, off or only");
+            opt.dict = (lp_delta_dict)v;
             break;
         case 'L':
             opt.dict_level = (int)strtol(optarg, &end, 10);
@@ -153,14 +157,11 @@ static int cmd_make(int argc, char **argv)
                 return usage_error("--threads must be a number from 1 to 16");
             break;
         case 'z':
-            if (strcmp(optarg, "auto") == 0)
-                opt.lzma = LP_DELTA_LZMA_AUTO;
-            else if (strcmp(optarg, "on") == 0)
-                opt.lzma = LP_DELTA_LZMA_ON;
-            else if (strcmp(optarg, "off") == 0)
-                opt.lzma = LP_DELTA_LZMA_OFF;
-            else
+            if (!choose(optarg, (const char *[]){"auto", "on", "off", NULL},
+                        (const int[]){LP_DELTA_LZMA_AUTO, LP_DELTA_LZMA_ON, LP_DELTA_LZMA_OFF},
+                        &v))
                 return usage_error("--lzma must be auto, on or off");
+            opt.lzma = (lp_delta_lzma)v;
             break;
         case 'j': json = 1; break;
         case 'h': fputs(usage_text, stdout); return LP_EXIT_OK;
@@ -180,32 +181,7 @@ static int cmd_make(int argc, char **argv)
 
 int lp_cli_delta_sync_arg(const char *v, int *sync)
 {
-    if (strcmp(v, "on") == 0)
-        *sync = 1;
-    else if (strcmp(v, "off") == 0)
-        *sync = 0;
-    else
-        return 0;
-    return 1;
-}
-
-/* lp_delta_apply_file without its fsyncs (--sync off). */
-static lp_status apply_unsynced(const char *old, const char *delta, const char *out,
-                                lp_error *err)
-{
-    char tmp[4096];
-    int fd = -1;
-    if (strlen(out) + 16 > sizeof tmp)
-        return lp_error_set(err, LP_ERR_INVALID_ARG, "output path too long");
-    lp_status st = lp_file_open_tmp(out, 0644, tmp, sizeof tmp, &fd, err);
-    if (st)
-        return st;
-    if ((st = lp_delta_apply_file_fd(old, delta, fd, NULL, err))) {
-        close(fd);
-        unlink(tmp);
-        return st;
-    }
-    return lp_file_rename_tmp(fd, tmp, out, err);
+    return choose(v, (const char *[]){"on", "off", NULL}, (const int[]){1, 0}, sync);
 }
 
 static int cmd_apply(int argc, char **argv)
@@ -225,7 +201,7 @@ static int cmd_apply(int argc, char **argv)
     lp_error err;
     lp_error_clear(&err);
     lp_status st = sync ? lp_delta_apply_file(argv[1], argv[2], argv[3], NULL, &err)
-                        : apply_unsynced(argv[1], argv[2], argv[3], &err);
+                        : lp_delta_apply_file_unsynced(argv[1], argv[2], argv[3], NULL, &err);
     if (st)
         return lp_cli_fail(&err, "delta");
     return LP_EXIT_OK;

@@ -165,8 +165,10 @@ static lp_status fd_write(void *ctx, const uint8_t *data, size_t len, lp_error *
     return lp_file_write_all(*(const int *)ctx, data, len, "the result", err);
 }
 
-lp_status lp_delta_apply_file(const char *old_path, const char *delta_path, const char *out_path,
-                              const uint8_t *expect_new_sha256, lp_error *err)
+/* lp_delta_apply_file and its unsynced form: the result into a temporary
+ * file next to out_path, renamed over it once verified. */
+static lp_status apply_to_path(const char *old_path, const char *delta_path, const char *out_path,
+                               const uint8_t *expect_new_sha256, int sync, lp_error *err)
 {
     char tmp[4096];
     int ofd = -1;
@@ -181,7 +183,21 @@ lp_status lp_delta_apply_file(const char *old_path, const char *delta_path, cons
         unlink(tmp);
         return st;
     }
-    return lp_file_commit_tmp(ofd, tmp, out_path, err);
+    return sync ? lp_file_commit_tmp(ofd, tmp, out_path, err)
+                : lp_file_rename_tmp(ofd, tmp, out_path, err);
+}
+
+lp_status lp_delta_apply_file(const char *old_path, const char *delta_path, const char *out_path,
+                              const uint8_t *expect_new_sha256, lp_error *err)
+{
+    return apply_to_path(old_path, delta_path, out_path, expect_new_sha256, 1, err);
+}
+
+lp_status lp_delta_apply_file_unsynced(const char *old_path, const char *delta_path,
+                                       const char *out_path, const uint8_t *expect_new_sha256,
+                                       lp_error *err)
+{
+    return apply_to_path(old_path, delta_path, out_path, expect_new_sha256, 0, err);
 }
 
 typedef struct {
