@@ -44,8 +44,16 @@
  *   the result is produced in blocks of LP_DELTA_BLOCK bytes that are hashed as
  *   they are handed out.  Memory outside the base is at most
  *   LP_DELTA_APPLY_MEM_MAX bytes; a delta that would need more is refused
- *   before anything is decoded.  The base's digest is checked before any
- *   output is produced; the result's digest is checked at the end.
+ *   before anything is decoded.  The result's digest is checked at the end.
+ *   Handed to a writer (lp_delta_apply_mem, lp_delta_apply_fd) the result
+ *   comes in order and the base's digest is checked before the first write.
+ *   Written to a file or a buffer (lp_delta_apply_file*, lp_delta_apply_buf)
+ *   it is written by position: the base is hashed on a second thread while
+ *   the result is made, and LZMA segments in a row (a long raw part cut into
+ *   pieces) are decoded two at once, one by a second thread, each piece
+ *   hashed in order once written (read back when the other thread wrote
+ *   it); nothing is renamed into place or returned before both digests
+ *   are checked.
  *
  * Safety
  *   Every field of a delta is treated as hostile: the header has its own
@@ -274,9 +282,12 @@ lp_status lp_delta_apply_file_unsynced(const char *old_path, const char *delta_p
  * The same, writing the result into the open file out_fd from its current
  * offset, with no temporary file, no rename and no fsync: for a caller that
  * builds a whole new folder and makes it durable and visible at once (as
- * `livepush delta tree apply` does).  On failure out_fd holds a partial
- * result that the caller must discard.  The caller keeps ownership of
- * out_fd.  Errors as lp_delta_apply_file.
+ * `livepush delta tree apply` does).  A regular file is written by position
+ * (pwrite; read back with pread when out_fd is open for reading too, which
+ * lets LZMA segments be decoded two at once) and left at the result's end;
+ * anything else (a pipe) is written in order.
+ * On failure out_fd holds a partial result that the caller must discard.
+ * The caller keeps ownership of out_fd.  Errors as lp_delta_apply_file.
  */
 lp_status lp_delta_apply_file_fd(const char *old_path, const char *delta_path, int out_fd,
                                  const uint8_t *expect_new_sha256, lp_error *err);

@@ -3,7 +3,8 @@
  *
  * Digests are raw bytes; lp_hex_encode/lp_hex_decode convert to the
  * lower-case hex that TUF metadata and content addresses use.  Backed by
- * OpenSSL 3 (EVP).  A streaming context is owned by the caller and freed with
+ * Nettle (SHA extensions of the CPU where present).  A streaming context is
+ * owned by the caller and freed with
  * lp_hash_free; contexts are independent, so any number may be used from any
  * threads at once.
  */
@@ -40,17 +41,21 @@ lp_status lp_hash_alg_from_name(const char *name, lp_hash_alg *alg, lp_error *er
 /* Streaming context (opaque). */
 typedef struct lp_hash_ctx lp_hash_ctx;
 
-/* Creates a context for `alg`; the caller owns *out.  LP_ERR_NOMEM, LP_ERR_CRYPTO. */
+/* Creates a context for `alg`; the caller owns *out.  LP_ERR_INVALID_ARG (no
+ * such algorithm), LP_ERR_NOMEM. */
 lp_status lp_hash_new(lp_hash_ctx **out, lp_hash_alg alg, lp_error *err);
-/* Feeds `len` bytes.  LP_ERR_CRYPTO. */
+/* Feeds `len` bytes.  LP_ERR_INVALID_ARG (ctx NULL), LP_ERR_STATE (after
+ * lp_hash_final). */
 lp_status lp_hash_update(lp_hash_ctx *ctx, const void *data, size_t len, lp_error *err);
 /* Writes the digest (lp_hash_len bytes) to `out`; the context may not be
- * updated afterwards, only freed.  LP_ERR_CRYPTO. */
+ * updated afterwards, only freed.  LP_ERR_INVALID_ARG, LP_ERR_STATE (final
+ * twice). */
 lp_status lp_hash_final(lp_hash_ctx *ctx, uint8_t out[LP_HASH_MAX_LEN], lp_error *err);
 /* Frees a context; NULL is fine. */
 void lp_hash_free(lp_hash_ctx *ctx);
 
-/* One-shot digest of a buffer into `out` (lp_hash_len bytes). */
+/* One-shot digest of a buffer into `out` (lp_hash_len bytes).
+ * LP_ERR_INVALID_ARG, LP_ERR_NOMEM. */
 lp_status lp_hash_buf(lp_hash_alg alg, const void *data, size_t len, uint8_t out[LP_HASH_MAX_LEN],
                       lp_error *err);
 

@@ -20,8 +20,8 @@
  * hard-linked to OLD_DIR's (copied when a link cannot be made or the mode
  * differs; so OLD_DIR's files must not be changed in place afterwards, as
  * with the device's releases), deltas applied with lp_delta_apply_file_fd (base and
- * result digests checked), new files decompressed; every file's SHA-256 is
- * checked against the manifest.  The new tree is made durable at once (one
+ * result digests checked), new files decompressed, by two threads taking
+ * the files in turn; every file's SHA-256 is checked against the manifest.  The new tree is made durable at once (one
  * syncfs of its file system, then its folder) and the
  * folder renamed to OUT_DIR only when everything verified; on any failure it
  * is removed and OUT_DIR does not appear.
@@ -36,6 +36,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -534,7 +535,8 @@ static lp_status sync_tree(const char *top, lp_error *err)
 static lp_status apply_one(const char *old, const char *delta, const char *dst,
                            const uint8_t want[32], uint32_t mode, lp_error *err)
 {
-    int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    /* read and write: the apply reads back what its second thread wrote */
+    int fd = open(dst, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0)
         return lp_error_set(err, LP_ERR_IO, "create %s: %s", dst, strerror(errno));
     lp_status st = lp_delta_apply_file_fd(old, delta, fd, want, err);
@@ -616,6 +618,128 @@ static lp_status read_plan(const char *in_dir, json_t **root, lp_manifest *m, js
 
 /* Builds every entry of m under `top` (a fresh folder), folders first; with
  * sync, makes them durable before returning. */
+/* Entry e of the manifest (a file or a link) made in the new tree `top`. */
+static lp_status build_one(const char *old_dir, const char *in_dir, const char *top,
+                           const lp_manifest_entry *e, json_t *plan, lp_error *err)
+{
+    lp_status st = LP_OK;
+    char *dst = join3(top, e->path, "");
+    char *src = NULL;
+    if (!dst)
+        return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    if (e->type == LP_ENTRY_SYMLINK) {
+        if (symlink(e->target, dst) != 0)
+            st = lp_error_set(err, LP_ERR_IO, "symlink %s: %s", dst, strerror(errno));
+    } else if (e->type == LP_ENTRY_FILE) {
+        const char *kind = json_string_value(json_object_get(plan, "kind"));
+        const char *base = json_string_value(json_object_get(plan, "base"));
+        if (!strcmp(kind, "same")) {
+            src = join3(old_dir, base, "");
+            st = src ? link_or_copy(src, dst, e, err)
+                     : lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+        } else if (!strcmp(kind, "new")) {
+            src = join3(in_dir, e->sha256, ".zst");
+            st = src ? produce(src, dst, e, 1, err)
+                     : lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+        } else {
+            uint8_t want[32];
+            size_t n = 0;
+            char *old = join3(old_dir, base, "");
+            src = join3(in_dir, e->sha256, ".delta");
+            if (!old || !src)
+                st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+            if (!st)
+                st = lp_hex_decode(e->sha256, want, sizeof want, &n, err);
+            if (!st)
+                st = apply_one(old, src, dst, want, e->mode, err);
+            free(old);
+        }
+        if (st)
+            lp_error_prefix(err, st, "file %s", e->path);
+    }
+    free(src);
+    free(dst);
+    return st;
+}
+
+/* The files and links of the new tree, made by BUILD_THREADS threads that
+ * each take the next entry not yet taken (their folders exist already; the
+ * entries are independent); the first failure stops them all.  A delta
+ * whose apply may take most of the delta memory bound (a result over
+ * ALONE_OVER bytes in dictionary frames: LZMA dictionaries, zstd windows)
+ * is applied while nothing else is made, so that the tree's apply stays
+ * within the bound of one file's. */
+#define BUILD_THREADS 2
+#define ALONE_OVER ((uint64_t)4 << 20)
+
+static int heavy_entry(const char *in_dir, const lp_manifest_entry *e, json_t *plan)
+{
+    const char *kind = json_string_value(json_object_get(plan, "kind"));
+    if (e->type != LP_ENTRY_FILE || e->size <= ALONE_OVER || !kind || strcmp(kind, "delta") != 0)
+        return 0;
+    char *src = join3(in_dir, e->sha256, ".delta");
+    lp_delta_header h;
+    lp_error err;
+    int heavy = src && !lp_delta_read_header_file(src, &h, &err) &&
+                (h.flags & LP_DELTA_FLAG_DICT_FRAMES) && h.new_size > ALONE_OVER;
+    free(src);
+    return heavy; /* a delta that cannot be read fails in build_one */
+}
+
+typedef struct {
+    const char *old_dir, *in_dir, *top;
+    const lp_manifest *m;
+    json_t **plan_of;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t active;       /* entries being made */
+    int alone, waiting;  /* a heavy delta being applied, waiting to be */
+    size_t next;
+    lp_status st;
+    lp_error err;
+} builder;
+
+static void *build_worker(void *arg)
+{
+    builder *b = arg;
+    lp_error err = {0};
+    for (;;) {
+        pthread_mutex_lock(&b->mu);
+        size_t i = b->st ? b->m->count : b->next++;
+        pthread_mutex_unlock(&b->mu);
+        if (i >= b->m->count)
+            break;
+        const lp_manifest_entry *e = &b->m->entries[i];
+        if (e->type == LP_ENTRY_DIR)
+            continue;
+        int heavy = heavy_entry(b->in_dir, e, b->plan_of[i]);
+        pthread_mutex_lock(&b->mu);
+        b->waiting += heavy;
+        while (b->alone || (heavy ? b->active > 0 : b->waiting > 0))
+            pthread_cond_wait(&b->cv, &b->mu);
+        b->waiting -= heavy;
+        b->alone = heavy;
+        b->active++;
+        pthread_mutex_unlock(&b->mu);
+        lp_status st = build_one(b->old_dir, b->in_dir, b->top, e, b->plan_of[i], &err);
+        pthread_mutex_lock(&b->mu);
+        b->active--;
+        b->alone &= !heavy;
+        pthread_cond_broadcast(&b->cv);
+        pthread_mutex_unlock(&b->mu);
+        if (st) {
+            pthread_mutex_lock(&b->mu);
+            if (!b->st) {
+                b->st = st;
+                b->err = err;
+            }
+            pthread_mutex_unlock(&b->mu);
+            break;
+        }
+    }
+    return NULL;
+}
+
 static lp_status build_tree(const char *old_dir, const char *in_dir, const char *top, int sync,
                             const lp_manifest *m, json_t **plan_of, lp_error *err)
 {
@@ -631,44 +755,25 @@ static lp_status build_tree(const char *old_dir, const char *in_dir, const char 
             st = lp_error_set(err, LP_ERR_IO, "mkdir %s: %s", p, strerror(errno));
         free(p);
     }
-    for (size_t i = 0; !st && i < m->count; i++) {
-        const lp_manifest_entry *e = &m->entries[i];
-        char *dst = join3(top, e->path, "");
-        char *src = NULL;
-        if (!dst)
-            return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
-        if (e->type == LP_ENTRY_SYMLINK) {
-            if (symlink(e->target, dst) != 0)
-                st = lp_error_set(err, LP_ERR_IO, "symlink %s: %s", dst, strerror(errno));
-        } else if (e->type == LP_ENTRY_FILE) {
-            const char *kind = json_string_value(json_object_get(plan_of[i], "kind"));
-            const char *base = json_string_value(json_object_get(plan_of[i], "base"));
-            if (!strcmp(kind, "same")) {
-                src = join3(old_dir, base, "");
-                st = src ? link_or_copy(src, dst, e, err)
-                         : lp_error_set(err, LP_ERR_NOMEM, "out of memory");
-            } else if (!strcmp(kind, "new")) {
-                src = join3(in_dir, e->sha256, ".zst");
-                st = src ? produce(src, dst, e, 1, err)
-                         : lp_error_set(err, LP_ERR_NOMEM, "out of memory");
-            } else {
-                uint8_t want[32];
-                size_t n = 0;
-                char *old = join3(old_dir, base, "");
-                src = join3(in_dir, e->sha256, ".delta");
-                if (!old || !src)
-                    st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
-                if (!st)
-                    st = lp_hex_decode(e->sha256, want, sizeof want, &n, err);
-                if (!st)
-                    st = apply_one(old, src, dst, want, e->mode, err);
-                free(old);
-            }
-            if (st)
-                lp_error_prefix(err, st, "file %s", e->path);
-        }
-        free(src);
-        free(dst);
+    if (st)
+        return st;
+    builder b = {.old_dir = old_dir, .in_dir = in_dir, .top = top, .m = m, .plan_of = plan_of};
+    pthread_mutex_init(&b.mu, NULL);
+    pthread_cond_init(&b.cv, NULL);
+    pthread_t tid[BUILD_THREADS - 1];
+    size_t started = 0;
+    while (started < BUILD_THREADS - 1 &&
+           pthread_create(&tid[started], NULL, build_worker, &b) == 0)
+        started++;
+    build_worker(&b); /* this thread is one of them */
+    for (size_t t = 0; t < started; t++)
+        pthread_join(tid[t], NULL);
+    pthread_mutex_destroy(&b.mu);
+    pthread_cond_destroy(&b.cv);
+    if (b.st) {
+        if (err)
+            *err = b.err;
+        return b.st;
     }
     return st || !sync ? st : sync_tree(top, err);
 }

@@ -23,8 +23,14 @@
 #include "livepush/hash.h"
 
 #include <lzma.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Bases of at least this many bytes are hashed on a thread of their own, and
+ * results of at least this many are finished by one (the output pipe). */
+#define LPD_BASE_HASH_THREAD_MIN ((size_t)1 << 20)
+#define LPD_PIPE_MIN ((uint64_t)1 << 20)
 
 /* Operand list of one base block (see lpd_x86_operands); ops NULL: not built. */
 typedef struct {
@@ -49,6 +55,10 @@ typedef struct {
     lp_hash_ctx *hash;
     lp_delta_write_fn write;
     void *wctx;
+    const lpd_sink *sink; /* or NULL: the result goes to write, in order */
+    struct out_pipe *pipe; /* or NULL: flush finishes blocks itself */
+    lpd_read_fn read;
+    void *rctx;
     lpd_stream s[3];
 } app;
 
@@ -84,15 +94,158 @@ static blk_ops *block_ops(app *a, uint64_t blk)
     return b;
 }
 
+/* A made block finished: un-transformed (x86 deltas), hashed, written. */
+static lp_status finish_block(app *a, uint8_t *b, size_t n, uint64_t at, lp_error *err)
+{
+    if (a->x86)
+        lpd_x86_decode(b, n, at);
+    lp_status st = lp_hash_update(a->hash, b, n, err);
+    if (!st)
+        st = a->sink ? a->sink->write_at(a->sink->ctx, at, b, n, err)
+                     : a->write(a->wctx, b, n, err);
+    return st;
+}
+
+/* ---- the output pipe ----
+ * With a sink, the made blocks are finished (finish_block) by a second
+ * thread while the next ones are made: a ring of PIPE_N blocks, a->out being
+ * the one the maker fills.  The finisher owns a->hash while the pipe runs;
+ * pipe_drain waits until it has finished every block handed over. */
+#define PIPE_N 4
+
+typedef struct out_pipe {
+    app *a;
+    uint8_t *ring[PIPE_N];
+    size_t len[PIPE_N];
+    uint64_t at[PIPE_N];
+    size_t head, tail; /* blocks handed over, blocks finished */
+    int stop;
+    lp_status st;      /* the finisher's failure */
+    lp_error err;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t tid;
+} out_pipe;
+
+static void *pipe_run(void *arg)
+{
+    out_pipe *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->tail == p->head && !p->stop)
+            pthread_cond_wait(&p->cv, &p->mu);
+        if (p->tail == p->head)
+            break;
+        size_t i = p->tail % PIPE_N;
+        lp_status st = p->st;
+        pthread_mutex_unlock(&p->mu);
+        if (!st)
+            st = finish_block(p->a, p->ring[i], p->len[i], p->at[i], &p->err);
+        pthread_mutex_lock(&p->mu);
+        p->st = st;
+        p->tail++;
+        pthread_cond_broadcast(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static lp_status pipe_failed(out_pipe *p, lp_error *err)
+{
+    if (err)
+        *err = p->err;
+    return p->st;
+}
+
+/* Hands a->out over and makes the next free block a->out. */
+static lp_status pipe_put(app *a, lp_error *err)
+{
+    out_pipe *p = a->pipe;
+    pthread_mutex_lock(&p->mu);
+    size_t i = p->head % PIPE_N;
+    p->len[i] = a->out_n;
+    p->at[i] = a->out_base;
+    p->head++;
+    pthread_cond_broadcast(&p->cv);
+    while (p->head - p->tail >= PIPE_N && !p->st)
+        pthread_cond_wait(&p->cv, &p->mu);
+    lp_status st = p->st;
+    pthread_mutex_unlock(&p->mu);
+    a->out = p->ring[p->head % PIPE_N];
+    return st ? pipe_failed(p, err) : LP_OK;
+}
+
+static lp_status pipe_drain(app *a, lp_error *err)
+{
+    out_pipe *p = a->pipe;
+    if (!p)
+        return LP_OK;
+    pthread_mutex_lock(&p->mu);
+    while (p->tail != p->head)
+        pthread_cond_wait(&p->cv, &p->mu);
+    lp_status st = p->st;
+    pthread_mutex_unlock(&p->mu);
+    return st ? pipe_failed(p, err) : LP_OK;
+}
+
+/* Starts the pipe (a->out becomes its first block); LP_OK without one when
+ * a thread cannot be had. */
+static lp_status pipe_start(app *a, lp_error *err)
+{
+    out_pipe *p = calloc(1, sizeof *p);
+    if (!p)
+        return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    p->a = a;
+    for (size_t i = 0; i < PIPE_N; i++)
+        if (!(p->ring[i] = malloc(LP_DELTA_BLOCK))) {
+            for (size_t j = 0; j < i; j++)
+                free(p->ring[j]);
+            free(p);
+            return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+        }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    if (pthread_create(&p->tid, NULL, pipe_run, p) != 0) {
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->cv);
+        for (size_t i = 0; i < PIPE_N; i++)
+            free(p->ring[i]);
+        free(p);
+        return LP_OK;
+    }
+    a->pipe = p;
+    a->out = p->ring[0];
+    return LP_OK;
+}
+
+/* Stops the pipe (after a drain, or on failure with blocks left: they are
+ * not finished); a->out is then NULL. */
+static void pipe_stop(app *a)
+{
+    out_pipe *p = a->pipe;
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    if (!p->st)
+        p->st = LP_ERR_STATE; /* blocks still queued are dropped, not finished */
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->tid, NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    for (size_t i = 0; i < PIPE_N; i++)
+        free(p->ring[i]);
+    free(p);
+    a->pipe = NULL;
+    a->out = NULL;
+}
+
 static lp_status flush(app *a, lp_error *err)
 {
     if (a->out_n == 0)
         return LP_OK;
-    if (a->x86)
-        lpd_x86_decode(a->out, a->out_n, a->out_base);
-    lp_status st = lp_hash_update(a->hash, a->out, a->out_n, err);
-    if (!st)
-        st = a->write(a->wctx, a->out, a->out_n, err);
+    lp_status st = a->pipe ? pipe_put(a, err) : finish_block(a, a->out, a->out_n, a->out_base, err);
     a->out_base += a->out_n;
     a->out_n = 0;
     return st;
@@ -248,14 +401,67 @@ static lp_status lzma_bad(lp_error *err, const char *what, lzma_ret r)
                         "extra stream: LZMA segment %s (liblzma code %d)", what, (int)r);
 }
 
+/* Where an LZMA segment's bytes come from and where its result goes: from
+ * the extra stream (x) or read at delta offset src through inbuf; into the
+ * result blocks (hashed and written in order), or placed at result offset
+ * dst through outbuf (hashed later, see lzma_pair). */
+typedef struct {
+    app *a;
+    lpd_stream *x;
+    uint64_t src, dst;
+    uint8_t *inbuf, *outbuf;
+} lz_io;
+
+#define LZ_IN_CAP 65536u
+#define LZ_OUT_CAP (4u * LP_DELTA_BLOCK)
+
+static lp_status lz_in(lz_io *io, uint64_t left, const uint8_t **p, size_t *n, lp_error *err)
+{
+    if (io->x)
+        return lpd_stream_raw(io->x, left < SIZE_MAX ? (size_t)left : SIZE_MAX, p, n, err);
+    size_t k = left < LZ_IN_CAP ? (size_t)left : LZ_IN_CAP;
+    lp_status st = io->a->read(io->a->rctx, io->src, io->inbuf, k, err);
+    if (st)
+        return lp_error_prefix(err, st, "extra stream: LZMA segment");
+    io->src += k;
+    *p = io->inbuf;
+    *n = k;
+    return LP_OK;
+}
+
+static size_t lz_room(lz_io *io, uint8_t **buf)
+{
+    if (io->outbuf) {
+        *buf = io->outbuf;
+        return LZ_OUT_CAP;
+    }
+    *buf = io->a->out + io->a->out_n;
+    return LP_DELTA_BLOCK - io->a->out_n;
+}
+
+static lp_status lz_made(lz_io *io, size_t n, lp_error *err)
+{
+    app *a = io->a;
+    if (io->outbuf) {
+        lp_status st = a->sink->write_at(a->sink->ctx, io->dst, io->outbuf, n, err);
+        io->dst += n;
+        return st;
+    }
+    a->out_n += n;
+    lp_status st = io->x ? lpd_stream_produced(io->x, n, err) : LP_OK;
+    if (!st && a->out_n == LP_DELTA_BLOCK)
+        st = flush(a, err);
+    return st;
+}
+
 /* An LZMA segment (see delta_priv.h): exactly g->clen bytes of the extra
  * stream decoded into exactly g->len bytes of the result, the stream's end
  * mark included, with the base region as preset dictionary.  Memory: the
  * decoder's dictionary of g->dict bytes (checked against LPD_LZMA_DICT_MAX
  * when the table was read). */
-static lp_status lzma_segment(app *a, const lpd_seg *g, lp_error *err)
+static lp_status lzma_decode(lz_io *io, const lpd_seg *g, lp_error *err)
 {
-    lpd_stream *x = &a->s[2];
+    app *a = io->a;
     lzma_options_lzma o;
     memset(&o, 0, sizeof o);
     if (lzma_lzma_preset(&o, 6))
@@ -270,13 +476,12 @@ static lp_status lzma_segment(app *a, const lpd_seg *g, lp_error *err)
         return lzma_bad(err, "decoder", r);
     uint64_t in_left = g->clen, out_left = g->len;
     uint8_t spare;
-    lp_status st = lpd_stream_raw_start(x, err);
+    lp_status st = LP_OK;
     while (!st) {
         if (z.avail_in == 0 && in_left > 0) {
             const uint8_t *p;
             size_t n;
-            st = lpd_stream_raw(x, in_left < SIZE_MAX ? (size_t)in_left : SIZE_MAX, &p, &n, err);
-            if (st)
+            if ((st = lz_in(io, in_left, &p, &n, err)))
                 break;
             z.next_in = p;
             z.avail_in = n;
@@ -284,10 +489,11 @@ static lp_status lzma_segment(app *a, const lpd_seg *g, lp_error *err)
         }
         /* room for the rest of the segment, or one spare byte that must
          * stay empty (the stream must end exactly there) */
-        size_t room = LP_DELTA_BLOCK - a->out_n;
+        uint8_t *buf;
+        size_t room = lz_room(io, &buf);
         if (room > out_left)
             room = (size_t)out_left;
-        z.next_out = room ? a->out + a->out_n : &spare;
+        z.next_out = room ? buf : &spare;
         z.avail_out = room ? room : 1;
         r = lzma_code(&z, LZMA_RUN);
         size_t made = (room ? room : 1) - z.avail_out;
@@ -295,12 +501,8 @@ static lp_status lzma_segment(app *a, const lpd_seg *g, lp_error *err)
             st = lzma_bad(err, "holds more bytes than the segment", LZMA_DATA_ERROR);
             break;
         }
-        a->out_n += made;
         out_left -= made;
-        st = lpd_stream_produced(x, made, err);
-        if (!st && a->out_n == LP_DELTA_BLOCK)
-            st = flush(a, err);
-        if (st)
+        if (made && (st = lz_made(io, made, err)))
             break;
         if (r == LZMA_STREAM_END) {
             if (out_left || in_left || z.avail_in)
@@ -314,6 +516,173 @@ static lp_status lzma_segment(app *a, const lpd_seg *g, lp_error *err)
         }
     }
     lzma_end(&z);
+    return st;
+}
+
+static lp_status lzma_segment(app *a, const lpd_seg *g, lp_error *err)
+{
+    lz_io io = {.a = a, .x = &a->s[2]};
+    lp_status st = lpd_stream_raw_start(io.x, err);
+    return st ? st : lzma_decode(&io, g, err);
+}
+
+/* ---- two LZMA segments at once ----
+ * A run of LZMA segments whose bytes follow each other in the extra stream
+ * (so that each one's place in the delta and in the result is known) is
+ * shared by the calling thread and one helper, each taking the next segment
+ * not yet taken.  The caller decodes a segment straight into the result
+ * blocks when every one before it is hashed; otherwise the segment is placed
+ * at its offset of the sink, and hashed, in order, by reading it back. */
+typedef struct {
+    app *a;
+    const lpd_seg *g;
+    size_t k, next, hashed;
+    uint64_t src[LPD_SEG_MAX], dst[LPD_SEG_MAX];
+    int placed[LPD_SEG_MAX]; /* decoded and written to the sink */
+    int failed;
+    lp_error werr;           /* the helper's failure */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} lz_pair;
+
+/* The next segment not yet taken, or k when none is left (or one failed). */
+static size_t pair_take(lz_pair *p)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t m = p->failed ? p->k : p->next;
+    if (m < p->k)
+        p->next++;
+    pthread_mutex_unlock(&p->mu);
+    return m;
+}
+
+static void pair_done(lz_pair *p, size_t m, lp_status st)
+{
+    pthread_mutex_lock(&p->mu);
+    p->placed[m] = !st;
+    p->failed |= st != LP_OK;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static lp_status pair_place(lz_pair *p, size_t m, uint8_t *bufs, lp_error *err)
+{
+    lz_io io = {.a = p->a, .src = p->src[m], .dst = p->dst[m], .inbuf = bufs,
+                .outbuf = bufs + LZ_IN_CAP};
+    return lzma_decode(&io, &p->g[m], err);
+}
+
+static void *pair_helper(void *arg)
+{
+    lz_pair *p = arg;
+    uint8_t *bufs = malloc(LZ_IN_CAP + LZ_OUT_CAP);
+    lp_status st = bufs ? LP_OK : lp_error_set(&p->werr, LP_ERR_NOMEM, "out of memory");
+    for (size_t m; !st && (m = pair_take(p)) < p->k;) {
+        st = pair_place(p, m, bufs, &p->werr);
+        pair_done(p, m, st);
+    }
+    if (st) {
+        pthread_mutex_lock(&p->mu);
+        p->failed = 1;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    free(bufs);
+    return NULL;
+}
+
+/* Hashes the placed segments that come next in the result, reading them
+ * back from the sink; with wait, waits for the helper's until all are. */
+static lp_status pair_hash(lz_pair *p, int wait, lp_error *err)
+{
+    app *a = p->a;
+    lp_status st = LP_OK;
+    while (!st && p->hashed < p->k) {
+        pthread_mutex_lock(&p->mu);
+        while (wait && !p->placed[p->hashed] && !p->failed)
+            pthread_cond_wait(&p->cv, &p->mu);
+        int ready = p->placed[p->hashed];
+        pthread_mutex_unlock(&p->mu);
+        if (!ready)
+            break;
+        st = flush(a, err); /* the bytes before it, if a block was started */
+        if (!st)
+            st = pipe_drain(a, err); /* a->hash is this thread's again */
+        for (uint64_t off = 0, len = p->g[p->hashed].len; !st && off < len;) {
+            size_t n = len - off < LP_DELTA_BLOCK ? (size_t)(len - off) : LP_DELTA_BLOCK;
+            st = a->sink->read_at(a->sink->ctx, p->dst[p->hashed] + off, a->out, n, err);
+            if (!st)
+                st = lp_hash_update(a->hash, a->out, n, err);
+            off += n;
+            a->out_base += n;
+        }
+        p->hashed++;
+    }
+    return st;
+}
+
+/* Segments g[0..k) (k >= 2, all LZMA) decoded by this thread and a helper. */
+static lp_status lzma_pair(app *a, const lpd_seg *g, size_t k, lp_error *err)
+{
+    lpd_stream *x = &a->s[2];
+    lp_status st = lpd_stream_raw_start(x, err);
+    if (st)
+        return st;
+    lz_pair *p = calloc(1, sizeof *p);
+    uint8_t *bufs = malloc(LZ_IN_CAP + LZ_OUT_CAP);
+    if (!p || !bufs) {
+        free(p);
+        free(bufs);
+        return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    }
+    *p = (lz_pair){.a = a, .g = g, .k = k};
+    uint64_t src = lpd_stream_raw_pos(x), dst = a->out_base + a->out_n, clen = 0, len = 0;
+    for (size_t m = 0; m < k; m++) {
+        p->src[m] = src + clen;
+        p->dst[m] = dst + len;
+        clen += g[m].clen;
+        len += g[m].len;
+    }
+    if (clen > lpd_stream_raw_left(x))
+        st = lpd_stream_raw_skip(x, clen, err); /* names the truncation */
+    pthread_t tid;
+    int started = 0;
+    if (!st) {
+        pthread_mutex_init(&p->mu, NULL);
+        pthread_cond_init(&p->cv, NULL);
+        started = pthread_create(&tid, NULL, pair_helper, p) == 0;
+        if (!started)
+            st = lp_error_set(err, LP_ERR_NOMEM, "cannot start a thread");
+    }
+    for (size_t m; !st && (m = pair_take(p)) < k;) {
+        st = pair_hash(p, 0, err);
+        if (!st && p->hashed == m) {
+            lz_io io = {.a = a, .src = p->src[m], .inbuf = bufs};
+            st = lzma_decode(&io, &g[m], err);
+            p->hashed += !st;
+        } else if (!st) {
+            st = pair_place(p, m, bufs, err);
+        }
+        pair_done(p, m, st);
+    }
+    if (!st)
+        st = pair_hash(p, 1, err);
+    if (started) {
+        pthread_join(tid, NULL);
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->cv);
+    }
+    if (!st && p->failed) {
+        if (err)
+            *err = p->werr;
+        st = p->werr.code;
+    }
+    if (!st)
+        st = lpd_stream_raw_skip(x, clen, err);
+    if (!st)
+        st = lpd_stream_produced(x, len, err);
+    free(p);
+    free(bufs);
     return st;
 }
 
@@ -362,6 +731,19 @@ static lp_status segment(app *a, const lpd_seg *g, lp_error *err)
     return st;
 }
 
+/* How many LZMA segments from g[0] on lzma_pair takes at once: those in a
+ * row of which any two fit LPD_LZMA_PAIR_MAX together, when the result has a
+ * sink; 0 when fewer than two. */
+static size_t pairable(const app *a, const lpd_seg *g, size_t n)
+{
+    if (!a->sink || !a->sink->read_at || a->x86)
+        return 0;
+    size_t k = 0;
+    while (k < n && g[k].kind == LPD_SEG_LZMA && g[k].dict <= LPD_LZMA_PAIR_MAX / 2)
+        k++;
+    return k >= 2 ? k : 0;
+}
+
 /* Every segment of a version 2 dictionary-frames delta, in order. */
 static lp_status segments(app *a, lp_error *err)
 {
@@ -384,9 +766,11 @@ static lp_status segments(app *a, lp_error *err)
                                  &n, err);
     }
     free(tab);
-    for (size_t i = 0; i < n && !st; i++) {
-        st = segment(a, &segs[i], err);
-        a->new_pos += segs[i].len;
+    for (size_t i = 0; i < n && !st;) {
+        size_t k = pairable(a, segs + i, n - i);
+        st = k ? lzma_pair(a, segs + i, k, err) : segment(a, &segs[i], err);
+        for (size_t j = i + (k ? k : 1); i < j; i++)
+            a->new_pos += segs[i].len;
     }
     return st;
 }
@@ -446,11 +830,39 @@ static lp_status check_base(app *a, const uint8_t *expect, lp_error *err)
                             "exceeds the apply memory bound (%llu)",
                             (unsigned long long)a->h.extra_raw,
                             (unsigned long long)LPD_PREFIX_EXTRA_MAX);
+    return LP_OK;
+}
+
+/* The base's SHA-256, on a thread of its own when the result has a sink. */
+typedef struct {
+    const app *a;
     uint8_t d[LP_HASH_MAX_LEN];
-    lp_status st = lp_hash_buf(LP_HASH_SHA256, a->old, a->old_len, d, err);
-    if (st)
-        return st;
-    if (!lp_mem_equal(d, a->h.old_sha256, 32))
+    lp_status st;
+    lp_error err;
+    pthread_t tid;
+    int started;
+} base_hash;
+
+static void *base_hash_run(void *arg)
+{
+    base_hash *b = arg;
+    b->st = lp_hash_buf(LP_HASH_SHA256, b->a->old, b->a->old_len, b->d, &b->err);
+    return NULL;
+}
+
+static lp_status base_hash_check(base_hash *b, lp_error *err)
+{
+    if (b->started)
+        pthread_join(b->tid, NULL);
+    else
+        b->st = lp_hash_buf(LP_HASH_SHA256, b->a->old, b->a->old_len, b->d, &b->err);
+    b->started = 0;
+    if (b->st) {
+        if (err)
+            *err = b->err;
+        return b->st;
+    }
+    if (!lp_mem_equal(b->d, b->a->h.old_sha256, 32))
         return lp_error_set(err, LP_ERR_HASH_MISMATCH, "base is not the file the delta was made "
                             "from (SHA-256 differs)");
     return LP_OK;
@@ -459,7 +871,11 @@ static lp_status check_base(app *a, const uint8_t *expect, lp_error *err)
 static lp_status setup(app *a, lpd_read_fn read, void *rctx, lp_error *err)
 {
     a->x86 = (a->h.flags & LP_DELTA_FLAG_X86) != 0;
-    a->out = malloc(LP_DELTA_BLOCK);
+    lp_status st = LP_OK;
+    if (a->sink && a->h.new_size >= LPD_PIPE_MIN)
+        st = pipe_start(a, err);
+    if (!st && !a->pipe)
+        a->out = malloc(LP_DELTA_BLOCK);
     if (a->x86) {
         a->nblk = a->old_len / LP_DELTA_BLOCK + 1;
         a->idx = calloc(a->nblk, sizeof *a->idx);
@@ -468,9 +884,10 @@ static lp_status setup(app *a, lpd_read_fn read, void *rctx, lp_error *err)
         if (!a->idx || !a->ops_tmp || !a->scratch)
             return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     }
-    if (!a->out)
+    if (!st && !a->out)
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
-    lp_status st = lp_hash_new(&a->hash, LP_HASH_SHA256, err);
+    if (!st)
+        st = lp_hash_new(&a->hash, LP_HASH_SHA256, err);
     uint64_t off = a->h.header_len;
     int prefix = (a->h.flags & LP_DELTA_FLAG_EXTRA_PREFIX) && a->old_len > 0;
     int frames = (a->h.flags & LP_DELTA_FLAG_DICT_FRAMES) != 0;
@@ -511,6 +928,8 @@ static lp_status run(app *a, lp_error *err)
         st = lpd_stream_finish(&a->s[i], err);
     if (!st)
         st = flush(a, err);
+    if (!st)
+        st = pipe_drain(a, err);
     uint8_t d[LP_HASH_MAX_LEN];
     if (!st)
         st = lp_hash_final(a->hash, d, err);
@@ -522,11 +941,13 @@ static lp_status run(app *a, lp_error *err)
 
 lp_status lpd_apply(const uint8_t *old, size_t old_len, lpd_read_fn read, void *rctx,
                     uint64_t delta_len, const uint8_t *expect_new_sha256, lp_delta_write_fn write,
-                    void *wctx, lp_error *err)
+                    void *wctx, const lpd_sink *sink, lp_error *err)
 {
-    if ((!old && old_len) || !write)
+    if ((!old && old_len) || (!write && !sink))
         return lp_error_set(err, LP_ERR_INVALID_ARG, "delta apply: NULL base or writer");
-    app a = {.old = old, .old_len = old_len, .write = write, .wctx = wctx};
+    app a = {.old = old, .old_len = old_len, .write = write, .wctx = wctx, .sink = sink,
+             .read = read, .rctx = rctx};
+    base_hash b = {.a = &a};
     uint8_t hdr[LP_DELTA_HEADER_SIZE]; /* the most any header takes */
     size_t hn = delta_len < sizeof hdr ? (size_t)delta_len : sizeof hdr;
     lp_status st = read(rctx, 0, hdr, hn, err);
@@ -534,10 +955,27 @@ lp_status lpd_apply(const uint8_t *old, size_t old_len, lpd_read_fn read, void *
         st = lp_delta_read_header(hdr, hn, delta_len, &a.h, err);
     if (!st)
         st = check_base(&a, expect_new_sha256, err);
+    /* with a sink nothing is used before the end: the base is hashed while
+     * the result is made (a base of another file then fails the check
+     * below, or a check of the decoding, whichever comes first) */
+    if (!st && sink && old_len >= LPD_BASE_HASH_THREAD_MIN)
+        b.started = pthread_create(&b.tid, NULL, base_hash_run, &b) == 0;
+    if (!st && !b.started)
+        st = base_hash_check(&b, err);
     if (!st)
         st = setup(&a, read, rctx, err);
     if (!st)
         st = run(&a, err);
+    if (b.started) {
+        lp_error berr = {0};
+        lp_status bst = base_hash_check(&b, &berr);
+        if (bst) { /* the base's failure explains any other */
+            if (err)
+                *err = berr;
+            st = bst;
+        }
+    }
+    pipe_stop(&a);
     for (int i = 0; i < 3; i++)
         lpd_stream_close(&a.s[i]);
     idx_drop(&a);

@@ -47,14 +47,21 @@ size_t lpd_header_encode(const lp_delta_header *h, uint8_t *out);
  * zstd decoder's buffers are freed before it starts, so that the apply stays
  * under LP_DELTA_APPLY_MEM_MAX), and the region at most that.  The encoder
  * codes a raw segment of at least LPD_LZMA_MIN bytes this way
- * (lp_delta_options.lzma AUTO), cut into equal segments of at most
- * LPD_LZMA_PIECE: under 7/8 of the dictionary (the decoder's window slides
- * along the base as the segment is decoded, see encode.c), and several of
- * them are coded at once by the make's threads. */
+ * (lp_delta_options.lzma AUTO), one longer than LPD_LZMA_PAIR_PIECE cut
+ * into equal segments of at most that (under half of their dictionary: the
+ * decoder's window slides along the base as the segment is decoded, see
+ * encode.c), and several of them are coded at once by the make's threads. */
 #define LPD_LZMA_DICT_MAX ((uint64_t)40 << 20)
 #define LPD_LZMA_DICT_MIN ((uint64_t)4096)
 #define LPD_LZMA_MIN ((uint64_t)4 << 20)
-#define LPD_LZMA_PIECE ((uint64_t)20 << 20)
+/* Two LZMA segments in a row are decoded at once (on two threads) when their
+ * dictionaries add up to at most LPD_LZMA_PAIR_MAX (room is left under
+ * LP_DELTA_APPLY_MEM_MAX for the buffers); the encoder cuts a long raw part
+ * into pieces of at most LPD_LZMA_PAIR_PIECE with dictionaries of
+ * LPD_LZMA_PAIR_DICT so that they are. */
+#define LPD_LZMA_PAIR_MAX ((uint64_t)44 << 20)
+#define LPD_LZMA_PAIR_DICT ((uint64_t)22 << 20)
+#define LPD_LZMA_PAIR_PIECE ((uint64_t)10 << 20)
 enum { LPD_SEG_RAW = 0, LPD_SEG_TABLE = 1, LPD_SEG_EHFRAME = 2, LPD_SEG_LZMA = 3 };
 typedef struct lpd_seg {
     uint64_t len;      /* bytes of the result */
@@ -131,9 +138,25 @@ double lpd_now(void);
 /* Reads `n` bytes at `off` of the delta into buf. */
 typedef lp_status (*lpd_read_fn)(void *ctx, uint64_t off, void *buf, size_t n, lp_error *err);
 
-/* The streaming apply over any source of delta bytes (decode.c). */
+/* A result that can be written and read back at any offset (a file, a
+ * buffer): the apply may then decode parts of it on two threads and hash
+ * the placed parts afterwards, and checks the base's digest on a thread of
+ * its own while it decodes (the result is not used before both are checked).
+ * Both functions may be called from two threads at once, on disjoint ranges;
+ * they must be as safe to call concurrently as `read`.  read_at may be NULL
+ * (a descriptor open for writing only): nothing is then read back, and LZMA
+ * segments are decoded one at a time. */
+typedef struct lpd_sink {
+    lp_status (*write_at)(void *ctx, uint64_t off, const uint8_t *p, size_t n, lp_error *err);
+    lp_status (*read_at)(void *ctx, uint64_t off, uint8_t *p, size_t n, lp_error *err);
+    void *ctx;
+} lpd_sink;
+
+/* The streaming apply over any source of delta bytes (decode.c): the result
+ * goes to `sink` when it is not NULL (write is then unused), else in order to
+ * write.  `read` may be called from two threads at once when sink is given. */
 lp_status lpd_apply(const uint8_t *old, size_t old_len, lpd_read_fn read, void *rctx,
                     uint64_t delta_len, const uint8_t *expect_new_sha256, lp_delta_write_fn write,
-                    void *wctx, lp_error *err);
+                    void *wctx, const lpd_sink *sink, lp_error *err);
 
 #endif

@@ -386,15 +386,15 @@ static void *frame_worker(void *arg)
 }
 
 /* Makes a raw segment at result offset `at` an LZMA one: its dictionary is
- * as large as base + segment need, at most LPD_LZMA_DICT_MAX, and its
- * region the part of the base that fits, starting an eighth of the
- * dictionary before the segment's offset (the decoder's window then slides
- * along the base as the segment is decoded). */
-static void make_lzma(lpd_seg *g, uint64_t at, size_t old_len)
+ * as large as base + segment need, at most dict_max, and its region the
+ * part of the base that fits, starting an eighth of the dictionary before
+ * the segment's offset (the decoder's window then slides along the base as
+ * the segment is decoded). */
+static void make_lzma(lpd_seg *g, uint64_t at, size_t old_len, uint64_t dict_max)
 {
     uint64_t dict = old_len + g->len;
     dict = dict < LPD_LZMA_DICT_MIN ? LPD_LZMA_DICT_MIN : dict;
-    dict = dict > LPD_LZMA_DICT_MAX ? LPD_LZMA_DICT_MAX : dict;
+    dict = dict > dict_max ? dict_max : dict;
     uint64_t rlen = old_len < dict ? old_len : dict, r0 = at > dict / 8 ? at - dict / 8 : 0;
     if (r0 > old_len - rlen)
         r0 = old_len - rlen;
@@ -425,17 +425,21 @@ static lp_status dict_frames(const uint8_t *old, size_t old_len, const uint8_t *
             (lz == LP_DELTA_LZMA_AUTO && g->len < LPD_LZMA_MIN))
             continue;
         /* too long for one: cut into equal pieces, the first here, the
-         * rest the next segment (if there is room for one) */
-        if (g->len > LPD_LZMA_PIECE && nseg < LPD_SEG_MAX) {
-            uint64_t pieces = (g->len + LPD_LZMA_PIECE - 1) / LPD_LZMA_PIECE;
+         * rest the next segment (if there is room for one), each with a
+         * dictionary that lets the decoder take two at once; a raw
+         * segment's dict (otherwise unused) marks the rest of a cut */
+        if (g->len > LPD_LZMA_PAIR_PIECE && nseg < LPD_SEG_MAX) {
+            uint64_t pieces = (g->len + LPD_LZMA_PAIR_PIECE - 1) / LPD_LZMA_PAIR_PIECE;
             uint64_t piece = (g->len + pieces - 1) / pieces;
             memmove(g + 2, g + 1, (nseg - i - 1) * sizeof *g);
-            g[1] = (lpd_seg){.len = g->len - piece, .kind = LPD_SEG_RAW};
+            g[1] = (lpd_seg){.len = g->len - piece, .kind = LPD_SEG_RAW,
+                             .dict = LPD_LZMA_PAIR_DICT};
             g->len = piece;
+            g->dict = LPD_LZMA_PAIR_DICT;
             nseg++;
         }
-        if (g->len <= LPD_LZMA_PIECE)
-            make_lzma(g, at, old_len);
+        if (g->len <= LPD_LZMA_PAIR_PIECE || g->dict)
+            make_lzma(g, at, old_len, g->dict ? g->dict : LPD_LZMA_DICT_MAX);
     }
     /* Indexing the base at level 22 takes ~0.6 s per MB of base: worth it
      * for the raw frames' sake only when LZMA did not take the large raw

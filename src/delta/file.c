@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -121,12 +122,13 @@ lp_status lp_delta_apply_mem(const uint8_t *old, size_t old_len, const uint8_t *
     if (!delta && delta_len)
         return lp_error_set(err, LP_ERR_INVALID_ARG, "delta apply: NULL delta");
     mem_src m = {delta, delta_len};
-    return lpd_apply(old, old_len, mem_read, &m, delta_len, expect_new_sha256, write, ctx, err);
+    return lpd_apply(old, old_len, mem_read, &m, delta_len, expect_new_sha256, write, ctx, NULL,
+                     err);
 }
 
-lp_status lp_delta_apply_fd(const uint8_t *old, size_t old_len, int delta_fd,
-                            const uint8_t *expect_new_sha256, lp_delta_write_fn write, void *ctx,
-                            lp_error *err)
+static lp_status apply_fd(const uint8_t *old, size_t old_len, int delta_fd,
+                          const uint8_t *expect_new_sha256, lp_delta_write_fn write, void *ctx,
+                          const lpd_sink *sink, lp_error *err)
 {
     struct stat sb;
     if (fstat(delta_fd, &sb) != 0)
@@ -134,7 +136,14 @@ lp_status lp_delta_apply_fd(const uint8_t *old, size_t old_len, int delta_fd,
     if (!S_ISREG(sb.st_mode))
         return lp_error_set(err, LP_ERR_IO, "delta: not a regular file");
     return lpd_apply(old, old_len, fd_read, &delta_fd, (uint64_t)sb.st_size, expect_new_sha256,
-                     write, ctx, err);
+                     write, ctx, sink, err);
+}
+
+lp_status lp_delta_apply_fd(const uint8_t *old, size_t old_len, int delta_fd,
+                            const uint8_t *expect_new_sha256, lp_delta_write_fn write, void *ctx,
+                            lp_error *err)
+{
+    return apply_fd(old, old_len, delta_fd, expect_new_sha256, write, ctx, NULL, err);
 }
 
 lp_status lp_delta_read_header_file(const char *path, lp_delta_header *h, lp_error *err)
@@ -163,6 +172,42 @@ lp_status lp_delta_read_header_file(const char *path, lp_delta_header *h, lp_err
 static lp_status fd_write(void *ctx, const uint8_t *data, size_t len, lp_error *err)
 {
     return lp_file_write_all(*(const int *)ctx, data, len, "the result", err);
+}
+
+/* A result file written by position, from offset `base` of the file on;
+ * end: the end of what was written (the result's size once it is all). */
+typedef struct {
+    int fd;
+    uint64_t base;
+    _Atomic uint64_t end;
+} fd_sink;
+
+static lp_status fd_write_at(void *ctx, uint64_t off, const uint8_t *p, size_t n, lp_error *err)
+{
+    fd_sink *f = ctx;
+    uint64_t end = off + n, seen = atomic_load(&f->end);
+    while (seen < end && !atomic_compare_exchange_weak(&f->end, &seen, end))
+        ;
+    for (off += f->base; n > 0;) {
+        ssize_t w = pwrite(f->fd, p, n, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return lp_error_set(err, LP_ERR_IO, "writing the result: %s",
+                                w < 0 ? strerror(errno) : "no progress");
+        p += w;
+        off += (uint64_t)w;
+        n -= (size_t)w;
+    }
+    return LP_OK;
+}
+
+static lp_status fd_read_at(void *ctx, uint64_t off, uint8_t *p, size_t n, lp_error *err)
+{
+    const fd_sink *f = ctx;
+    int fd = f->fd;
+    lp_status st = fd_read(&fd, f->base + off, p, n, err);
+    return st ? lp_error_prefix(err, st, "reading the result back") : LP_OK;
 }
 
 /* lp_delta_apply_file and its unsynced form: the result into a temporary
@@ -202,16 +247,25 @@ lp_status lp_delta_apply_file_unsynced(const char *old_path, const char *delta_p
 
 typedef struct {
     uint8_t *p;
-    size_t len, cap;
+    size_t cap;
 } out_buf;
 
-static lp_status buf_write(void *ctx, const uint8_t *data, size_t len, lp_error *err)
+static lp_status buf_write_at(void *ctx, uint64_t off, const uint8_t *data, size_t len,
+                              lp_error *err)
 {
     out_buf *b = ctx;
-    if (len > b->cap - b->len)
+    if (off > b->cap || len > b->cap - off)
         return lp_error_set(err, LP_ERR_MALFORMED, "result longer than its header says");
-    memcpy(b->p + b->len, data, len);
-    b->len += len;
+    memcpy(b->p + off, data, len);
+    return LP_OK;
+}
+
+static lp_status buf_read_at(void *ctx, uint64_t off, uint8_t *data, size_t len, lp_error *err)
+{
+    out_buf *b = ctx;
+    if (off > b->cap || len > b->cap - off)
+        return lp_error_set(err, LP_ERR_MALFORMED, "result longer than its header says");
+    memcpy(data, b->p + off, len);
     return LP_OK;
 }
 
@@ -228,17 +282,19 @@ lp_status lp_delta_apply_buf(const uint8_t *old, size_t old_len, const uint8_t *
     if (h.new_size > max_out)
         return lp_error_set(err, LP_ERR_TOO_LARGE, "delta result of %llu bytes exceeds the "
                             "limit of %zu", (unsigned long long)h.new_size, max_out);
-    out_buf b = {malloc((size_t)h.new_size + 1), 0, (size_t)h.new_size};
+    out_buf b = {malloc((size_t)h.new_size + 1), (size_t)h.new_size};
     if (!b.p)
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory for a result of %llu bytes",
                             (unsigned long long)h.new_size);
-    st = lp_delta_apply_mem(old, old_len, delta, delta_len, NULL, buf_write, &b, err);
+    mem_src m = {delta, delta_len};
+    lpd_sink sink = {buf_write_at, buf_read_at, &b};
+    st = lpd_apply(old, old_len, mem_read, &m, delta_len, NULL, NULL, NULL, &sink, err);
     if (st) {
         free(b.p);
         return st;
     }
     *out = b.p;
-    *out_len = b.len;
+    *out_len = b.cap;
     return LP_OK;
 }
 
@@ -252,7 +308,19 @@ lp_status lp_delta_apply_file_fd(const char *old_path, const char *delta_path, i
         st = lp_error_set(err, errno == ENOENT ? LP_ERR_NOT_FOUND : LP_ERR_IO, "open %s: %s",
                           delta_path, strerror(errno));
     if (!st) {
-        st = lp_delta_apply_fd(o.p, o.len, dfd, expect_new_sha256, fd_write, &out_fd, err);
+        /* a regular file is written by position (the apply may then use two
+         * threads; it reads back only from a descriptor open for reading),
+         * and left at the result's end as write(2) would */
+        struct stat sb;
+        off_t at = fstat(out_fd, &sb) == 0 && S_ISREG(sb.st_mode)
+                       ? lseek(out_fd, 0, SEEK_CUR) : (off_t)-1;
+        int rw = (fcntl(out_fd, F_GETFL) & O_ACCMODE) == O_RDWR;
+        fd_sink fs = {out_fd, at < 0 ? 0 : (uint64_t)at, 0};
+        lpd_sink sink = {fd_write_at, rw ? fd_read_at : NULL, &fs};
+        st = apply_fd(o.p, o.len, dfd, expect_new_sha256, fd_write, &out_fd,
+                      at < 0 ? NULL : &sink, err);
+        if (!st && at >= 0 && lseek(out_fd, at + (off_t)atomic_load(&fs.end), SEEK_SET) < 0)
+            st = lp_error_set(err, LP_ERR_IO, "seeking past the result: %s", strerror(errno));
         if (st)
             lp_error_prefix(err, st, "%s", delta_path);
     }

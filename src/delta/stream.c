@@ -337,6 +337,31 @@ lp_status lpd_stream_raw(lpd_stream *s, size_t max, const uint8_t **p, size_t *n
     return LP_OK;
 }
 
+uint64_t lpd_stream_raw_left(const lpd_stream *s)
+{
+    return (s->end - s->off) + (s->in_len - s->in_pos);
+}
+
+uint64_t lpd_stream_raw_pos(const lpd_stream *s)
+{
+    return s->off - (s->in_len - s->in_pos);
+}
+
+lp_status lpd_stream_raw_skip(lpd_stream *s, uint64_t n, lp_error *err)
+{
+    if (n > lpd_stream_raw_left(s))
+        return bad(s, err, "ends inside an LZMA segment (truncated)");
+    size_t k = s->in_len - s->in_pos;
+    if (n <= k) {
+        s->in_pos += (size_t)n;
+    } else {
+        s->off += n - k;
+        s->in_pos = s->in_len;
+    }
+    s->done = s->in_pos == s->in_len && s->off == s->end;
+    return LP_OK;
+}
+
 lp_status lpd_stream_produced(lpd_stream *s, uint64_t n, lp_error *err)
 {
     if (n > s->raw_left)

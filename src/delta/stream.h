@@ -75,6 +75,16 @@ lp_status lpd_stream_raw_start(lpd_stream *s, lp_error *err);
 lp_status lpd_stream_raw(lpd_stream *s, size_t max, const uint8_t **p, size_t *n,
                          lp_error *err);
 
+/* After lpd_stream_raw_start: the delta offset of the next byte of the
+ * region, and how many are left of it (buffered ones included). */
+uint64_t lpd_stream_raw_pos(const lpd_stream *s);
+uint64_t lpd_stream_raw_left(const lpd_stream *s);
+
+/* After lpd_stream_raw_start: passes over the next n bytes of the region
+ * (read by someone else through the same source).  LP_ERR_MALFORMED when
+ * the region has fewer left. */
+lp_status lpd_stream_raw_skip(lpd_stream *s, uint64_t n, lp_error *err);
+
 /* Counts n bytes decoded by another coding against the header's decoded
  * size of the stream.  LP_ERR_MALFORMED when that is exceeded. */
 lp_status lpd_stream_produced(lpd_stream *s, uint64_t n, lp_error *err);

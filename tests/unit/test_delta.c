@@ -20,6 +20,7 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -879,6 +880,183 @@ static void test_lzma_segments(void **state)
     free(nw);
 }
 
+/* Collects a result handed out in order. */
+typedef struct {
+    uint8_t *p;
+    size_t n, cap;
+} collected;
+
+static lp_status collect(void *ctx, const uint8_t *data, size_t len, lp_error *err)
+{
+    collected *c = ctx;
+    if (len > c->cap - c->n)
+        return lp_error_set(err, LP_ERR_MALFORMED, "collect: too long");
+    memcpy(c->p + c->n, data, len);
+    c->n += len;
+    return LP_OK;
+}
+
+/* One delta whose segments are the LZMA segments of k deltas from the same
+ * base (each of one LZMA segment), their streams one after the other: a run
+ * of LZMA segments as a long raw part is cut into.  *h gets its header. */
+static uint8_t *lzma_run_delta(uint8_t *const *ds, const size_t *dns, size_t k,
+                               const uint8_t *result, size_t on, lp_delta_header *h, size_t *len)
+{
+    lpd_seg segs[LPD_SEG_MAX];
+    uint64_t extra = 0, raw = 0;
+    for (size_t i = 0; i < k; i++) {
+        lp_delta_header hi;
+        lp_error err;
+        assert_int_equal(lp_delta_read_header(ds[i], dns[i], dns[i], &hi, &err), LP_OK);
+        assert_int_equal(read_segs(ds[i], dns[i], &hi, on, &segs[i]), 1);
+        assert_int_equal(segs[i].kind, LPD_SEG_LZMA);
+        assert_true(segs[i].dict <= LPD_LZMA_PAIR_MAX / 2);
+        extra += hi.extra_len;
+        raw += hi.extra_raw;
+        if (i == 0)
+            *h = hi;
+    }
+    uint8_t *cat = malloc(LP_DELTA_HEADER_SIZE + 64 + extra), *at;
+    assert_non_null(cat);
+    /* a stand-in delta for with_segs: no header or control, the streams */
+    lp_delta_header x = *h;
+    x.header_len = x.control_len = x.diff_len = 0;
+    x.extra_len = extra;
+    at = cat;
+    for (size_t i = 0; i < k; i++) {
+        lp_delta_header hi;
+        lp_error err;
+        assert_int_equal(lp_delta_read_header(ds[i], dns[i], dns[i], &hi, &err), LP_OK);
+        memcpy(at, ds[i] + hi.header_len + hi.control_len + hi.diff_len, hi.extra_len);
+        at += hi.extra_len;
+    }
+    x.new_size = raw;
+    x.extra_raw = raw;
+    lp_error err;
+    uint8_t dg[LP_HASH_MAX_LEN];
+    assert_int_equal(lp_hash_buf(LP_HASH_SHA256, result, raw, dg, &err), LP_OK);
+    memcpy(x.new_sha256, dg, 32);
+    uint8_t *d = with_segs(cat, &x, segs, k, len);
+    free(cat);
+    assert_int_equal(lp_delta_read_header(d, *len, *len, h, &err), LP_OK);
+    return d;
+}
+
+/* A run of LZMA segments is decoded by two threads when the result can be
+ * written by position (a buffer, a file): the same bytes as the in-order
+ * apply, a file's result placed after what the descriptor had written and
+ * the descriptor left at its end, a descriptor open for writing only
+ * served in order; refused cleanly: a byte changed in any of
+ * the segments (whichever thread decodes it), the run's streams longer than
+ * the delta, and a base of the right size but other bytes (hashed on its own
+ * thread while the result is made). */
+static void test_lzma_pairs(void **state)
+{
+    (void)state;
+    uint8_t *old, *nw;
+    size_t on, nn;
+    big_pair(&old, &on, &nw, &nn);
+    on = (size_t)2 << 20;
+    size_t part = (size_t)1 << 20, k = 3;
+    lp_delta_options opt = {.dict = LP_DELTA_DICT_ONLY, .dict_level = 3,
+                            .lzma = LP_DELTA_LZMA_ON};
+    uint8_t *ds[3];
+    size_t dns[3];
+    lp_error err;
+    for (size_t i = 0; i < k; i++)
+        assert_int_equal(lp_delta_make(old, on, nw + i * part, part, &opt, &ds[i], &dns[i], NULL,
+                                       &err), LP_OK);
+    lp_delta_header h;
+    size_t dn, rn = k * part;
+    uint8_t *d = lzma_run_delta(ds, dns, k, nw, on, &h, &dn);
+
+    /* a buffer (two threads), in order through a writer (one): same bytes */
+    uint8_t *out = NULL;
+    size_t outn;
+    assert_int_equal(lp_delta_apply_buf(old, on, d, dn, rn, &out, &outn, &err), LP_OK);
+    assert_int_equal(outn, rn);
+    assert_memory_equal(out, nw, rn);
+    free(out);
+    collected c = {malloc(rn), 0, rn};
+    assert_int_equal(lp_delta_apply_mem(old, on, d, dn, h.new_sha256, collect, &c, &err), LP_OK);
+    assert_int_equal(c.n, rn);
+    assert_memory_equal(c.p, nw, rn);
+    free(c.p);
+
+    /* a file, after five bytes the descriptor already wrote */
+    char *po = lp_test_join(tmp, "pairs.old"), *pd = lp_test_join(tmp, "pairs.delta");
+    char *pr = lp_test_join(tmp, "pairs.out");
+    assert_int_equal(lp_test_write_file(po, old, on), 0);
+    assert_int_equal(lp_test_write_file(pd, d, dn), 0);
+    int fd = open(pr, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "head:", 5), 5);
+    assert_int_equal(lp_delta_apply_file_fd(po, pd, fd, h.new_sha256, &err), LP_OK);
+    assert_int_equal(write(fd, "!", 1), 1);
+    close(fd);
+    size_t fn;
+    uint8_t *f = lp_test_read_file(pr, &fn);
+    assert_int_equal(fn, 5 + rn + 1);
+    assert_memory_equal(f, "head:", 5);
+    assert_memory_equal(f + 5, nw, rn);
+    assert_int_equal(f[5 + rn], '!');
+    free(f);
+    /* open for writing only: nothing can be read back, one thread */
+    fd = open(pr, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    assert_int_equal(lp_delta_apply_file_fd(po, pd, fd, h.new_sha256, &err), LP_OK);
+    close(fd);
+    f = lp_test_read_file(pr, &fn);
+    assert_int_equal(fn, rn);
+    assert_memory_equal(f, nw, rn);
+    free(f);
+
+    /* a byte changed in each segment's stream in turn */
+    size_t extra = h.header_len + h.control_len + h.diff_len, seg_at = 0;
+    for (size_t i = 0; i < k; i++) {
+        lp_delta_header hi;
+        assert_int_equal(lp_delta_read_header(ds[i], dns[i], dns[i], &hi, &err), LP_OK);
+        size_t at = extra + seg_at + hi.extra_len / 2;
+        d[at] ^= 0x40;
+        lp_error_clear(&err);
+        assert_int_equal(lp_delta_apply_buf(old, on, d, dn, rn, &out, &outn, &err),
+                         LP_ERR_MALFORMED);
+        assert_non_null(strstr(err.msg, "LZMA segment"));
+        assert_null(out);
+        d[at] ^= 0x40;
+        seg_at += hi.extra_len;
+    }
+
+    /* the table's last stream one byte longer than what the delta holds */
+    lpd_seg segs[LPD_SEG_MAX];
+    assert_int_equal(read_segs(d, dn, &h, on, segs), k);
+    segs[k - 1].clen++;
+    size_t ln;
+    uint8_t *longer = with_segs(d, &h, segs, k, &ln);
+    assert_int_equal(lp_delta_apply_buf(old, on, longer, ln, rn, &out, &outn, &err),
+                     LP_ERR_MALFORMED);
+    assert_non_null(strstr(err.msg, "truncated"));
+    free(longer);
+
+    /* another base of the same size */
+    old[on / 2] ^= 1;
+    assert_int_equal(lp_test_write_file(po, old, on), 0);
+    assert_int_equal(lp_delta_apply_file(po, pd, pr, NULL, &err), LP_ERR_HASH_MISMATCH);
+    assert_non_null(strstr(err.msg, "base is not the file"));
+    assert_int_equal(lp_delta_apply_buf(old, on, d, dn, rn, &out, &outn, &err),
+                     LP_ERR_HASH_MISMATCH);
+    assert_non_null(strstr(err.msg, "base is not the file"));
+
+    for (size_t i = 0; i < k; i++)
+        free(ds[i]);
+    free(d);
+    free(po);
+    free(pd);
+    free(pr);
+    free(old);
+    free(nw);
+}
+
 /* The filters of dictionary-frames segments undo exactly what they do, on any
  * bytes: random ones, and records that look like .eh_frame's. */
 static void test_filters_bijective(void **state)
@@ -1340,6 +1518,7 @@ int main(void)
         cmocka_unit_test(test_filters_bijective),
         cmocka_unit_test(test_segments_hostile),
         cmocka_unit_test(test_lzma_segments),
+        cmocka_unit_test(test_lzma_pairs),
         cmocka_unit_test(test_version_1),
         cmocka_unit_test(test_dict_auto),
         cmocka_unit_test(test_files),
