@@ -106,6 +106,21 @@ static lp_status finish_block(app *a, uint8_t *b, size_t n, uint64_t at, lp_erro
     return st;
 }
 
+/* Hashes len bytes of the result at offset `at`, read back from the sink
+ * through buf (a block). */
+static lp_status hash_back(app *a, uint8_t *buf, uint64_t at, uint64_t len, lp_error *err)
+{
+    lp_status st = LP_OK;
+    for (uint64_t off = 0; !st && off < len;) {
+        size_t n = len - off < LP_DELTA_BLOCK ? (size_t)(len - off) : LP_DELTA_BLOCK;
+        st = a->sink->read_at(a->sink->ctx, at + off, buf, n, err);
+        if (!st)
+            st = lp_hash_update(a->hash, buf, n, err);
+        off += n;
+    }
+    return st;
+}
+
 /* ---- the output pipe ----
  * With a sink, the made blocks are finished (finish_block) by a second
  * thread while the next ones are made: a ring of PIPE_N blocks, a->out being
@@ -116,8 +131,10 @@ static lp_status finish_block(app *a, uint8_t *b, size_t n, uint64_t at, lp_erro
 typedef struct out_pipe {
     app *a;
     uint8_t *ring[PIPE_N];
-    size_t len[PIPE_N];
+    uint64_t len[PIPE_N];
     uint64_t at[PIPE_N];
+    int back[PIPE_N];  /* a job to read len bytes back from the sink at `at`
+                        * and hash them (placed there by another thread) */
     size_t head, tail; /* blocks handed over, blocks finished */
     int stop;
     lp_status st;      /* the finisher's failure */
@@ -139,8 +156,10 @@ static void *pipe_run(void *arg)
         size_t i = p->tail % PIPE_N;
         lp_status st = p->st;
         pthread_mutex_unlock(&p->mu);
-        if (!st)
-            st = finish_block(p->a, p->ring[i], p->len[i], p->at[i], &p->err);
+        if (!st && !p->back[i])
+            st = finish_block(p->a, p->ring[i], (size_t)p->len[i], p->at[i], &p->err);
+        if (!st && p->back[i])
+            st = hash_back(p->a, p->ring[i], p->at[i], p->len[i], &p->err);
         pthread_mutex_lock(&p->mu);
         p->st = st;
         p->tail++;
@@ -157,14 +176,17 @@ static lp_status pipe_failed(out_pipe *p, lp_error *err)
     return p->st;
 }
 
-/* Hands a->out over and makes the next free block a->out. */
-static lp_status pipe_put(app *a, lp_error *err)
+/* Hands a->out over (a made block; or with back, a job to hash the len
+ * bytes at result offset `at` read back from the sink, using a->out as its
+ * buffer) and makes the next free block a->out. */
+static lp_status pipe_put(app *a, int back, uint64_t at, uint64_t len, lp_error *err)
 {
     out_pipe *p = a->pipe;
     pthread_mutex_lock(&p->mu);
     size_t i = p->head % PIPE_N;
-    p->len[i] = a->out_n;
-    p->at[i] = a->out_base;
+    p->len[i] = len;
+    p->at[i] = at;
+    p->back[i] = back;
     p->head++;
     pthread_cond_broadcast(&p->cv);
     while (p->head - p->tail >= PIPE_N && !p->st)
@@ -245,7 +267,8 @@ static lp_status flush(app *a, lp_error *err)
 {
     if (a->out_n == 0)
         return LP_OK;
-    lp_status st = a->pipe ? pipe_put(a, err) : finish_block(a, a->out, a->out_n, a->out_base, err);
+    lp_status st = a->pipe ? pipe_put(a, 0, a->out_base, a->out_n, err)
+                           : finish_block(a, a->out, a->out_n, a->out_base, err);
     a->out_base += a->out_n;
     a->out_n = 0;
     return st;
@@ -410,6 +433,8 @@ typedef struct {
     lpd_stream *x;
     uint64_t src, dst;
     uint8_t *inbuf, *outbuf;
+    lzma_stream *z; /* a decoder kept between segments (its dictionary buffer
+                     * is reused when the next one's is as large), or NULL */
 } lz_io;
 
 #define LZ_IN_CAP 65536u
@@ -470,21 +495,23 @@ static lp_status lzma_decode(lz_io *io, const lpd_seg *g, lp_error *err)
     o.preset_dict = g->old_len ? a->old + g->old_off : NULL;
     o.preset_dict_size = (uint32_t)g->old_len;
     lzma_filter f[2] = {{LZMA_FILTER_LZMA2, &o}, {LZMA_VLI_UNKNOWN, NULL}};
-    lzma_stream z = LZMA_STREAM_INIT;
-    lzma_ret r = lzma_raw_decoder(&z, f);
+    lzma_stream own = LZMA_STREAM_INIT, *zp = io->z ? io->z : &own;
+    lzma_ret r = lzma_raw_decoder(zp, f);
+    zp->next_in = NULL; /* nothing of another segment's is left in it */
+    zp->avail_in = 0;
     if (r != LZMA_OK)
         return lzma_bad(err, "decoder", r);
     uint64_t in_left = g->clen, out_left = g->len;
     uint8_t spare;
     lp_status st = LP_OK;
     while (!st) {
-        if (z.avail_in == 0 && in_left > 0) {
+        if (zp->avail_in == 0 && in_left > 0) {
             const uint8_t *p;
             size_t n;
             if ((st = lz_in(io, in_left, &p, &n, err)))
                 break;
-            z.next_in = p;
-            z.avail_in = n;
+            zp->next_in = p;
+            zp->avail_in = n;
             in_left -= n;
         }
         /* room for the rest of the segment, or one spare byte that must
@@ -493,10 +520,10 @@ static lp_status lzma_decode(lz_io *io, const lpd_seg *g, lp_error *err)
         size_t room = lz_room(io, &buf);
         if (room > out_left)
             room = (size_t)out_left;
-        z.next_out = room ? buf : &spare;
-        z.avail_out = room ? room : 1;
-        r = lzma_code(&z, LZMA_RUN);
-        size_t made = (room ? room : 1) - z.avail_out;
+        zp->next_out = room ? buf : &spare;
+        zp->avail_out = room ? room : 1;
+        r = lzma_code(zp, LZMA_RUN);
+        size_t made = (room ? room : 1) - zp->avail_out;
         if (!room && made) {
             st = lzma_bad(err, "holds more bytes than the segment", LZMA_DATA_ERROR);
             break;
@@ -505,7 +532,7 @@ static lp_status lzma_decode(lz_io *io, const lpd_seg *g, lp_error *err)
         if (made && (st = lz_made(io, made, err)))
             break;
         if (r == LZMA_STREAM_END) {
-            if (out_left || in_left || z.avail_in)
+            if (out_left || in_left || zp->avail_in)
                 st = lzma_bad(err, out_left ? "ends before the segment does"
                                             : "ends before its declared length", r);
             break;
@@ -515,7 +542,7 @@ static lp_status lzma_decode(lz_io *io, const lpd_seg *g, lp_error *err)
             break;
         }
     }
-    lzma_end(&z);
+    lzma_end(&own);
     return st;
 }
 
@@ -565,10 +592,10 @@ static void pair_done(lz_pair *p, size_t m, lp_status st)
     pthread_mutex_unlock(&p->mu);
 }
 
-static lp_status pair_place(lz_pair *p, size_t m, uint8_t *bufs, lp_error *err)
+static lp_status pair_place(lz_pair *p, size_t m, uint8_t *bufs, lzma_stream *z, lp_error *err)
 {
     lz_io io = {.a = p->a, .src = p->src[m], .dst = p->dst[m], .inbuf = bufs,
-                .outbuf = bufs + LZ_IN_CAP};
+                .outbuf = bufs + LZ_IN_CAP, .z = z};
     return lzma_decode(&io, &p->g[m], err);
 }
 
@@ -577,10 +604,12 @@ static void *pair_helper(void *arg)
     lz_pair *p = arg;
     uint8_t *bufs = malloc(LZ_IN_CAP + LZ_OUT_CAP);
     lp_status st = bufs ? LP_OK : lp_error_set(&p->werr, LP_ERR_NOMEM, "out of memory");
+    lzma_stream z = LZMA_STREAM_INIT;
     for (size_t m; !st && (m = pair_take(p)) < p->k;) {
-        st = pair_place(p, m, bufs, &p->werr);
+        st = pair_place(p, m, bufs, &z, &p->werr);
         pair_done(p, m, st);
     }
+    lzma_end(&z);
     if (st) {
         pthread_mutex_lock(&p->mu);
         p->failed = 1;
@@ -592,7 +621,8 @@ static void *pair_helper(void *arg)
 }
 
 /* Hashes the placed segments that come next in the result, reading them
- * back from the sink; with wait, waits for the helper's until all are. */
+ * back from the sink (handed to the output pipe: it hashes them after the
+ * blocks before them); with wait, waits for the helper's until all are. */
 static lp_status pair_hash(lz_pair *p, int wait, lp_error *err)
 {
     app *a = p->a;
@@ -606,16 +636,11 @@ static lp_status pair_hash(lz_pair *p, int wait, lp_error *err)
         if (!ready)
             break;
         st = flush(a, err); /* the bytes before it, if a block was started */
-        if (!st)
-            st = pipe_drain(a, err); /* a->hash is this thread's again */
-        for (uint64_t off = 0, len = p->g[p->hashed].len; !st && off < len;) {
-            size_t n = len - off < LP_DELTA_BLOCK ? (size_t)(len - off) : LP_DELTA_BLOCK;
-            st = a->sink->read_at(a->sink->ctx, p->dst[p->hashed] + off, a->out, n, err);
-            if (!st)
-                st = lp_hash_update(a->hash, a->out, n, err);
-            off += n;
-            a->out_base += n;
-        }
+        uint64_t len = p->g[p->hashed].len;
+        if (!st) /* by the pipe's thread when there is one, after what it has */
+            st = a->pipe ? pipe_put(a, 1, p->dst[p->hashed], len, err)
+                         : hash_back(a, a->out, p->dst[p->hashed], len, err);
+        a->out_base += len;
         p->hashed++;
     }
     return st;
@@ -647,6 +672,7 @@ static lp_status lzma_pair(app *a, const lpd_seg *g, size_t k, lp_error *err)
         st = lpd_stream_raw_skip(x, clen, err); /* names the truncation */
     pthread_t tid;
     int started = 0;
+    lzma_stream z = LZMA_STREAM_INIT;
     if (!st) {
         pthread_mutex_init(&p->mu, NULL);
         pthread_cond_init(&p->cv, NULL);
@@ -657,16 +683,17 @@ static lp_status lzma_pair(app *a, const lpd_seg *g, size_t k, lp_error *err)
     for (size_t m; !st && (m = pair_take(p)) < k;) {
         st = pair_hash(p, 0, err);
         if (!st && p->hashed == m) {
-            lz_io io = {.a = a, .src = p->src[m], .inbuf = bufs};
+            lz_io io = {.a = a, .src = p->src[m], .inbuf = bufs, .z = &z};
             st = lzma_decode(&io, &g[m], err);
             p->hashed += !st;
         } else if (!st) {
-            st = pair_place(p, m, bufs, err);
+            st = pair_place(p, m, bufs, &z, err);
         }
         pair_done(p, m, st);
     }
     if (!st)
         st = pair_hash(p, 1, err);
+    lzma_end(&z);
     if (started) {
         pthread_join(tid, NULL);
         pthread_mutex_destroy(&p->mu);
