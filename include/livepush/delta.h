@@ -293,6 +293,23 @@ lp_status lp_delta_apply_file_fd(const char *old_path, const char *delta_path, i
                                  const uint8_t *expect_new_sha256, lp_error *err);
 
 /*
+ * Applies the delta read from delta_fd (as lp_delta_apply_fd) to the base
+ * old[0..old_len) and writes the result into out_fd from its current offset,
+ * as lp_delta_apply_file_fd does (by position on a regular file, on two
+ * threads when out_fd is open for reading too; left at the result's end).
+ * A delta whose header declares a result of more than max_out bytes is
+ * refused before anything is written (LP_ERR_LENGTH_MISMATCH): a device
+ * passes the size its signed manifest lists, so that a hostile delta cannot
+ * fill its disk.  On failure out_fd holds a partial result that the caller
+ * must discard.  The caller keeps ownership of both descriptors and of old.
+ * Errors as lp_delta_apply_fd, LP_ERR_INVALID_ARG (NULL base, negative
+ * descriptor).
+ */
+lp_status lp_delta_apply_fd_to_fd(const uint8_t *old, size_t old_len, int delta_fd,
+                                  const uint8_t *expect_new_sha256, uint64_t max_out, int out_fd,
+                                  lp_error *err);
+
+/*
  * Convenience for small files: applies delta to old and returns the whole
  * result in a new malloc'd buffer (*out, *out_len; the caller frees it).
  * The result must not exceed max_out bytes (LP_ERR_TOO_LARGE, checked against

@@ -19,11 +19,12 @@
  * A delta is not signed and needs no hash in advance: it is downloaded like
  * a blob (lp_net_download: resume, Range, retries, no byte more than the
  * index lists) into <state>/downloads/<base>-<result>.delta.part, then
- * applied with lp_delta_apply_fd: the base file is mapped read-only, the
- * engine checks the delta's header, the base's SHA-256 before producing
- * anything and the result's SHA-256 (which must be the one the signed
- * manifest gives) at the end; the result is written block by block into the
- * destination, created with O_EXCL.  Any failure deletes the partial delta
+ * applied with lp_delta_apply_fd_to_fd: the base file is mapped read-only,
+ * the engine checks the delta's header (its result no larger than the
+ * manifest lists), the base's SHA-256 and the result's (which must be the
+ * one the signed manifest gives) before the result is used; the result is
+ * written by position, on two threads, into the destination, created with
+ * O_EXCL.  Any failure deletes the partial delta
  * and what was written at the destination, so the caller can fetch the
  * full blob there instead.  A successful apply deletes the delta too.
  */
@@ -220,34 +221,14 @@ lp_status lp_net_fetch_delta_index(lp_net *n, uint64_t from, uint64_t to, lp_del
 
 /* ---- one delta ------------------------------------------------------------- */
 
-typedef struct out_file {
-    int fd;
-    const char *path;
-    uint64_t written, limit;
-} out_file;
-
-static lp_status write_out(void *ctx, const uint8_t *data, size_t len, lp_error *err)
-{
-    out_file *o = ctx;
-    if (len > o->limit - o->written)
-        return lp_error_set(err, LP_ERR_LENGTH_MISMATCH,
-                            "the delta makes more than the %llu bytes the manifest lists",
-                            (unsigned long long)o->limit);
-    lp_status st = lp_file_write_all(o->fd, data, len, o->path, err);
-    if (!st)
-        o->written += len;
-    return st;
-}
-
 /* Applies the complete delta `part` to the base file into a new file
  * dest_path; on failure nothing is left at dest_path. */
 static lp_status apply(const char *part, const char *base_path, const uint8_t result_md[32],
                        uint64_t result_size, const char *dest_path, bool sync, lp_error *err)
 {
-    int dfd = -1, bfd = -1;
+    int dfd = -1, bfd = -1, ofd = -1;
     void *map = NULL;
     size_t map_len = 0;
-    out_file o = {.fd = -1, .path = dest_path, .limit = result_size};
     lp_status st = LP_OK;
     struct stat sb;
     if ((dfd = open(part, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
@@ -267,19 +248,23 @@ static lp_status apply(const char *part, const char *base_path, const uint8_t re
             st = lp_error_set(err, LP_ERR_IO, "mmap %s: %s", base_path, strerror(errno));
         }
     }
-    if (!st && (o.fd = open(dest_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                            0600)) < 0)
+    /* read and write: the apply writes by position on two threads and reads
+     * back what its helper wrote; nothing over the manifest's size is
+     * written (refused from the delta's header first) */
+    if (!st && (ofd = open(dest_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                           0600)) < 0)
         st = lp_error_set(err, LP_ERR_IO, "create %s: %s", dest_path, strerror(errno));
     if (!st)
-        st = lp_delta_apply_fd(map, map_len, dfd, result_md, write_out, &o, err);
-    if (!st && o.written != result_size)
+        st = lp_delta_apply_fd_to_fd(map, map_len, dfd, result_md, result_size, ofd, err);
+    off_t made = !st ? lseek(ofd, 0, SEEK_CUR) : 0;
+    if (!st && (made < 0 || (uint64_t)made != result_size))
         st = lp_error_set(err, LP_ERR_LENGTH_MISMATCH,
-                          "the delta made %llu bytes, the manifest lists %llu",
-                          (unsigned long long)o.written, (unsigned long long)result_size);
-    if (!st && sync && fsync(o.fd) != 0)
+                          "the delta made %lld bytes, the manifest lists %llu", (long long)made,
+                          (unsigned long long)result_size);
+    if (!st && sync && fsync(ofd) != 0)
         st = lp_error_set(err, LP_ERR_IO, "fsync %s: %s", dest_path, strerror(errno));
-    if (o.fd >= 0) {
-        close(o.fd);
+    if (ofd >= 0) {
+        close(ofd);
         if (st)
             unlink(dest_path);
     }

@@ -673,13 +673,10 @@ static lp_status lzma_pair(app *a, const lpd_seg *g, size_t k, lp_error *err)
     pthread_t tid;
     int started = 0;
     lzma_stream z = LZMA_STREAM_INIT;
-    if (!st) {
-        pthread_mutex_init(&p->mu, NULL);
-        pthread_cond_init(&p->cv, NULL);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    if (!st) /* without a helper this thread takes every segment */
         started = pthread_create(&tid, NULL, pair_helper, p) == 0;
-        if (!started)
-            st = lp_error_set(err, LP_ERR_NOMEM, "cannot start a thread");
-    }
     for (size_t m; !st && (m = pair_take(p)) < k;) {
         st = pair_hash(p, 0, err);
         if (!st && p->hashed == m) {
@@ -694,11 +691,10 @@ static lp_status lzma_pair(app *a, const lpd_seg *g, size_t k, lp_error *err)
     if (!st)
         st = pair_hash(p, 1, err);
     lzma_end(&z);
-    if (started) {
+    if (started)
         pthread_join(tid, NULL);
-        pthread_mutex_destroy(&p->mu);
-        pthread_cond_destroy(&p->cv);
-    }
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
     if (!st && p->failed) {
         if (err)
             *err = p->werr;

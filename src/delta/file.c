@@ -298,6 +298,42 @@ lp_status lp_delta_apply_buf(const uint8_t *old, size_t old_len, const uint8_t *
     return LP_OK;
 }
 
+lp_status lp_delta_apply_fd_to_fd(const uint8_t *old, size_t old_len, int delta_fd,
+                                  const uint8_t *expect_new_sha256, uint64_t max_out, int out_fd,
+                                  lp_error *err)
+{
+    if ((!old && old_len) || delta_fd < 0 || out_fd < 0)
+        return lp_error_set(err, LP_ERR_INVALID_ARG, "delta apply: NULL base or bad descriptor");
+    struct stat sb;
+    uint8_t hdr[LP_DELTA_HEADER_SIZE];
+    lp_delta_header h;
+    if (fstat(delta_fd, &sb) != 0)
+        return lp_error_set(err, LP_ERR_IO, "delta: fstat: %s", strerror(errno));
+    size_t hn = (uint64_t)sb.st_size < sizeof hdr ? (size_t)sb.st_size : sizeof hdr;
+    lp_status st = fd_read(&delta_fd, 0, hdr, hn, err);
+    if (!st)
+        st = lp_delta_read_header(hdr, hn, (uint64_t)sb.st_size, &h, err);
+    if (st)
+        return st;
+    if (h.new_size > max_out)
+        return lp_error_set(err, LP_ERR_LENGTH_MISMATCH, "the delta makes %llu bytes, more than "
+                            "the %llu allowed", (unsigned long long)h.new_size,
+                            (unsigned long long)max_out);
+    /* a regular file is written by position (the apply may then use two
+     * threads; it reads back only from a descriptor open for reading), and
+     * left at the result's end as write(2) would */
+    off_t at = fstat(out_fd, &sb) == 0 && S_ISREG(sb.st_mode) ? lseek(out_fd, 0, SEEK_CUR)
+                                                               : (off_t)-1;
+    int rw = (fcntl(out_fd, F_GETFL) & O_ACCMODE) == O_RDWR;
+    fd_sink fs = {out_fd, at < 0 ? 0 : (uint64_t)at, 0};
+    lpd_sink sink = {fd_write_at, rw ? fd_read_at : NULL, &fs};
+    st = apply_fd(old, old_len, delta_fd, expect_new_sha256, fd_write, &out_fd,
+                  at < 0 ? NULL : &sink, err);
+    if (!st && at >= 0 && lseek(out_fd, at + (off_t)atomic_load(&fs.end), SEEK_SET) < 0)
+        st = lp_error_set(err, LP_ERR_IO, "seeking past the result: %s", strerror(errno));
+    return st;
+}
+
 lp_status lp_delta_apply_file_fd(const char *old_path, const char *delta_path, int out_fd,
                                  const uint8_t *expect_new_sha256, lp_error *err)
 {
@@ -307,23 +343,9 @@ lp_status lp_delta_apply_file_fd(const char *old_path, const char *delta_path, i
     if (!st && (dfd = open(delta_path, O_RDONLY | O_CLOEXEC)) < 0)
         st = lp_error_set(err, errno == ENOENT ? LP_ERR_NOT_FOUND : LP_ERR_IO, "open %s: %s",
                           delta_path, strerror(errno));
-    if (!st) {
-        /* a regular file is written by position (the apply may then use two
-         * threads; it reads back only from a descriptor open for reading),
-         * and left at the result's end as write(2) would */
-        struct stat sb;
-        off_t at = fstat(out_fd, &sb) == 0 && S_ISREG(sb.st_mode)
-                       ? lseek(out_fd, 0, SEEK_CUR) : (off_t)-1;
-        int rw = (fcntl(out_fd, F_GETFL) & O_ACCMODE) == O_RDWR;
-        fd_sink fs = {out_fd, at < 0 ? 0 : (uint64_t)at, 0};
-        lpd_sink sink = {fd_write_at, rw ? fd_read_at : NULL, &fs};
-        st = apply_fd(o.p, o.len, dfd, expect_new_sha256, fd_write, &out_fd,
-                      at < 0 ? NULL : &sink, err);
-        if (!st && at >= 0 && lseek(out_fd, at + (off_t)atomic_load(&fs.end), SEEK_SET) < 0)
-            st = lp_error_set(err, LP_ERR_IO, "seeking past the result: %s", strerror(errno));
-        if (st)
-            lp_error_prefix(err, st, "%s", delta_path);
-    }
+    if (!st && (st = lp_delta_apply_fd_to_fd(o.p, o.len, dfd, expect_new_sha256,
+                                             LP_DELTA_MAX_SIZE, out_fd, err)))
+        lp_error_prefix(err, st, "%s", delta_path);
     if (dfd >= 0)
         close(dfd);
     unmap_file(&o);

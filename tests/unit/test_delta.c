@@ -1057,6 +1057,42 @@ static void test_lzma_pairs(void **state)
     free(nw);
 }
 
+/* lp_delta_apply_fd_to_fd: the result written into the descriptor; a delta
+ * making more than max_out bytes refused before anything is written. */
+static void test_apply_fd_to_fd(void **state)
+{
+    (void)state;
+    uint8_t *old, *nw, *d;
+    size_t on, nn, dn;
+    small_pair(&old, &on, &nw, &nn, &d, &dn);
+    char *pd = lp_test_join(tmp, "fdfd.delta"), *pr = lp_test_join(tmp, "fdfd.out");
+    assert_int_equal(lp_test_write_file(pd, d, dn), 0);
+    int dfd = open(pd, O_RDONLY);
+    int ofd = open(pr, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    assert_true(dfd >= 0 && ofd >= 0);
+    lp_error err;
+    assert_int_equal(lp_delta_apply_fd_to_fd(old, on, dfd, NULL, nn - 1, ofd, &err),
+                     LP_ERR_LENGTH_MISMATCH);
+    assert_non_null(strstr(err.msg, "more than"));
+    assert_int_equal(lseek(ofd, 0, SEEK_END), 0);
+    assert_int_equal(lp_delta_apply_fd_to_fd(old, on, dfd, NULL, nn, ofd, &err), LP_OK);
+    assert_int_equal(lseek(ofd, 0, SEEK_CUR), (off_t)nn);
+    close(ofd);
+    close(dfd);
+    size_t fn;
+    uint8_t *f = lp_test_read_file(pr, &fn);
+    assert_int_equal(fn, nn);
+    assert_memory_equal(f, nw, nn);
+    assert_int_equal(lp_delta_apply_fd_to_fd(old, on, -1, NULL, nn, 1, &err),
+                     LP_ERR_INVALID_ARG);
+    free(f);
+    free(pd);
+    free(pr);
+    free(old);
+    free(nw);
+    free(d);
+}
+
 /* The filters of dictionary-frames segments undo exactly what they do, on any
  * bytes: random ones, and records that look like .eh_frame's. */
 static void test_filters_bijective(void **state)
@@ -1519,6 +1555,7 @@ int main(void)
         cmocka_unit_test(test_segments_hostile),
         cmocka_unit_test(test_lzma_segments),
         cmocka_unit_test(test_lzma_pairs),
+        cmocka_unit_test(test_apply_fd_to_fd),
         cmocka_unit_test(test_version_1),
         cmocka_unit_test(test_dict_auto),
         cmocka_unit_test(test_files),
