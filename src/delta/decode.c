@@ -50,6 +50,11 @@ typedef struct {
     uint8_t *out;
     size_t out_n;
     uint64_t out_base, new_pos, old_pos;
+    /* placing: blocks are written at place_at (advancing it), not hashed:
+     * the segments after a run of LZMA pieces, made while the helper still
+     * decodes its last piece and hashed after it (lzma_pair_end) */
+    int placing;
+    uint64_t place_at;
     uint64_t zeros, lits; /* what is left of the current diff run record */
     lp_delta_header h;
     lp_hash_ctx *hash;
@@ -267,8 +272,15 @@ static lp_status flush(app *a, lp_error *err)
 {
     if (a->out_n == 0)
         return LP_OK;
-    lp_status st = a->pipe ? pipe_put(a, 0, a->out_base, a->out_n, err)
-                           : finish_block(a, a->out, a->out_n, a->out_base, err);
+    lp_status st;
+    if (a->placing) {
+        st = a->sink->write_at(a->sink->ctx, a->place_at, a->out, a->out_n, err);
+        a->place_at += a->out_n;
+        a->out_n = 0;
+        return st;
+    }
+    st = a->pipe ? pipe_put(a, 0, a->out_base, a->out_n, err)
+                 : finish_block(a, a->out, a->out_n, a->out_base, err);
     a->out_base += a->out_n;
     a->out_n = 0;
     return st;
@@ -565,11 +577,14 @@ typedef struct {
     const lpd_seg *g;
     size_t k, next, hashed;
     uint64_t src[LPD_SEG_MAX], dst[LPD_SEG_MAX];
+    uint64_t clen, len;      /* of the whole run: bytes of the stream, of the result */
     int placed[LPD_SEG_MAX]; /* decoded and written to the sink */
     int failed;
     lp_error werr;           /* the helper's failure */
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    pthread_t tid;
+    int started;             /* the helper runs */
 } lz_pair;
 
 /* The next segment not yet taken, or k when none is left (or one failed). */
@@ -646,9 +661,43 @@ static lp_status pair_hash(lz_pair *p, int wait, lp_error *err)
     return st;
 }
 
-/* Segments g[0..k) (k >= 2, all LZMA) decoded by this thread and a helper. */
-static lp_status lzma_pair(app *a, const lpd_seg *g, size_t k, lp_error *err)
+/* Ends a run: waits for the helper, hashes what is left of the run in
+ * order, then the bytes placed after it (a->placing, up to a->place_at);
+ * with failed (a failure already reported) only waits and frees. */
+static lp_status lzma_pair_end(lz_pair *p, int failed, lp_error *err)
 {
+    app *a = p->a;
+    lp_status st = failed ? LP_ERR_STATE : pair_hash(p, 1, err);
+    if (p->started)
+        pthread_join(p->tid, NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    if (!st && p->failed) {
+        if (err)
+            *err = p->werr;
+        st = p->werr.code;
+    }
+    uint64_t run_end = p->dst[0] + p->len;
+    if (!st && a->placing) {
+        st = flush(a, err); /* placed too */
+        a->placing = 0;
+        uint64_t n = a->place_at - run_end;
+        if (!st && n)
+            st = a->pipe ? pipe_put(a, 1, run_end, n, err) : hash_back(a, a->out, run_end, n, err);
+        a->out_base += n;
+    }
+    a->placing = 0;
+    free(p);
+    return st;
+}
+
+/* Segments g[0..k) (k >= 2, all LZMA) decoded by this thread and a helper:
+ * returns once this thread finds none left to take, the helper perhaps
+ * still decoding its last; *pp is then the run, for lzma_pair_end (NULL on
+ * failure, everything ended).  The extra stream is left after the run. */
+static lp_status lzma_pair(app *a, const lpd_seg *g, size_t k, lz_pair **pp, lp_error *err)
+{
+    *pp = NULL;
     lpd_stream *x = &a->s[2];
     lp_status st = lpd_stream_raw_start(x, err);
     if (st)
@@ -661,22 +710,20 @@ static lp_status lzma_pair(app *a, const lpd_seg *g, size_t k, lp_error *err)
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     }
     *p = (lz_pair){.a = a, .g = g, .k = k};
-    uint64_t src = lpd_stream_raw_pos(x), dst = a->out_base + a->out_n, clen = 0, len = 0;
+    uint64_t src = lpd_stream_raw_pos(x), dst = a->out_base + a->out_n;
     for (size_t m = 0; m < k; m++) {
-        p->src[m] = src + clen;
-        p->dst[m] = dst + len;
-        clen += g[m].clen;
-        len += g[m].len;
+        p->src[m] = src + p->clen;
+        p->dst[m] = dst + p->len;
+        p->clen += g[m].clen;
+        p->len += g[m].len;
     }
-    if (clen > lpd_stream_raw_left(x))
-        st = lpd_stream_raw_skip(x, clen, err); /* names the truncation */
-    pthread_t tid;
-    int started = 0;
+    if (p->clen > lpd_stream_raw_left(x))
+        st = lpd_stream_raw_skip(x, p->clen, err); /* names the truncation */
     lzma_stream z = LZMA_STREAM_INIT;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     if (!st) /* without a helper this thread takes every segment */
-        started = pthread_create(&tid, NULL, pair_helper, p) == 0;
+        p->started = pthread_create(&p->tid, NULL, pair_helper, p) == 0;
     for (size_t m; !st && (m = pair_take(p)) < k;) {
         st = pair_hash(p, 0, err);
         if (!st && p->hashed == m) {
@@ -688,25 +735,32 @@ static lp_status lzma_pair(app *a, const lpd_seg *g, size_t k, lp_error *err)
         }
         pair_done(p, m, st);
     }
-    if (!st)
-        st = pair_hash(p, 1, err);
     lzma_end(&z);
-    if (started)
-        pthread_join(tid, NULL);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv);
-    if (!st && p->failed) {
-        if (err)
-            *err = p->werr;
-        st = p->werr.code;
-    }
-    if (!st)
-        st = lpd_stream_raw_skip(x, clen, err);
-    if (!st)
-        st = lpd_stream_produced(x, len, err);
-    free(p);
     free(bufs);
+    if (!st)
+        st = lpd_stream_raw_skip(x, p->clen, err);
+    if (!st)
+        st = lpd_stream_produced(x, p->len, err);
+    if (!st)
+        st = pair_hash(p, 0, err);
+    *pp = p;
+    if (st) {
+        lp_error e;
+        lzma_pair_end(p, 1, &e);
+        *pp = NULL;
+    }
     return st;
+}
+
+/* Whether the helper is still decoding a piece of the run. */
+static int pair_busy(lz_pair *p)
+{
+    pthread_mutex_lock(&p->mu);
+    int busy = 0;
+    for (size_t m = 0; m < p->k; m++)
+        busy |= !p->placed[m] && !p->failed;
+    pthread_mutex_unlock(&p->mu);
+    return busy;
 }
 
 /* One segment of a version 2 dictionary-frames delta (see filter.c): a raw
@@ -789,11 +843,31 @@ static lp_status segments(app *a, lp_error *err)
                                  &n, err);
     }
     free(tab);
+    lz_pair *run = NULL;
     for (size_t i = 0; i < n && !st;) {
-        size_t k = pairable(a, segs + i, n - i);
-        st = k ? lzma_pair(a, segs + i, k, err) : segment(a, &segs[i], err);
+        size_t k = run ? 0 : pairable(a, segs + i, n - i);
+        if (run && (segs[i].kind == LPD_SEG_LZMA || !pair_busy(run))) {
+            st = lzma_pair_end(run, 0, err);
+            run = NULL;
+            continue;
+        }
+        if (k) {
+            st = lzma_pair(a, segs + i, k, &run, err);
+            /* the segments after it are made, placed, while the helper ends */
+            if (!st && i + k < n && segs[i + k].kind != LPD_SEG_LZMA && pair_busy(run) &&
+                !(st = flush(a, err))) { /* a block started before the run's unhashed pieces */
+                a->placing = 1;
+                a->place_at = run->dst[0] + run->len;
+            }
+        } else {
+            st = segment(a, &segs[i], err);
+        }
         for (size_t j = i + (k ? k : 1); i < j; i++)
             a->new_pos += segs[i].len;
+    }
+    if (run) {
+        lp_status e = lzma_pair_end(run, st != LP_OK, err);
+        st = st ? st : e;
     }
     return st;
 }
