@@ -695,35 +695,67 @@ static lp_status lzma_pair_end(lz_pair *p, int failed, lp_error *err)
  * returns once this thread finds none left to take, the helper perhaps
  * still decoding its last; *pp is then the run, for lzma_pair_end (NULL on
  * failure, everything ended).  The extra stream is left after the run. */
-static lp_status lzma_pair(app *a, const lpd_seg *g, size_t k, lz_pair **pp, lp_error *err)
+/* A run of the LZMA segments g[0..k) whose streams start at delta offset src
+ * and whose bytes start at result offset dst, the helper started (the run's
+ * streams checked to lie within the extra stream's region first).
+ * LP_ERR_MALFORMED, LP_ERR_NOMEM. */
+static lp_status pair_open(app *a, const lpd_seg *g, size_t k, uint64_t src, uint64_t dst,
+                           lz_pair **pp, lp_error *err)
 {
-    *pp = NULL;
-    lpd_stream *x = &a->s[2];
-    lp_status st = lpd_stream_raw_start(x, err);
-    if (st)
-        return st;
     lz_pair *p = calloc(1, sizeof *p);
-    uint8_t *bufs = malloc(LZ_IN_CAP + LZ_OUT_CAP);
-    if (!p || !bufs) {
-        free(p);
-        free(bufs);
+    if (!p)
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
-    }
     *p = (lz_pair){.a = a, .g = g, .k = k};
-    uint64_t src = lpd_stream_raw_pos(x), dst = a->out_base + a->out_n;
     for (size_t m = 0; m < k; m++) {
         p->src[m] = src + p->clen;
         p->dst[m] = dst + p->len;
         p->clen += g[m].clen;
         p->len += g[m].len;
     }
-    if (p->clen > lpd_stream_raw_left(x))
-        st = lpd_stream_raw_skip(x, p->clen, err); /* names the truncation */
-    lzma_stream z = LZMA_STREAM_INIT;
+    const lpd_stream *x = &a->s[2];
+    if (src > x->end || p->clen > x->end - src) {
+        free(p);
+        return lp_error_set(err, LP_ERR_MALFORMED, "extra stream: ends inside an LZMA segment "
+                            "(truncated)");
+    }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
-    if (!st) /* without a helper this thread takes every segment */
-        p->started = pthread_create(&p->tid, NULL, pair_helper, p) == 0;
+    /* without a helper the calling thread takes every segment */
+    p->started = pthread_create(&p->tid, NULL, pair_helper, p) == 0;
+    *pp = p;
+    return LP_OK;
+}
+
+/* Segments g[0..k) (k >= 2, all LZMA) decoded by this thread and a helper
+ * (the run opened already when early is not NULL, see early_run): returns
+ * once this thread finds none left to take, the helper perhaps still
+ * decoding its last; *pp is then the run, for lzma_pair_end (NULL on
+ * failure, everything ended).  The extra stream is left after the run. */
+static lp_status lzma_pair(app *a, const lpd_seg *g, size_t k, lz_pair *early, lz_pair **pp,
+                           lp_error *err)
+{
+    *pp = NULL;
+    lpd_stream *x = &a->s[2];
+    lz_pair *p = early;
+    lp_status st = lpd_stream_raw_start(x, err);
+    if (!st && p && (p->src[0] != lpd_stream_raw_pos(x) || p->dst[0] != a->out_base + a->out_n))
+        st = lp_error_set(err, LP_ERR_MALFORMED, "extra stream: the segments before an LZMA "
+                          "run hold other lengths than their frames declare");
+    if (!st && p && p->clen > lpd_stream_raw_left(x))
+        st = lpd_stream_raw_skip(x, p->clen, err); /* names the truncation */
+    if (!st && !p)
+        st = pair_open(a, g, k, lpd_stream_raw_pos(x), a->out_base + a->out_n, &p, err);
+    uint8_t *bufs = st ? NULL : malloc(LZ_IN_CAP + LZ_OUT_CAP);
+    if (!st && !bufs)
+        st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
+    if (st) {
+        if (p) {
+            lp_error e;
+            lzma_pair_end(p, 1, &e);
+        }
+        return st;
+    }
+    lzma_stream z = LZMA_STREAM_INIT;
     for (size_t m; !st && (m = pair_take(p)) < k;) {
         st = pair_hash(p, 0, err);
         if (!st && p->hashed == m) {
@@ -821,6 +853,47 @@ static size_t pairable(const app *a, const lpd_seg *g, size_t n)
     return k >= 2 ? k : 0;
 }
 
+/* The first run of LZMA pieces, opened (its helper decoding) before the
+ * segments before it are made, when they are all small zstd segments (at
+ * most LPD_EARLY_SEG_MAX bytes each: with the helper's dictionary the apply
+ * stays in its memory bound) whose frames' extents show where the run's
+ * streams start; *at its index.  NULL when there is none or that cannot be
+ * told (the segments are then made in turn and any fault is reported by
+ * their decoding). */
+#define LPD_EARLY_SEG_MAX ((uint64_t)4 << 20)
+
+static lz_pair *early_run(app *a, const lpd_seg *segs, size_t n, size_t *at)
+{
+    size_t r = 0, k = 0;
+    while (r < n && !(k = pairable(a, segs + r, n - r))) {
+        if (segs[r].kind == LPD_SEG_LZMA || segs[r].len > LPD_EARLY_SEG_MAX)
+            return NULL;
+        r++;
+    }
+    if (!k || r == 0)
+        return NULL;
+    lpd_stream *x = &a->s[2];
+    uint64_t pos = lpd_stream_raw_pos(x), dst = 0;
+    lp_error err;
+    for (size_t i = 0; i < r; i++) {
+        for (uint64_t got = 0; got < segs[i].len;) {
+            uint64_t csize, content;
+            if (lpd_frame_extent(a->read, a->rctx, pos, x->end, &csize, &content, &err) ||
+                content == 0 || content > segs[i].len - got ||
+                (segs[i].kind != LPD_SEG_RAW && content != segs[i].len))
+                return NULL;
+            pos += csize;
+            got += content;
+        }
+        dst += segs[i].len;
+    }
+    lz_pair *p = NULL;
+    if (pair_open(a, segs + r, k, pos, dst, &p, &err))
+        return NULL;
+    *at = r;
+    return p;
+}
+
 /* Every segment of a version 2 dictionary-frames delta, in order. */
 static lp_status segments(app *a, lp_error *err)
 {
@@ -843,7 +916,10 @@ static lp_status segments(app *a, lp_error *err)
                                  &n, err);
     }
     free(tab);
-    lz_pair *run = NULL;
+    lz_pair *run = NULL, *early = NULL;
+    size_t early_at = 0;
+    if (!st)
+        early = early_run(a, segs, n, &early_at);
     for (size_t i = 0; i < n && !st;) {
         size_t k = run ? 0 : pairable(a, segs + i, n - i);
         if (run && (segs[i].kind == LPD_SEG_LZMA || !pair_busy(run))) {
@@ -852,7 +928,9 @@ static lp_status segments(app *a, lp_error *err)
             continue;
         }
         if (k) {
-            st = lzma_pair(a, segs + i, k, &run, err);
+            lz_pair *e = early && i == early_at ? early : NULL;
+            early = e ? NULL : early;
+            st = lzma_pair(a, segs + i, k, e, &run, err);
             /* the segments after it are made, placed, while the helper ends */
             if (!st && i + k < n && segs[i + k].kind != LPD_SEG_LZMA && pair_busy(run) &&
                 !(st = flush(a, err))) { /* a block started before the run's unhashed pieces */
@@ -868,6 +946,10 @@ static lp_status segments(app *a, lp_error *err)
     if (run) {
         lp_status e = lzma_pair_end(run, st != LP_OK, err);
         st = st ? st : e;
+    }
+    if (early) { /* not reached: a failure before it */
+        lp_error e;
+        lzma_pair_end(early, 1, &e);
     }
     return st;
 }

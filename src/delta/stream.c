@@ -337,6 +337,40 @@ lp_status lpd_stream_raw(lpd_stream *s, size_t max, const uint8_t **p, size_t *n
     return LP_OK;
 }
 
+lp_status lpd_frame_extent(lpd_read_fn read, void *rctx, uint64_t off, uint64_t end,
+                           uint64_t *csize, uint64_t *content, lp_error *err)
+{
+    uint8_t b[18];
+    size_t n = end - off < sizeof b ? (size_t)(end - off) : sizeof b;
+    ZSTD_frameHeader fh;
+    lp_status st = off < end ? read(rctx, off, b, n, err)
+                             : lp_error_set(err, LP_ERR_MALFORMED, "no frame left");
+    if (st)
+        return st;
+    if (ZSTD_getFrameHeader_advanced(&fh, b, n, ZSTD_f_zstd1_magicless) != 0 ||
+        fh.frameType != ZSTD_frame || fh.frameContentSize == ZSTD_CONTENTSIZE_UNKNOWN)
+        return lp_error_set(err, LP_ERR_MALFORMED, "not a zstd frame with a declared size");
+    uint64_t pos = off + fh.headerSize;
+    for (int last = 0; !last;) {
+        if (pos > end || end - pos < 3)
+            return lp_error_set(err, LP_ERR_MALFORMED, "a zstd frame runs past its stream");
+        if ((st = read(rctx, pos, b, 3, err)))
+            return st;
+        uint32_t bh = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16;
+        unsigned type = (bh >> 1) & 3;
+        if (type == 3)
+            return lp_error_set(err, LP_ERR_MALFORMED, "a zstd block of a reserved type");
+        last = bh & 1;
+        pos += 3 + (type == 1 ? 1 : (bh >> 3));
+    }
+    pos += fh.checksumFlag ? 4 : 0;
+    if (pos > end)
+        return lp_error_set(err, LP_ERR_MALFORMED, "a zstd frame runs past its stream");
+    *csize = pos - off;
+    *content = fh.frameContentSize;
+    return LP_OK;
+}
+
 uint64_t lpd_stream_raw_left(const lpd_stream *s)
 {
     return (s->end - s->off) + (s->in_len - s->in_pos);

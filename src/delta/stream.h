@@ -75,6 +75,14 @@ lp_status lpd_stream_raw_start(lpd_stream *s, lp_error *err);
 lp_status lpd_stream_raw(lpd_stream *s, size_t max, const uint8_t **p, size_t *n,
                          lp_error *err);
 
+/* The extent of the magicless zstd frame at delta offset off, found from its
+ * frame header and block headers without decoding it (at most one read per
+ * block): *csize its bytes (within [off, end)), *content its declared
+ * decoded size.  LP_ERR_MALFORMED (not a frame with a declared size, a
+ * reserved block type, running past end), LP_ERR_IO. */
+lp_status lpd_frame_extent(lpd_read_fn read, void *rctx, uint64_t off, uint64_t end,
+                           uint64_t *csize, uint64_t *content, lp_error *err);
+
 /* After lpd_stream_raw_start: the delta offset of the next byte of the
  * region, and how many are left of it (buffered ones included). */
 uint64_t lpd_stream_raw_pos(const lpd_stream *s);

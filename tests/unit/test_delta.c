@@ -908,6 +908,8 @@ static uint8_t *lzma_run_delta(uint8_t *const *ds, const size_t *dns, size_t k,
         lp_delta_header hi;
         lp_error err;
         assert_int_equal(lp_delta_read_header(ds[i], dns[i], dns[i], &hi, &err), LP_OK);
+        if (i == 0)
+            *h = hi;
         if (hi.control_raw == 0) { /* zstd frames, the whole result one raw segment */
             segs[i] = (lpd_seg){.len = hi.new_size, .kind = LPD_SEG_RAW};
             extra += hi.extra_len;
@@ -919,8 +921,6 @@ static uint8_t *lzma_run_delta(uint8_t *const *ds, const size_t *dns, size_t k,
         assert_true(segs[i].dict <= LPD_LZMA_PAIR_MAX / 2);
         extra += hi.extra_len;
         raw += hi.extra_raw;
-        if (i == 0)
-            *h = hi;
     }
     uint8_t *cat = malloc(LP_DELTA_HEADER_SIZE + 64 + extra), *at;
     assert_non_null(cat);
@@ -985,6 +985,18 @@ static void test_lzma_pairs(void **state)
     lp_delta_header th;
     size_t tn;
     uint8_t *td = lzma_run_delta(ds, dns, k + 1, nw, on, &th, &tn);
+    /* and preceded by one too: the run's helper starts before it is reached,
+     * where the frames before it say the run's streams start */
+    uint8_t *hd_ds[5] = {ds[k], ds[0], ds[1], ds[2], ds[k]};
+    size_t hd_dns[5] = {dns[k], dns[0], dns[1], dns[2], dns[k]};
+    size_t hn_ = part + rn + part;
+    uint8_t *want = malloc(hn_);
+    assert_non_null(want);
+    memcpy(want, nw + k * part, part);
+    memcpy(want + part, nw, rn + part);
+    lp_delta_header hh;
+    size_t hdn;
+    uint8_t *hd = lzma_run_delta(hd_ds, hd_dns, 5, want, on, &hh, &hdn);
     for (int round = 0; round < 8; round++) {
         uint8_t *o = NULL;
         size_t on2;
@@ -992,7 +1004,27 @@ static void test_lzma_pairs(void **state)
         assert_int_equal(on2, rn + part);
         assert_memory_equal(o, nw, rn + part);
         free(o);
+        assert_int_equal(lp_delta_apply_buf(old, on, hd, hdn, hn_, &o, &on2, &err), LP_OK);
+        assert_int_equal(on2, hn_);
+        assert_memory_equal(o, want, hn_);
+        free(o);
     }
+    /* the head's frame one byte shorter in the table's eyes: the run's
+     * streams are not where the frames end; refused, whichever thread
+     * notices first */
+    lpd_seg hs[LPD_SEG_MAX];
+    assert_int_equal(read_segs(hd, hdn, &hh, on, hs), 5);
+    hs[0].len--;
+    hs[4].len++;
+    size_t bn;
+    uint8_t *bad = with_segs(hd, &hh, hs, 5, &bn);
+    uint8_t *o = NULL;
+    size_t on2;
+    assert_int_not_equal(lp_delta_apply_buf(old, on, bad, bn, hn_, &o, &on2, &err), LP_OK);
+    assert_null(o);
+    free(bad);
+    free(hd);
+    free(want);
     free(td);
     free(ds[k]);
 
