@@ -21,7 +21,7 @@
  * made for.
  *
  * Verification (lp_token_verify) recomputes the hash and compares it with
- * CRYPTO_memcmp (lp_mem_equal), so the time taken does not depend on where a
+ * lp_mem_equal (constant time), so the time taken does not depend on where a
  * wrong secret differs.  When the presented id is unknown (or revoked) the
  * caller passes a NULL record: the same work is done against a built-in dummy
  * record and the same status and message come back, so neither timing nor

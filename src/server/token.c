@@ -20,7 +20,7 @@
  *     id in the message ties a hash to its token.
  *   - Verification always does the same steps — decode the stored (or, for
  *     an unknown id, a built-in dummy) salt and hash, compute the HMAC,
- *     compare with lp_mem_equal (CRYPTO_memcmp) — and only then decides, so
+ *     compare with lp_mem_equal (constant time) — and only then decides, so
  *     its time does not depend on the secret nor on whether the id exists.
  *     Every refusal has the same status and message.
  *   - Error messages name a part and a 1-based character position; they never
