@@ -667,6 +667,11 @@ static lp_status pair_hash(lz_pair *p, int wait, lp_error *err)
 static lp_status lzma_pair_end(lz_pair *p, int failed, lp_error *err)
 {
     app *a = p->a;
+    if (failed) { /* the helper stops after the piece it decodes */
+        pthread_mutex_lock(&p->mu);
+        p->failed = 1;
+        pthread_mutex_unlock(&p->mu);
+    }
     lp_status st = failed ? LP_ERR_STATE : pair_hash(p, 1, err);
     if (p->started)
         pthread_join(p->tid, NULL);
@@ -741,8 +746,6 @@ static lp_status lzma_pair(app *a, const lpd_seg *g, size_t k, lz_pair *early, l
     if (!st && p && (p->src[0] != lpd_stream_raw_pos(x) || p->dst[0] != a->out_base + a->out_n))
         st = lp_error_set(err, LP_ERR_MALFORMED, "extra stream: the segments before an LZMA "
                           "run hold other lengths than their frames declare");
-    if (!st && p && p->clen > lpd_stream_raw_left(x))
-        st = lpd_stream_raw_skip(x, p->clen, err); /* names the truncation */
     if (!st && !p)
         st = pair_open(a, g, k, lpd_stream_raw_pos(x), a->out_base + a->out_n, &p, err);
     uint8_t *bufs = st ? NULL : malloc(LZ_IN_CAP + LZ_OUT_CAP);

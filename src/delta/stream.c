@@ -351,7 +351,13 @@ lp_status lpd_frame_extent(lpd_read_fn read, void *rctx, uint64_t off, uint64_t 
         fh.frameType != ZSTD_frame || fh.frameContentSize == ZSTD_CONTENTSIZE_UNKNOWN)
         return lp_error_set(err, LP_ERR_MALFORMED, "not a zstd frame with a declared size");
     uint64_t pos = off + fh.headerSize;
-    for (int last = 0; !last;) {
+    /* an encoder's blocks hold up to 128 KiB each: far more blocks than the
+     * declared size explains is refused rather than walked */
+    uint64_t blocks_max = fh.frameContentSize / 1024 + 64;
+    for (int last = 0; !last; blocks_max--) {
+        if (blocks_max == 0)
+            return lp_error_set(err, LP_ERR_MALFORMED, "a zstd frame of more blocks than its "
+                                "size explains");
         if (pos > end || end - pos < 3)
             return lp_error_set(err, LP_ERR_MALFORMED, "a zstd frame runs past its stream");
         if ((st = read(rctx, pos, b, 3, err)))

@@ -79,7 +79,8 @@ lp_status lpd_stream_raw(lpd_stream *s, size_t max, const uint8_t **p, size_t *n
  * frame header and block headers without decoding it (at most one read per
  * block): *csize its bytes (within [off, end)), *content its declared
  * decoded size.  LP_ERR_MALFORMED (not a frame with a declared size, a
- * reserved block type, running past end), LP_ERR_IO. */
+ * reserved block type, more than size / 1024 + 64 blocks, running past
+ * end), LP_ERR_IO. */
 lp_status lpd_frame_extent(lpd_read_fn read, void *rctx, uint64_t off, uint64_t end,
                            uint64_t *csize, uint64_t *content, lp_error *err);
 
