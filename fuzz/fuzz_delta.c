@@ -6,14 +6,16 @@
  * `livepush delta make` from that text to edited versions of it (plus one
  * with the x86 transform forced, and one in dictionary frames, `--dict
  * only`), each behind a mode byte: version 1 deltas (seed-N, seed-x86,
- * seed-dict) and version 2 ones (v2-*; v2-lzma-* is an LZMA segment,
- * `--dict only --lzma on`).  The first input
- * byte picks the mode: even, the rest of the input is the delta as is; odd,
- * the harness first writes the base's real SHA-256 and a correct header
- * check value into it (for either header version), so that mutations reach the control entries and the
- * compressed streams instead of stopping at the header's checks.  An apply
- * must either succeed with exactly the bytes whose digest the header names,
- * or fail with a status and a message; it must never crash, read out of
+ * seed-dict), version 2 ones (v2-*; v2-lzma-* is an LZMA segment,
+ * `--dict only --lzma on`) and version 3 ones (v3-*, the same with the
+ * XXH3-128 digests).  The first input byte picks the mode: even, the rest
+ * of the input is the delta as is; odd, the harness first writes the base's
+ * real digests and a correct header check value into it (for any header
+ * version), so that mutations reach the control entries and the compressed
+ * streams instead of stopping at the header's checks.  An apply must either
+ * succeed with exactly the bytes whose digest the header names (XXH3-128 in
+ * version 3, SHA-256 before: the one the apply checks without an expected
+ * digest), or fail with a status and a message; it must never crash, read out of
  * bounds or allocate without bound (libFuzzer's -rss_limit_mb and
  * -malloc_limit_mb catch that; applying needs under LP_DELTA_APPLY_MEM_MAX).
  */
@@ -23,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -41,6 +44,7 @@ static size_t make_base(uint8_t *out, size_t cap)
 
 typedef struct {
     lp_hash_ctx *h;
+    XXH3_state_t *x;
     uint64_t len;
 } sinkctx;
 
@@ -48,6 +52,7 @@ static lp_status sink(void *ctx, const uint8_t *p, size_t n, lp_error *err)
 {
     sinkctx *s = ctx;
     s->len += n;
+    XXH3_128bits_update(s->x, p, n);
     return lp_hash_update(s->h, p, n, err);
 }
 
@@ -57,7 +62,14 @@ static void check(int ok)
         abort();
 }
 
-/* Version 2: the header's numbers are varints of at most 5 bytes; returns
+static void xxh128(const uint8_t *p, size_t n, uint8_t out[16])
+{
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, XXH3_128bits(p, n));
+    memcpy(out, c.digest, 16);
+}
+
+/* Versions 2 and 3: the header's numbers are varints of at most 5 bytes; returns
  * 0 when the header does not parse that far. */
 static int skip_varint(const uint8_t *d, size_t n, size_t *at)
 {
@@ -71,15 +83,18 @@ static void fix_header(uint8_t *d, size_t n, const uint8_t *base, size_t bn)
 {
     uint8_t dig[LP_HASH_MAX_LEN];
     lp_hash_buf(LP_HASH_SHA256, base, bn, dig, NULL);
-    if (n >= 12 && d[8] == LP_DELTA_VERSION && !d[9] && !d[10] && !d[11]) {
-        size_t at = 12;
+    if (n >= 12 && (d[8] == LP_DELTA_VERSION_2 || d[8] == LP_DELTA_VERSION_3) && !d[9] &&
+        !d[10] && !d[11]) {
+        size_t at = 12, digests = d[8] == LP_DELTA_VERSION_3 ? 96 : 64;
         for (int i = 0; i < 3; i++)
             if (!skip_varint(d, n, &at))
                 return;
-        if (n - at < 64)
+        if (n - at < digests)
             return;
         memcpy(d + at, dig, 32);
-        at += 64;
+        if (digests > 64)
+            xxh128(base, bn, d + at + 64);
+        at += digests;
         for (int i = 0; i < 6; i++)
             if (!skip_varint(d, n, &at))
                 return;
@@ -89,11 +104,11 @@ static void fix_header(uint8_t *d, size_t n, const uint8_t *base, size_t bn)
         memcpy(d + at, dig, 4);
         return;
     }
-    if (n < LP_DELTA_HEADER_SIZE)
+    if (n < 152) /* version 1: a fixed header of 152 bytes */
         return;
     memcpy(d + 32, dig, 32);
-    lp_hash_buf(LP_HASH_SHA256, d, LP_DELTA_HEADER_SIZE - 8, dig, NULL);
-    memcpy(d + LP_DELTA_HEADER_SIZE - 8, dig, 8);
+    lp_hash_buf(LP_HASH_SHA256, d, 144, dig, NULL);
+    memcpy(d + 144, dig, 8);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -109,9 +124,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(d, data + 1, size - 1);
     if (data[0] & 1)
         fix_header(d, size - 1, base, bn);
-    sinkctx s = {NULL, 0};
+    sinkctx s = {NULL, XXH3_createState(), 0};
     lp_error err;
     lp_error_clear(&err);
+    check(s.x && XXH3_128bits_reset(s.x) == XXH_OK);
     check(lp_hash_new(&s.h, LP_HASH_SHA256, &err) == LP_OK);
     lp_status st = lp_delta_apply_mem(base, bn, d, size - 1, NULL, sink, &s, &err);
     if (st != LP_OK) {
@@ -121,9 +137,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint8_t dig[LP_HASH_MAX_LEN];
         check(lp_delta_read_header(d, size - 1, size - 1, &h, &err) == LP_OK);
         check(lp_hash_final(s.h, dig, &err) == LP_OK);
-        check(s.len == h.new_size && memcmp(dig, h.new_sha256, 32) == 0);
+        check(s.len == h.new_size);
+        if (h.version >= LP_DELTA_VERSION_3) {
+            XXH128_canonical_t c;
+            XXH128_canonicalFromHash(&c, XXH3_128bits_digest(s.x));
+            check(memcmp(c.digest, h.new_xxh128, 16) == 0);
+        } else {
+            check(memcmp(dig, h.new_sha256, 32) == 0);
+        }
     }
     lp_hash_free(s.h);
+    XXH3_freeState(s.x);
     free(d);
     return 0;
 }

@@ -5,10 +5,24 @@
  *
  * What a delta is
  *   A delta turns one exact "base" (old file) into one exact "result" (new
- *   file).  It carries a format version, the sizes and SHA-256 digests of both,
- *   and three compressed streams (control, diff, extra).  Applying it
- *   reconstructs the result from the base and checks both digests: a delta
- *   never produces anything but the exact result it names, or an error.
+ *   file).  It carries a format version, the sizes of both and two digests
+ *   of each (SHA-256, by which manifests name files, and XXH3-128, a fast
+ *   non-cryptographic hash), and three compressed streams (control, diff,
+ *   extra).  Applying it reconstructs the result from the base and checks
+ *   both: a delta never produces anything but the exact result it names, or
+ *   an error.  What is checked with which digest:
+ *     - the base: by its XXH3-128 (what it catches is a wrong or damaged
+ *       base; nothing an attacker gains by forging one, see below);
+ *     - the result, when the caller gives the SHA-256 it trusts
+ *       (expect_new_sha256, from signed metadata): by SHA-256, so that an
+ *       LP_OK means the result is the one that was signed, whoever made the
+ *       delta;
+ *     - the result, without expect: by the delta's XXH3-128.  The delta's
+ *       digests are as trustworthy as its other bytes, so this proves the
+ *       result is the one the delta was made to give (no damage, the right
+ *       base), which is all a digest inside an unsigned file can prove;
+ *       a cryptographic digest there would cost ten times more for nothing.
+ *   Deltas of versions 1 and 2 carry SHA-256 digests only, which are checked.
  *
  * How deltas are made (server side, lp_delta_make*)
  *   Suffix-array matching of the new file against the old (libdivsufsort),
@@ -30,9 +44,9 @@
  *   stays the same when code moves and coded against the same tables of the
  *   base, the raw parts of at least 4 MiB coded instead as LZMA2 streams
  *   with the base as preset dictionary (lp_delta_options.lzma: smaller,
- *   slower to apply), and the smaller is kept.  Deltas are written in format version 2
- *   (a header of 89 to 152 bytes, empty streams cost nothing); version 1
- *   deltas of earlier releases are still applied.  The stats (lp_delta_stats) describe the matching whichever
+ *   slower to apply), and the smaller is kept.  Deltas are written in format
+ *   version 3 (a header of 121 to 157 bytes, empty streams cost nothing);
+ *   version 2 and 1 deltas of earlier releases are still applied.  The stats (lp_delta_stats) describe the matching whichever
  *   coding was kept.
  *   Memory: about 5 x old + 3 x new bytes, plus the compressor's (the
  *   dictionary-frames coding at level 22 indexes the base: about 20 x old
@@ -79,14 +93,18 @@
 extern "C" {
 #endif
 
-/* Format version written by this library.  It also reads version 1
- * (LP_DELTA_VERSION_1), the format of earlier releases. */
-#define LP_DELTA_VERSION 2u
+/* Format version written by this library (3).  It also reads versions 2 and
+ * 1 (LP_DELTA_VERSION_2, LP_DELTA_VERSION_1), the formats of earlier
+ * releases: version 3 is version 2 with the XXH3-128 digests of base and
+ * result added to the header. */
+#define LP_DELTA_VERSION 3u
+#define LP_DELTA_VERSION_3 3u
+#define LP_DELTA_VERSION_2 2u
 #define LP_DELTA_VERSION_1 1u
-/* Bytes of a version 1 header, and the most bytes any header takes: reading
- * the first LP_DELTA_HEADER_SIZE bytes of a delta (or all of a shorter one)
- * is always enough for lp_delta_read_header. */
-#define LP_DELTA_HEADER_SIZE 152u
+/* The most bytes any header takes: reading the first LP_DELTA_HEADER_SIZE
+ * bytes of a delta (or all of a shorter one) is always enough for
+ * lp_delta_read_header. */
+#define LP_DELTA_HEADER_SIZE 160u
 /* Fewest bytes a well-formed delta can have (a version 2 header with every
  * number at its smallest and no stream). */
 #define LP_DELTA_MIN_SIZE 89u
@@ -120,8 +138,11 @@ typedef struct lp_delta_header {
     uint32_t flags;             /* LP_DELTA_FLAG_* */
     uint64_t old_size;          /* bytes of the base */
     uint64_t new_size;          /* bytes of the result */
-    uint8_t old_sha256[32];     /* digest of the base */
-    uint8_t new_sha256[32];     /* digest of the result */
+    uint8_t old_sha256[32];     /* SHA-256 of the base */
+    uint8_t new_sha256[32];     /* SHA-256 of the result */
+    uint8_t old_xxh128[16];     /* XXH3-128 of the base, canonical (big-endian)
+                                   form; version 3 only, else zeros */
+    uint8_t new_xxh128[16];     /* XXH3-128 of the result; version 3 only */
     uint64_t control_len;       /* compressed bytes of each stream, in order */
     uint64_t diff_len;
     uint64_t extra_len;
@@ -239,13 +260,16 @@ typedef lp_status (*lp_delta_write_fn)(void *ctx, const uint8_t *data, size_t le
  * old[0..old_len), handing the result to write(ctx, ...) block by block.
  * expect_new_sha256 (32 bytes, may be NULL) is the digest the caller trusts
  * (e.g. from a signed manifest): a delta naming another result is refused
- * before any work.  The base's digest is checked before the first write;
- * LP_OK means the whole result was written and its SHA-256 equals the
- * header's (and the expected one).  Errors: those of lp_delta_read_header,
- * LP_ERR_HASH_MISMATCH (base is not the one the delta was made from, result
- * differs, or it is not the expected result), LP_ERR_MALFORMED (streams
- * corrupted or inconsistent), LP_ERR_TOO_LARGE (would need more memory than
- * LP_DELTA_APPLY_MEM_MAX), LP_ERR_NOMEM, and whatever `write` returns.
+ * before any work, and the result is checked by SHA-256.  The base's digest
+ * is checked before the first write; LP_OK means the whole result was
+ * written and its digest equals the header's: its SHA-256, equal to the
+ * expected one, when expect_new_sha256 is given; else its XXH3-128 (its
+ * SHA-256 for a delta of version 1 or 2): see "What a delta is" above.
+ * Errors: those of lp_delta_read_header, LP_ERR_HASH_MISMATCH (base is not
+ * the one the delta was made from, result differs, or it is not the
+ * expected result), LP_ERR_MALFORMED (streams corrupted or inconsistent),
+ * LP_ERR_TOO_LARGE (would need more memory than LP_DELTA_APPLY_MEM_MAX),
+ * LP_ERR_NOMEM, and whatever `write` returns.
  */
 lp_status lp_delta_apply_mem(const uint8_t *old, size_t old_len, const uint8_t *delta,
                              size_t delta_len, const uint8_t *expect_new_sha256,

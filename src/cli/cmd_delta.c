@@ -3,7 +3,7 @@
  *
  *   livepush delta make OLD NEW DELTA [--level N] [--x86 auto|on|off]
  *                       [--dict auto|on|off|only] [--dict-level N] [--threads N] [--json]
- *   livepush delta apply OLD DELTA OUT
+ *   livepush delta apply OLD DELTA OUT [--sync on|off] [--expect SHA256]
  *   livepush delta info DELTA [--json]
  *   livepush delta tree make|apply ...   (cmd_delta_tree.c: whole folders)
  *
@@ -16,6 +16,7 @@
 #include "livepush/hash.h"
 
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,7 @@ static const char usage_text[] =
     "usage: livepush delta make OLD NEW DELTA [--level N] [--x86 auto|on|off]\n"
     "                           [--dict auto|on|off|only] [--dict-level N] [--threads N]\n"
     "                           [--lzma auto|on|off] [--json]\n"
-    "       livepush delta apply OLD DELTA OUT [--sync on|off]\n"
+    "       livepush delta apply OLD DELTA OUT [--sync on|off] [--expect SHA256]\n"
     "       livepush delta info DELTA [--json]\n"
     "       livepush delta tree make OLD_DIR NEW_DIR OUT_DIR [--level N] [--json]\n"
     "       livepush delta tree apply OLD_DIR IN_DIR OUT_DIR [--sync on|off]\n"
@@ -42,9 +43,12 @@ static const char usage_text[] =
     "       raw parts as LZMA instead of zstd (auto: parts of at least 4 MiB;\n"
     "       smaller deltas of executables, slower to apply).\n"
     "apply  writes OUT from OLD and DELTA; OUT is replaced only when the result's\n"
-    "       SHA-256 matches the one DELTA names.  --sync off skips the fsync of OUT\n"
-    "       and its folder (the replace stays atomic, but a power loss may lose\n"
-    "       OUT; default on).\n"
+    "       digest matches the one DELTA names (its XXH3-128: proof against damage\n"
+    "       and a wrong OLD, as trustworthy as DELTA itself).  --expect gives the\n"
+    "       SHA-256 you trust (from signed metadata): DELTA must name it and the\n"
+    "       result is checked by SHA-256.  --sync off skips the fsync of OUT and\n"
+    "       its folder (the replace stays atomic, but a power loss may lose OUT;\n"
+    "       default on).\n"
     "info   prints DELTA's header: version, flags, sizes, digests, stream sizes.\n"
     "tree   the same for whole folders, in one process (`livepush delta tree\n"
     "       --help`).\n"
@@ -63,9 +67,14 @@ static int choose(const char *v, const char *const names[], const int values[], 
     return 0;
 }
 
-static int usage_error(const char *why)
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
 {
-    fprintf(stderr, "livepush delta: %s\n\n%s", why, usage_text);
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("livepush delta: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n\n%s", usage_text);
     return LP_EXIT_USAGE;
 }
 
@@ -191,17 +200,31 @@ static int cmd_apply(int argc, char **argv)
         return LP_EXIT_OK;
     }
     int sync = 1;
-    if (argc == 6 && strcmp(argv[4], "--sync") == 0) {
-        if (!lp_cli_delta_sync_arg(argv[5], &sync))
-            return usage_error("--sync must be on or off");
-        argc = 4;
+    uint8_t want[32];
+    const uint8_t *expect = NULL;
+    if (argc < 4)
+        return usage_error("apply needs OLD DELTA OUT [--sync on|off] [--expect SHA256]");
+    for (int i = 4; i < argc; i += 2) {
+        if (i + 1 >= argc)
+            return usage_error("apply: %s needs a value", argv[i]);
+        if (strcmp(argv[i], "--sync") == 0) {
+            if (!lp_cli_delta_sync_arg(argv[i + 1], &sync))
+                return usage_error("--sync must be on or off");
+        } else if (strcmp(argv[i], "--expect") == 0) {
+            size_t n = 0;
+            lp_error herr;
+            if (strlen(argv[i + 1]) != 64 ||
+                lp_hex_decode(argv[i + 1], want, sizeof want, &n, &herr) || n != 32)
+                return usage_error("--expect must be a SHA-256 of 64 hex digits");
+            expect = want;
+        } else {
+            return usage_error("apply: unknown option %s", argv[i]);
+        }
     }
-    if (argc != 4)
-        return usage_error("apply needs OLD DELTA OUT [--sync on|off]");
     lp_error err;
     lp_error_clear(&err);
-    lp_status st = sync ? lp_delta_apply_file(argv[1], argv[2], argv[3], NULL, &err)
-                        : lp_delta_apply_file_unsynced(argv[1], argv[2], argv[3], NULL, &err);
+    lp_status st = sync ? lp_delta_apply_file(argv[1], argv[2], argv[3], expect, &err)
+                        : lp_delta_apply_file_unsynced(argv[1], argv[2], argv[3], expect, &err);
     if (st)
         return lp_cli_fail(&err, "delta");
     return LP_EXIT_OK;
@@ -209,31 +232,43 @@ static int cmd_apply(int argc, char **argv)
 
 static void print_header(const lp_delta_header *h, int json)
 {
-    char o[65], n[65];
+    char o[65], n[65], ox[33] = "", nx[33] = "";
     lp_hex_encode(h->old_sha256, 32, o);
     lp_hex_encode(h->new_sha256, 32, n);
+    int xx = h->version >= LP_DELTA_VERSION_3;
+    if (xx) {
+        lp_hex_encode(h->old_xxh128, 16, ox);
+        lp_hex_encode(h->new_xxh128, 16, nx);
+    }
     int x86 = (h->flags & LP_DELTA_FLAG_X86) != 0;
     int pre = (h->flags & LP_DELTA_FLAG_EXTRA_PREFIX) != 0;
     int frames = (h->flags & LP_DELTA_FLAG_DICT_FRAMES) != 0;
     unsigned long long v[8] = {h->old_size,    h->new_size,  h->control_len, h->diff_len,
                                h->extra_len,   h->control_raw, h->diff_raw,  h->extra_raw};
     if (json) {
+        char xj[96] = "";
+        if (xx)
+            snprintf(xj, sizeof xj, "\"old_xxh128\":\"%s\",\"new_xxh128\":\"%s\",", ox, nx);
         printf("{\"version\":%u,\"flags\":%u,\"x86\":%s,\"extra_prefix\":%s,"
                "\"dict_frames\":%s,"
                "\"old_size\":%llu,\"new_size\":%llu,\"old_sha256\":\"%s\","
-               "\"new_sha256\":\"%s\",\"control_len\":%llu,\"diff_len\":%llu,"
+               "\"new_sha256\":\"%s\",%s\"control_len\":%llu,\"diff_len\":%llu,"
                "\"extra_len\":%llu,\"control_raw\":%llu,\"diff_raw\":%llu,"
                "\"extra_raw\":%llu}\n",
                h->version, h->flags, x86 ? "true" : "false", pre ? "true" : "false",
-               frames ? "true" : "false", v[0], v[1], o, n, v[2], v[3], v[4], v[5], v[6], v[7]);
+               frames ? "true" : "false", v[0], v[1], o, n, xj, v[2], v[3], v[4], v[5], v[6],
+               v[7]);
         return;
     }
     printf("version       %u\nflags         0x%x (x86 %s, extra prefix %s, dictionary frames %s)\n"
-           "old size      %llu\nnew size      %llu\nold sha256    %s\nnew sha256    %s\n"
-           "streams       control %llu, diff %llu, extra %llu bytes\n"
-           "decoded       control %llu, diff %llu, extra %llu bytes\n",
+           "old size      %llu\nnew size      %llu\nold sha256    %s\nnew sha256    %s\n",
            h->version, h->flags, x86 ? "on" : "off", pre ? "on" : "off", frames ? "on" : "off",
-           v[0], v[1], o, n, v[2], v[3], v[4], v[5], v[6], v[7]);
+           v[0], v[1], o, n);
+    if (xx)
+        printf("old xxh128    %s\nnew xxh128    %s\n", ox, nx);
+    printf("streams       control %llu, diff %llu, extra %llu bytes\n"
+           "decoded       control %llu, diff %llu, extra %llu bytes\n",
+           v[2], v[3], v[4], v[5], v[6], v[7]);
 }
 
 static int cmd_info(int argc, char **argv)

@@ -2,7 +2,7 @@
  * decode.c — the streaming apply shared by every lp_delta_apply_* entry.
  *
  * Order of checks: header (format.c), base size and the expected result
- * digest, memory bound of the extra stream, the base's SHA-256, then the
+ * digest, memory bound of the extra stream, the base's digest, then the
  * control entries one by one.  Every entry's lengths are checked against
  * what is left of the result and of the base before any byte is touched,
  * with arithmetic that cannot wrap; seeks must land inside the base.
@@ -26,6 +26,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* Bases of at least this many bytes are hashed on a thread of their own, and
  * results of at least this many are finished by one (the output pipe). */
@@ -37,7 +38,17 @@ typedef struct {
     uint16_t *ops;
     uint32_t n;
     uint32_t cur; /* where the last patch of this block stopped (a hint) */
+    int lent;     /* ops is the prebuilt list (pre_ops), not this thread's */
 } blk_ops;
+
+/* Operand lists built ahead, block after block from the first, by the thread
+ * that hashes the base (an x86 delta whose result has a sink), up to half of
+ * LPD_INDEX_MAX; the apply uses a block's when it is there (published with
+ * a release store) and builds its own otherwise, within the other half. */
+typedef struct {
+    uint16_t *ops; /* NULL until published */
+    uint32_t n;
+} pre_ops;
 
 typedef struct {
     const uint8_t *old;
@@ -45,6 +56,8 @@ typedef struct {
     int x86;
     blk_ops *idx;        /* one per base block (x86 only) */
     size_t nblk, idx_bytes;
+    pre_ops *pre;        /* nblk lists built ahead, or NULL */
+    int pre_stop;        /* tells their builder to stop (atomic) */
     uint16_t *ops_tmp;   /* room for one block's list while it is built */
     uint8_t *scratch;    /* transformed base bytes of an add */
     uint8_t *out;
@@ -57,7 +70,8 @@ typedef struct {
     uint64_t place_at;
     uint64_t zeros, lits; /* what is left of the current diff run record */
     lp_delta_header h;
-    lp_hash_ctx *hash;
+    const uint8_t *expect; /* the result's SHA-256 the caller trusts, or NULL */
+    lpd_digest *hash;    /* of the result (digest.c) */
     lp_delta_write_fn write;
     void *wctx;
     const lpd_sink *sink; /* or NULL: the result goes to write, in order */
@@ -70,8 +84,10 @@ typedef struct {
 static void idx_drop(app *a)
 {
     for (size_t i = 0; a->idx && i < a->nblk; i++) {
-        free(a->idx[i].ops);
+        if (!a->idx[i].lent)
+            free(a->idx[i].ops);
         a->idx[i].ops = NULL;
+        a->idx[i].lent = 0;
     }
     a->idx_bytes = 0;
 }
@@ -83,12 +99,17 @@ static blk_ops *block_ops(app *a, uint64_t blk)
     blk_ops *b = &a->idx[blk];
     if (b->ops)
         return b;
+    uint16_t *lent = a->pre ? __atomic_load_n(&a->pre[blk].ops, __ATOMIC_ACQUIRE) : NULL;
+    if (lent) {
+        *b = (blk_ops){.ops = lent, .n = a->pre[blk].n, .lent = 1};
+        return b;
+    }
     uint64_t start = blk * LP_DELTA_BLOCK;
     size_t len = a->old_len - start < LP_DELTA_BLOCK ? (size_t)(a->old_len - start)
                                                      : LP_DELTA_BLOCK;
     size_t k = lpd_x86_operands(a->old + start, len, a->ops_tmp);
     size_t bytes = (k + 1) * sizeof *b->ops;
-    if (a->idx_bytes + bytes > LPD_INDEX_MAX)
+    if (a->idx_bytes + bytes > (a->pre ? LPD_INDEX_MAX / 2 : LPD_INDEX_MAX))
         idx_drop(a);
     if (!(b->ops = malloc(bytes)))
         return NULL;
@@ -104,7 +125,7 @@ static lp_status finish_block(app *a, uint8_t *b, size_t n, uint64_t at, lp_erro
 {
     if (a->x86)
         lpd_x86_decode(b, n, at);
-    lp_status st = lp_hash_update(a->hash, b, n, err);
+    lp_status st = lpd_digest_update(a->hash, b, n, err);
     if (!st)
         st = a->sink ? a->sink->write_at(a->sink->ctx, at, b, n, err)
                      : a->write(a->wctx, b, n, err);
@@ -120,7 +141,7 @@ static lp_status hash_back(app *a, uint8_t *buf, uint64_t at, uint64_t len, lp_e
         size_t n = len - off < LP_DELTA_BLOCK ? (size_t)(len - off) : LP_DELTA_BLOCK;
         st = a->sink->read_at(a->sink->ctx, at + off, buf, n, err);
         if (!st)
-            st = lp_hash_update(a->hash, buf, n, err);
+            st = lpd_digest_update(a->hash, buf, n, err);
         off += n;
     }
     return st;
@@ -491,6 +512,35 @@ static lp_status lz_made(lz_io *io, size_t n, lp_error *err)
     return st;
 }
 
+/* LZMA's dictionary buffer (tens of MiB, read at random by every match) in
+ * huge pages where the system gives them on request (transparent huge pages
+ * in "madvise" mode): a 22 MiB dictionary then takes 11 pages and 11 faults
+ * instead of 5632 of each, and its reads miss the TLB far less. */
+#define LZ_HUGE ((size_t)2 << 20)
+
+static void *lz_alloc(void *opaque, size_t nmemb, size_t size)
+{
+    (void)opaque;
+    if (size && nmemb > SIZE_MAX / size)
+        return NULL;
+    size_t n = nmemb * size;
+    if (n < 4 * LZ_HUGE)
+        return malloc(n);
+    size_t r = (n + LZ_HUGE - 1) / LZ_HUGE * LZ_HUGE;
+    void *p = aligned_alloc(LZ_HUGE, r);
+    if (p)
+        madvise(p, r, MADV_HUGEPAGE); /* a hint: without it, small pages */
+    return p;
+}
+
+static void lz_free(void *opaque, void *ptr)
+{
+    (void)opaque;
+    free(ptr);
+}
+
+static const lzma_allocator lz_allocator = {lz_alloc, lz_free, NULL};
+
 /* An LZMA segment (see delta_priv.h): exactly g->clen bytes of the extra
  * stream decoded into exactly g->len bytes of the result, the stream's end
  * mark included, with the base region as preset dictionary.  Memory: the
@@ -508,6 +558,7 @@ static lp_status lzma_decode(lz_io *io, const lpd_seg *g, lp_error *err)
     o.preset_dict_size = (uint32_t)g->old_len;
     lzma_filter f[2] = {{LZMA_FILTER_LZMA2, &o}, {LZMA_VLI_UNKNOWN, NULL}};
     lzma_stream own = LZMA_STREAM_INIT, *zp = io->z ? io->z : &own;
+    zp->allocator = &lz_allocator;
     lzma_ret r = lzma_raw_decoder(zp, f);
     zp->next_in = NULL; /* nothing of another segment's is left in it */
     zp->avail_in = 0;
@@ -575,8 +626,10 @@ static lp_status lzma_segment(app *a, const lpd_seg *g, lp_error *err)
 typedef struct {
     app *a;
     const lpd_seg *g;
-    size_t k, next, hashed;
+    size_t k, hashed;
     uint64_t src[LPD_SEG_MAX], dst[LPD_SEG_MAX];
+    int taken[LPD_SEG_MAX];  /* by one of the two threads */
+    int helpers[LPD_SEG_MAX]; /* planned for the helper (else the calling thread) */
     uint64_t clen, len;      /* of the whole run: bytes of the stream, of the result */
     int placed[LPD_SEG_MAX]; /* decoded and written to the sink */
     int failed;
@@ -587,15 +640,53 @@ typedef struct {
     int started;             /* the helper runs */
 } lz_pair;
 
-/* The next segment not yet taken, or k when none is left (or one failed). */
-static size_t pair_take(lz_pair *p)
+/* The segment the calling thread (helper 0) or the helper (1) decodes next,
+ * or k when none is left (or one failed): the first of those planned for it
+ * (pair_plan) not yet taken, else the last of the other's. */
+static size_t pair_take(lz_pair *p, int helper)
 {
     pthread_mutex_lock(&p->mu);
-    size_t m = p->failed ? p->k : p->next;
+    size_t m = p->k, other = p->k;
+    for (size_t i = 0; i < p->k && !p->failed; i++) {
+        if (p->taken[i])
+            continue;
+        if (p->helpers[i] == helper && m == p->k)
+            m = i;
+        if (p->helpers[i] != helper)
+            other = i;
+    }
+    if (m == p->k)
+        m = other;
     if (m < p->k)
-        p->next++;
+        p->taken[m] = 1;
     pthread_mutex_unlock(&p->mu);
     return m;
+}
+
+/* Relative cost of decoding an LZMA segment, per byte of its stream, to
+ * that of any other segment per byte it makes (measured on executables:
+ * about 110 and 8 ns). */
+#define LPD_LZMA_COST 14
+
+/* Plans which thread decodes which segment of the run: the longest first
+ * (by bytes of stream), each to the thread with less to do so far, the
+ * calling thread starting with `other` bytes of segments to make besides
+ * the run (before it, while the helper starts; after it, while the helper
+ * ends), so that both end together. */
+static void pair_plan(lz_pair *p, uint64_t other)
+{
+    uint64_t load[2] = {other, 0};
+    int done[LPD_SEG_MAX] = {0};
+    for (size_t n = 0; n < p->k; n++) {
+        size_t m = p->k;
+        for (size_t i = 0; i < p->k; i++)
+            if (!done[i] && (m == p->k || p->g[i].clen > p->g[m].clen))
+                m = i;
+        done[m] = 1;
+        int h = load[1] <= load[0];
+        p->helpers[m] = h;
+        load[h] += p->g[m].clen * LPD_LZMA_COST;
+    }
 }
 
 static void pair_done(lz_pair *p, size_t m, lp_status st)
@@ -620,7 +711,7 @@ static void *pair_helper(void *arg)
     uint8_t *bufs = malloc(LZ_IN_CAP + LZ_OUT_CAP);
     lp_status st = bufs ? LP_OK : lp_error_set(&p->werr, LP_ERR_NOMEM, "out of memory");
     lzma_stream z = LZMA_STREAM_INIT;
-    for (size_t m; !st && (m = pair_take(p)) < p->k;) {
+    for (size_t m; !st && (m = pair_take(p, 1)) < p->k;) {
         st = pair_place(p, m, bufs, &z, &p->werr);
         pair_done(p, m, st);
     }
@@ -705,7 +796,7 @@ static lp_status lzma_pair_end(lz_pair *p, int failed, lp_error *err)
  * streams checked to lie within the extra stream's region first).
  * LP_ERR_MALFORMED, LP_ERR_NOMEM. */
 static lp_status pair_open(app *a, const lpd_seg *g, size_t k, uint64_t src, uint64_t dst,
-                           lz_pair **pp, lp_error *err)
+                           uint64_t other, lz_pair **pp, lp_error *err)
 {
     lz_pair *p = calloc(1, sizeof *p);
     if (!p)
@@ -723,6 +814,7 @@ static lp_status pair_open(app *a, const lpd_seg *g, size_t k, uint64_t src, uin
         return lp_error_set(err, LP_ERR_MALFORMED, "extra stream: ends inside an LZMA segment "
                             "(truncated)");
     }
+    pair_plan(p, other);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     /* without a helper the calling thread takes every segment */
@@ -736,8 +828,8 @@ static lp_status pair_open(app *a, const lpd_seg *g, size_t k, uint64_t src, uin
  * once this thread finds none left to take, the helper perhaps still
  * decoding its last; *pp is then the run, for lzma_pair_end (NULL on
  * failure, everything ended).  The extra stream is left after the run. */
-static lp_status lzma_pair(app *a, const lpd_seg *g, size_t k, lz_pair *early, lz_pair **pp,
-                           lp_error *err)
+static lp_status lzma_pair(app *a, const lpd_seg *g, size_t k, uint64_t after, lz_pair *early,
+                           lz_pair **pp, lp_error *err)
 {
     *pp = NULL;
     lpd_stream *x = &a->s[2];
@@ -747,7 +839,7 @@ static lp_status lzma_pair(app *a, const lpd_seg *g, size_t k, lz_pair *early, l
         st = lp_error_set(err, LP_ERR_MALFORMED, "extra stream: the segments before an LZMA "
                           "run hold other lengths than their frames declare");
     if (!st && !p)
-        st = pair_open(a, g, k, lpd_stream_raw_pos(x), a->out_base + a->out_n, &p, err);
+        st = pair_open(a, g, k, lpd_stream_raw_pos(x), a->out_base + a->out_n, after, &p, err);
     uint8_t *bufs = st ? NULL : malloc(LZ_IN_CAP + LZ_OUT_CAP);
     if (!st && !bufs)
         st = lp_error_set(err, LP_ERR_NOMEM, "out of memory");
@@ -759,7 +851,7 @@ static lp_status lzma_pair(app *a, const lpd_seg *g, size_t k, lz_pair *early, l
         return st;
     }
     lzma_stream z = LZMA_STREAM_INIT;
-    for (size_t m; !st && (m = pair_take(p)) < k;) {
+    for (size_t m; !st && (m = pair_take(p, 0)) < k;) {
         st = pair_hash(p, 0, err);
         if (!st && p->hashed == m) {
             lz_io io = {.a = a, .src = p->src[m], .inbuf = bufs, .z = &z};
@@ -865,6 +957,16 @@ static size_t pairable(const app *a, const lpd_seg *g, size_t n)
  * their decoding). */
 #define LPD_EARLY_SEG_MAX ((uint64_t)4 << 20)
 
+/* Bytes of the segments from segs[i] up to the next LZMA one (or the end):
+ * what the calling thread makes after a run ending before segs[i]. */
+static uint64_t after_run(const lpd_seg *segs, size_t n, size_t i)
+{
+    uint64_t len = 0;
+    for (; i < n && segs[i].kind != LPD_SEG_LZMA; i++)
+        len += segs[i].len;
+    return len;
+}
+
 static lz_pair *early_run(app *a, const lpd_seg *segs, size_t n, size_t *at)
 {
     size_t r = 0, k = 0;
@@ -891,7 +993,7 @@ static lz_pair *early_run(app *a, const lpd_seg *segs, size_t n, size_t *at)
         dst += segs[i].len;
     }
     lz_pair *p = NULL;
-    if (pair_open(a, segs + r, k, pos, dst, &p, &err))
+    if (pair_open(a, segs + r, k, pos, dst, dst + after_run(segs, n, r + k), &p, &err))
         return NULL;
     *at = r;
     return p;
@@ -933,7 +1035,7 @@ static lp_status segments(app *a, lp_error *err)
         if (k) {
             lz_pair *e = early && i == early_at ? early : NULL;
             early = e ? NULL : early;
-            st = lzma_pair(a, segs + i, k, e, &run, err);
+            st = lzma_pair(a, segs + i, k, after_run(segs, n, i + k), e, &run, err);
             /* the segments after it are made, placed, while the helper ends */
             if (!st && i + k < n && segs[i + k].kind != LPD_SEG_LZMA && pair_busy(run) &&
                 !(st = flush(a, err))) { /* a block started before the run's unhashed pieces */
@@ -1015,20 +1117,48 @@ static lp_status check_base(app *a, const uint8_t *expect, lp_error *err)
     return LP_OK;
 }
 
-/* The base's SHA-256, on a thread of its own when the result has a sink. */
+/* The base's check (digest.c), on a thread of its own when the result has a
+ * sink. */
 typedef struct {
-    const app *a;
-    uint8_t d[LP_HASH_MAX_LEN];
+    app *a;
     lp_status st;
     lp_error err;
     pthread_t tid;
     int started;
 } base_hash;
 
+/* The operand lists of a->pre, block after block, until the apply says
+ * stop or half of LPD_INDEX_MAX is used (or memory runs out: the apply then
+ * builds the rest itself). */
+static void prebuild(app *a)
+{
+    uint16_t *tmp = malloc((LP_DELTA_BLOCK / 5 + 1) * sizeof *tmp);
+    size_t used = 0;
+    for (size_t blk = 0; tmp && blk < a->nblk; blk++) {
+        if (__atomic_load_n(&a->pre_stop, __ATOMIC_RELAXED))
+            break;
+        uint64_t start = (uint64_t)blk * LP_DELTA_BLOCK;
+        size_t len = a->old_len - start < LP_DELTA_BLOCK ? (size_t)(a->old_len - start)
+                                                         : LP_DELTA_BLOCK;
+        size_t k = lpd_x86_operands(a->old + start, len, tmp);
+        size_t bytes = (k + 1) * sizeof *tmp;
+        uint16_t *ops = used + bytes <= LPD_INDEX_MAX / 2 ? malloc(bytes) : NULL;
+        if (!ops)
+            break;
+        memcpy(ops, tmp, k * sizeof *tmp);
+        used += bytes;
+        a->pre[blk].n = (uint32_t)k;
+        __atomic_store_n(&a->pre[blk].ops, ops, __ATOMIC_RELEASE);
+    }
+    free(tmp);
+}
+
 static void *base_hash_run(void *arg)
 {
     base_hash *b = arg;
-    b->st = lp_hash_buf(LP_HASH_SHA256, b->a->old, b->a->old_len, b->d, &b->err);
+    if (b->a->pre)
+        prebuild(b->a);
+    b->st = lpd_base_check(&b->a->h, b->a->old, b->a->old_len, &b->err);
     return NULL;
 }
 
@@ -1037,17 +1167,11 @@ static lp_status base_hash_check(base_hash *b, lp_error *err)
     if (b->started)
         pthread_join(b->tid, NULL);
     else
-        b->st = lp_hash_buf(LP_HASH_SHA256, b->a->old, b->a->old_len, b->d, &b->err);
+        b->st = lpd_base_check(&b->a->h, b->a->old, b->a->old_len, &b->err);
     b->started = 0;
-    if (b->st) {
-        if (err)
-            *err = b->err;
-        return b->st;
-    }
-    if (!lp_mem_equal(b->d, b->a->h.old_sha256, 32))
-        return lp_error_set(err, LP_ERR_HASH_MISMATCH, "base is not the file the delta was made "
-                            "from (SHA-256 differs)");
-    return LP_OK;
+    if (b->st && err)
+        *err = b->err;
+    return b->st;
 }
 
 static lp_status setup(app *a, lpd_read_fn read, void *rctx, lp_error *err)
@@ -1059,7 +1183,8 @@ static lp_status setup(app *a, lpd_read_fn read, void *rctx, lp_error *err)
     if (!st && !a->pipe)
         a->out = malloc(LP_DELTA_BLOCK);
     if (a->x86) {
-        a->nblk = a->old_len / LP_DELTA_BLOCK + 1;
+        if (!a->pre) /* else set already, read by the thread that prebuilds */
+            a->nblk = a->old_len / LP_DELTA_BLOCK + 1;
         a->idx = calloc(a->nblk, sizeof *a->idx);
         a->ops_tmp = malloc((LP_DELTA_BLOCK / 5 + 1) * sizeof *a->ops_tmp);
         a->scratch = malloc(LP_DELTA_BLOCK);
@@ -1069,7 +1194,7 @@ static lp_status setup(app *a, lpd_read_fn read, void *rctx, lp_error *err)
     if (!st && !a->out)
         return lp_error_set(err, LP_ERR_NOMEM, "out of memory");
     if (!st)
-        st = lp_hash_new(&a->hash, LP_HASH_SHA256, err);
+        st = lpd_digest_new(&a->hash, lpd_digest_is_sha256(&a->h, a->expect), err);
     uint64_t off = a->h.header_len;
     int prefix = (a->h.flags & LP_DELTA_FLAG_EXTRA_PREFIX) && a->old_len > 0;
     int frames = (a->h.flags & LP_DELTA_FLAG_DICT_FRAMES) != 0;
@@ -1112,12 +1237,8 @@ static lp_status run(app *a, lp_error *err)
         st = flush(a, err);
     if (!st)
         st = pipe_drain(a, err);
-    uint8_t d[LP_HASH_MAX_LEN];
     if (!st)
-        st = lp_hash_final(a->hash, d, err);
-    if (!st && !lp_mem_equal(d, a->h.new_sha256, 32))
-        st = lp_error_set(err, LP_ERR_HASH_MISMATCH, "result's SHA-256 differs from the one the "
-                          "delta names (corrupted delta)");
+        st = lpd_digest_check(a->hash, &a->h, err);
     return st;
 }
 
@@ -1128,7 +1249,7 @@ lp_status lpd_apply(const uint8_t *old, size_t old_len, lpd_read_fn read, void *
     if ((!old && old_len) || (!write && !sink))
         return lp_error_set(err, LP_ERR_INVALID_ARG, "delta apply: NULL base or writer");
     app a = {.old = old, .old_len = old_len, .write = write, .wctx = wctx, .sink = sink,
-             .read = read, .rctx = rctx};
+             .read = read, .rctx = rctx, .expect = expect_new_sha256};
     base_hash b = {.a = &a};
     uint8_t hdr[LP_DELTA_HEADER_SIZE]; /* the most any header takes */
     size_t hn = delta_len < sizeof hdr ? (size_t)delta_len : sizeof hdr;
@@ -1140,14 +1261,25 @@ lp_status lpd_apply(const uint8_t *old, size_t old_len, lpd_read_fn read, void *
     /* with a sink nothing is used before the end: the base is hashed while
      * the result is made (a base of another file then fails the check
      * below, or a check of the decoding, whichever comes first) */
-    if (!st && sink && old_len >= LPD_BASE_HASH_THREAD_MIN)
+    if (!st && sink && old_len >= LPD_BASE_HASH_THREAD_MIN) {
+        /* an x86 delta's base operand lists are built there too, ahead */
+        if (a.h.flags & LP_DELTA_FLAG_X86) {
+            a.nblk = old_len / LP_DELTA_BLOCK + 1;
+            a.pre = calloc(a.nblk, sizeof *a.pre);
+        }
         b.started = pthread_create(&b.tid, NULL, base_hash_run, &b) == 0;
+        if (!b.started) {
+            free(a.pre);
+            a.pre = NULL;
+        }
+    }
     if (!st && !b.started)
         st = base_hash_check(&b, err);
     if (!st)
         st = setup(&a, read, rctx, err);
     if (!st)
         st = run(&a, err);
+    __atomic_store_n(&a.pre_stop, 1, __ATOMIC_RELAXED);
     if (b.started) {
         lp_error berr = {0};
         lp_status bst = base_hash_check(&b, &berr);
@@ -1161,10 +1293,13 @@ lp_status lpd_apply(const uint8_t *old, size_t old_len, lpd_read_fn read, void *
     for (int i = 0; i < 3; i++)
         lpd_stream_close(&a.s[i]);
     idx_drop(&a);
+    for (size_t i = 0; a.pre && i < a.nblk; i++)
+        free(a.pre[i].ops);
+    free(a.pre);
     free(a.idx);
     free(a.ops_tmp);
     free(a.scratch);
     free(a.out);
-    lp_hash_free(a.hash);
+    lpd_digest_free(a.hash);
     return st;
 }

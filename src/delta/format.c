@@ -1,15 +1,17 @@
 /*
  * format.c — the delta header: encoding, and checked decoding.
  *
- * Version 2 (written; docs/delta.md has the table), all integers
+ * Version 3 (written; docs/delta.md has the table), all integers
  * little-endian, "varint" an LEB128 number:
  *     0   8  magic "LPDELTA\n"
- *     8   4  version (2)
+ *     8   4  version (3)
  *    12   …  varint flags, varint base size, varint result size,
  *            32 bytes base SHA-256, 32 bytes result SHA-256,
+ *            16 bytes base XXH3-128, 16 bytes result XXH3-128,
  *            varint compressed lengths of control, diff, extra,
  *            varint decoded lengths of control, diff, extra,
  *            4 bytes check: the first 4 bytes of SHA-256 of the bytes before
+ * Version 2 (read): the same without the XXH3-128 digests.
  * Version 1 (read): the same fields at fixed offsets, 152 bytes:
  *     12 4 flags, 16 8 base size, 24 8 result size, 32 32 + 64 32 digests,
  *     96/104/112 8 compressed lengths, 120/128/136 8 decoded lengths,
@@ -28,6 +30,7 @@
 
 static const uint8_t magic[8] = {'L', 'P', 'D', 'E', 'L', 'T', 'A', '\n'};
 #define CHECK_OFF 144u /* version 1 */
+#define V1_HEADER 152u
 #define V2_CHECK 4u
 #define V2_VARINT_MAX 5u /* bytes of one header varint: values below 2^35 */
 
@@ -83,7 +86,7 @@ size_t lpd_header_encode(const lp_delta_header *h, uint8_t *out)
         put64(out + 128, h->diff_raw);
         put64(out + 136, h->extra_raw);
         check_value(out, CHECK_OFF, out + CHECK_OFF, 8);
-        return LP_DELTA_HEADER_SIZE;
+        return V1_HEADER;
     }
     size_t n = 12;
     n += lpd_put_varint(out + n, h->flags);
@@ -92,6 +95,11 @@ size_t lpd_header_encode(const lp_delta_header *h, uint8_t *out)
     memcpy(out + n, h->old_sha256, 32);
     memcpy(out + n + 32, h->new_sha256, 32);
     n += 64;
+    if (h->version >= LP_DELTA_VERSION_3) {
+        memcpy(out + n, h->old_xxh128, 16);
+        memcpy(out + n + 16, h->new_xxh128, 16);
+        n += 32;
+    }
     const uint64_t v[6] = {h->control_len, h->diff_len, h->extra_len,
                            h->control_raw, h->diff_raw, h->extra_raw};
     for (int i = 0; i < 6; i++)
@@ -131,7 +139,7 @@ static lp_status check_fields(const lp_delta_header *h, uint64_t total, lp_error
     if (h->control_len > lim || h->diff_len > lim || h->extra_len > lim)
         return lp_error_set(err, LP_ERR_TOO_LARGE, "delta header: stream lengths too large");
     if (h->version != LP_DELTA_VERSION_1) {
-        /* version 2: an empty stream has no frame, any other has one */
+        /* versions 2 and 3: an empty stream has no frame, any other has one */
         const uint64_t len[3] = {h->control_len, h->diff_len, h->extra_len};
         const uint64_t raw[3] = {h->control_raw, h->diff_raw, h->extra_raw};
         for (int i = 0; i < 3; i++)
@@ -172,16 +180,21 @@ static int get_varint(const uint8_t *p, size_t len, size_t *at, uint64_t *v)
     return 0;
 }
 
+/* Versions 2 and 3. */
 static lp_status read_v2(const uint8_t *data, size_t len, lp_delta_header *h, lp_error *err)
 {
-    size_t at = 12;
+    size_t at = 12, digests = h->version >= LP_DELTA_VERSION_3 ? 96 : 64;
     uint64_t f = 0, v[6];
     int ok = get_varint(data, len, &at, &f) && get_varint(data, len, &at, &h->old_size) &&
-             get_varint(data, len, &at, &h->new_size) && len - at >= 64;
+             get_varint(data, len, &at, &h->new_size) && len - at >= digests;
     if (ok) {
         memcpy(h->old_sha256, data + at, 32);
         memcpy(h->new_sha256, data + at + 32, 32);
-        at += 64;
+        if (digests > 64) {
+            memcpy(h->old_xxh128, data + at + 64, 16);
+            memcpy(h->new_xxh128, data + at + 80, 16);
+        }
+        at += digests;
     }
     for (int i = 0; i < 6 && ok; i++)
         ok = get_varint(data, len, &at, &v[i]);
@@ -217,23 +230,23 @@ lp_status lp_delta_read_header(const uint8_t *data, size_t len, uint64_t total,
     if (memcmp(data, magic, 8) != 0)
         return lp_error_set(err, LP_ERR_MALFORMED, "not a livepush delta (bad magic)");
     h->version = get32(data + 8);
-    if (h->version != LP_DELTA_VERSION && h->version != LP_DELTA_VERSION_1)
+    if (h->version < LP_DELTA_VERSION_1 || h->version > LP_DELTA_VERSION)
         return lp_error_set(err, LP_ERR_UNSUPPORTED, "delta format version %u (this library "
-                            "reads versions %u and %u)", h->version, LP_DELTA_VERSION_1,
+                            "reads versions %u to %u)", h->version, LP_DELTA_VERSION_1,
                             LP_DELTA_VERSION);
     lp_status st = LP_OK;
-    if (h->version == LP_DELTA_VERSION) {
+    if (h->version != LP_DELTA_VERSION_1) {
         st = read_v2(data, len, h, err);
-    } else if (len < LP_DELTA_HEADER_SIZE) {
+    } else if (len < V1_HEADER) {
         st = lp_error_set(err, LP_ERR_MALFORMED, "delta of %zu bytes is shorter than its "
-                          "%u-byte header (truncated)", len, LP_DELTA_HEADER_SIZE);
+                          "%u-byte header (truncated)", len, V1_HEADER);
     } else {
         uint8_t chk[8];
         check_value(data, CHECK_OFF, chk, 8);
         if (memcmp(chk, data + CHECK_OFF, 8) != 0)
             return lp_error_set(err, LP_ERR_MALFORMED, "delta header is corrupted (check value "
                                 "differs)");
-        h->header_len = LP_DELTA_HEADER_SIZE;
+        h->header_len = V1_HEADER;
         h->flags = get32(data + 12);
         h->old_size = get64(data + 16);
         h->new_size = get64(data + 24);

@@ -180,6 +180,16 @@ cmp -s "$N/bin/tool" "$WORK/tool.nosync" || die "apply --sync off made another f
 expect_rc 0 "$LP_DELTA_BIN" tree apply "$O" "$WORK/d" "$WORK/out7" --sync off
 diff -r "$N" "$WORK/out7" >"$WORK/diff" 2>&1 || die "tree apply --sync off: $(head -n 5 "$WORK/diff")"
 expect_rc 2 "$LP_DELTA_BIN" apply "$O/bin/tool" "$WORK/tool.delta" "$WORK/tool.x" --sync maybe
+# --expect: the SHA-256 the caller trusts; a delta naming another result writes nothing
+want=$(sha256sum "$N/bin/tool" | cut -d' ' -f1)
+other=$(sha256sum "$O/bin/tool" | cut -d' ' -f1)
+expect_rc 0 "$LP_DELTA_BIN" apply "$O/bin/tool" "$WORK/tool.delta" "$WORK/tool.exp" --expect "$want" --sync off
+cmp -s "$N/bin/tool" "$WORK/tool.exp" || die "apply --expect made another file"
+expect_rc 1 "$LP_DELTA_BIN" apply "$O/bin/tool" "$WORK/tool.delta" "$WORK/tool.exp2" --expect "$other"
+grep -q "expected" "$WORK/err" || die "apply --expect of another result: $(cat "$WORK/err")"
+[ ! -e "$WORK/tool.exp2" ] || die "apply --expect of another result wrote its output"
+expect_rc 2 "$LP_DELTA_BIN" apply "$O/bin/tool" "$WORK/tool.delta" "$WORK/tool.x" --expect abc
+"$LP_DELTA_BIN" info "$WORK/tool.delta" --json | grep -q "\"new_xxh128\":\"[0-9a-f]\{32\}\"" || die "info --json names no XXH3-128"
 command -v strace >/dev/null || die "strace is missing (scripts/deps.txt installs it)"
 {
     # (LeakSanitizer cannot run under ptrace: an ASan build's leak check is off here)
@@ -194,6 +204,6 @@ command -v strace >/dev/null || die "strace is missing (scripts/deps.txt install
     [ "$(syncs "$LP_DELTA_BIN" tree apply "$O" "$WORK/d" "$WORK/out8")" -ge 2 ] || die "tree apply does not sync"
     [ "$(syncs "$LP_DELTA_BIN" tree apply "$O" "$WORK/d" "$WORK/out9" --sync off)" = 0 ] || die "tree apply --sync off syncs"
 }
-ok "livepush-delta: tree apply, make (same bytes as livepush delta make), apply; no server libraries"
+ok "livepush-delta: tree apply, make (same bytes as livepush delta make), apply (--expect), info; no server libraries"
 
 echo "delta_tree: all $CHECKS checks passed"

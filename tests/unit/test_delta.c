@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 #include <zstd.h>
 #include <cmocka.h>
 
@@ -377,6 +378,108 @@ static void test_wrong_base_and_result(void **state)
     free(d);
 }
 
+/* The delta d with its header replaced by nh encoded (the streams kept). */
+static uint8_t *rehead(const uint8_t *d, size_t dn, const lp_delta_header *nh, size_t *len)
+{
+    lp_delta_header h;
+    lp_error err;
+    assert_int_equal(lp_delta_read_header(d, dn, dn, &h, &err), LP_OK);
+    uint8_t hdr[LP_DELTA_HEADER_SIZE];
+    size_t hn = lpd_header_encode(nh, hdr);
+    *len = hn + dn - h.header_len;
+    uint8_t *p = malloc(*len);
+    assert_non_null(p);
+    memcpy(p, hdr, hn);
+    memcpy(p + hn, d + h.header_len, dn - h.header_len);
+    return p;
+}
+
+static void xxh128_of(const uint8_t *p, size_t n, uint8_t out[16])
+{
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, XXH3_128bits(p, n));
+    memcpy(out, c.digest, 16);
+}
+
+/* The apply of d (with its header replaced by nh) to old: its status, and
+ * the message must hold `needle` when it fails. */
+static lp_status apply_rehead(const uint8_t *old, size_t on, const uint8_t *d, size_t dn,
+                              const lp_delta_header *nh, const uint8_t *expect,
+                              const char *needle)
+{
+    size_t xn, n = 0;
+    uint8_t *x = rehead(d, dn, nh, &xn);
+    lp_error err;
+    lp_error_clear(&err);
+    lp_status st = lp_delta_apply_mem(old, on, x, xn, expect, sink, &n, &err);
+    if (st && (!needle || !strstr(err.msg, needle)))
+        fail_msg("refused with \"%s\", want \"%s\"", err.msg, needle ? needle : "success");
+    free(x);
+    return st;
+}
+
+/* A delta of version 3 names base and result by SHA-256 and by XXH3-128
+ * (as xxHash's own library computes them).  The base is checked by its
+ * XXH3-128, the result by its XXH3-128, or by SHA-256 when the caller gives
+ * the one it trusts; deltas of version 2 (SHA-256 only) still apply, both
+ * checked by SHA-256. */
+static void test_digests(void **state)
+{
+    (void)state;
+    uint8_t *old, *nw, *d;
+    size_t on, nn, dn;
+    small_pair(&old, &on, &nw, &nn, &d, &dn);
+    lp_delta_header h;
+    lp_error err;
+    assert_int_equal(lp_delta_read_header(d, dn, dn, &h, &err), LP_OK);
+    assert_int_equal(h.version, 3);
+    uint8_t so[LP_HASH_MAX_LEN], sn[LP_HASH_MAX_LEN], xo[16], xn[16];
+    lp_hash_buf(LP_HASH_SHA256, old, on, so, NULL);
+    lp_hash_buf(LP_HASH_SHA256, nw, nn, sn, NULL);
+    xxh128_of(old, on, xo);
+    xxh128_of(nw, nn, xn);
+    assert_memory_equal(h.old_sha256, so, 32);
+    assert_memory_equal(h.new_sha256, sn, 32);
+    assert_memory_equal(h.old_xxh128, xo, 16);
+    assert_memory_equal(h.new_xxh128, xn, 16);
+    assert_int_equal(apply_rehead(old, on, d, dn, &h, NULL, NULL), LP_OK);
+    assert_int_equal(apply_rehead(old, on, d, dn, &h, sn, NULL), LP_OK);
+
+    /* the result's XXH3-128 is what is checked without expect; with it,
+     * SHA-256 is (the XXH3-128 then plays no part) */
+    lp_delta_header x = h;
+    x.new_xxh128[15] ^= 1;
+    assert_int_equal(apply_rehead(old, on, d, dn, &x, NULL, "XXH3-128"), LP_ERR_HASH_MISMATCH);
+    assert_int_equal(apply_rehead(old, on, d, dn, &x, sn, NULL), LP_OK);
+    /* a header naming another SHA-256 than the one trusted: refused first */
+    x = h;
+    x.new_sha256[0] ^= 1;
+    assert_int_equal(apply_rehead(old, on, d, dn, &x, sn, "expected"), LP_ERR_HASH_MISMATCH);
+    /* the base by its XXH3-128, whatever its SHA-256 says */
+    x = h;
+    x.old_xxh128[0] ^= 1;
+    assert_int_equal(apply_rehead(old, on, d, dn, &x, NULL, "base"), LP_ERR_HASH_MISMATCH);
+    assert_int_equal(apply_rehead(old, on, d, dn, &x, sn, "XXH3-128"), LP_ERR_HASH_MISMATCH);
+    x = h;
+    x.old_sha256[0] ^= 1;
+    assert_int_equal(apply_rehead(old, on, d, dn, &x, NULL, NULL), LP_OK);
+
+    /* version 2: the same streams, SHA-256 digests only, both checked */
+    x = h;
+    x.version = LP_DELTA_VERSION_2;
+    memset(x.old_xxh128, 0, 16);
+    memset(x.new_xxh128, 0, 16);
+    assert_int_equal(apply_rehead(old, on, d, dn, &x, NULL, NULL), LP_OK);
+    x.new_sha256[0] ^= 1;
+    assert_int_equal(apply_rehead(old, on, d, dn, &x, NULL, "SHA-256"), LP_ERR_HASH_MISMATCH);
+    x.new_sha256[0] ^= 1;
+    x.old_sha256[0] ^= 1;
+    assert_int_equal(apply_rehead(old, on, d, dn, &x, NULL, "SHA-256"), LP_ERR_HASH_MISMATCH);
+    free(old);
+    free(nw);
+    free(d);
+}
+
 /* One stream compressed here: a zstd frame (version 1), or a magicless one
  * and nothing for no bytes (version 2). */
 static uint8_t *forge_stream(int v2, const uint8_t *src, size_t n, size_t *zn)
@@ -431,6 +534,7 @@ static lp_delta_header base_header(const uint8_t *old, size_t on, uint64_t nn)
     uint8_t d[LP_HASH_MAX_LEN];
     lp_hash_buf(LP_HASH_SHA256, old, on, d, NULL);
     memcpy(h.old_sha256, d, 32);
+    lpd_xxh128(old, on, h.old_xxh128);
     return h;
 }
 
@@ -466,8 +570,10 @@ static void test_hostile_headers(void **state)
     /* add 16 from the base: a valid delta, for reference */
     expect_refused(old, on, h, "\x10\x00\x00", 3, 16, 0, LP_ERR_HASH_MISMATCH, "result");
     lp_delta_header x = h;
-    x.version = 3;
-    expect_refused(old, on, x, "\x10\x00\x00", 3, 16, 0, LP_ERR_UNSUPPORTED, "version 3");
+    x.version = 4;
+    expect_refused(old, on, x, "\x10\x00\x00", 3, 16, 0, LP_ERR_UNSUPPORTED, "version 4");
+    x.version = 0;
+    expect_refused(old, on, x, "\x10\x00\x00", 3, 16, 0, LP_ERR_UNSUPPORTED, "version 0");
     x = h;
     x.flags = 0x80;
     expect_refused(old, on, x, "\x10\x00\x00", 3, 16, 0, LP_ERR_UNSUPPORTED, "flags");
@@ -942,6 +1048,7 @@ static uint8_t *lzma_run_delta(uint8_t *const *ds, const size_t *dns, size_t k,
     uint8_t dg[LP_HASH_MAX_LEN];
     assert_int_equal(lp_hash_buf(LP_HASH_SHA256, result, raw, dg, &err), LP_OK);
     memcpy(x.new_sha256, dg, 32);
+    lpd_xxh128(result, raw, x.new_xxh128);
     uint8_t *d = with_segs(cat, &x, segs, k, len);
     free(cat);
     assert_int_equal(lp_delta_read_header(d, *len, *len, h, &err), LP_OK);
@@ -1278,6 +1385,7 @@ static uint8_t *forge_frames(const uint8_t *old, size_t on, const uint8_t *nw, s
     uint8_t dg[LP_HASH_MAX_LEN];
     lp_hash_buf(LP_HASH_SHA256, nw, nn, dg, NULL);
     memcpy(h.new_sha256, dg, 32);
+    lpd_xxh128(nw, nn, h.new_xxh128);
     size_t cn;
     uint8_t *cz = forge_stream(1, tab, tn, &cn);
     h.control_len = cn;
@@ -1482,7 +1590,7 @@ static void test_version_1(void **state)
     f.extra_raw = 19;
     uint8_t hdr[LP_DELTA_HEADER_SIZE];
     size_t hn = lpd_header_encode(&f, hdr);
-    assert_int_equal(hn, LP_DELTA_HEADER_SIZE);
+    assert_int_equal(hn, 152); /* the fixed header of version 1 */
     d = malloc(hn + sn[0] + sn[1] + zn);
     memcpy(d, hdr, hn);
     memcpy(d + hn, cz, sn[0]);
@@ -1604,6 +1712,7 @@ int main(void)
         cmocka_unit_test(test_truncated_every_length),
         cmocka_unit_test(test_bit_flips),
         cmocka_unit_test(test_wrong_base_and_result),
+        cmocka_unit_test(test_digests),
         cmocka_unit_test(test_hostile_headers),
         cmocka_unit_test(test_hostile_entries),
         cmocka_unit_test(test_dict_frames),
