@@ -640,9 +640,10 @@ typedef struct {
     int started;             /* the helper runs */
 } lz_pair;
 
-/* The segment the calling thread (helper 0) or the helper (1) decodes next,
- * or k when none is left (or one failed): the first of those planned for it
- * (pair_plan) not yet taken, else the last of the other's. */
+/* The segment that the calling thread (helper = 0) or the helper (helper =
+ * 1) decodes next, or k when none is left (or one failed): the first of
+ * those planned for it (pair_plan) not yet taken, else the last of the
+ * other's (taken over when the plan's estimate was off). */
 static size_t pair_take(lz_pair *p, int helper)
 {
     pthread_mutex_lock(&p->mu);
