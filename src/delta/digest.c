@@ -28,11 +28,28 @@ struct lpd_digest {
     XXH3_state_t *xx; /* XXH3-128, or NULL */
 };
 
-void lpd_xxh128(const void *data, size_t len, uint8_t out[LPD_XXH128_LEN])
+static void canonical(XXH128_hash_t h, uint8_t out[LPD_XXH128_LEN])
 {
     XXH128_canonical_t c;
-    XXH128_canonicalFromHash(&c, XXH3_128bits(data, len));
+    XXH128_canonicalFromHash(&c, h);
     memcpy(out, c.digest, LPD_XXH128_LEN);
+}
+
+void lpd_xxh128(const void *data, size_t len, uint8_t out[LPD_XXH128_LEN])
+{
+    canonical(XXH3_128bits(data, len), out);
+}
+
+/* 1 when the digests got and want are equal (SHA-256 ones when sha, else
+ * XXH3-128), in constant time. */
+static int same(const uint8_t *got, const uint8_t *want, int sha)
+{
+    return lp_mem_equal(got, want, sha ? LP_SHA256_LEN : LPD_XXH128_LEN);
+}
+
+static const char *alg(int sha)
+{
+    return sha ? "SHA-256" : "XXH3-128";
 }
 
 int lpd_digest_is_sha256(const lp_delta_header *h, const uint8_t *expect)
@@ -71,20 +88,17 @@ lp_status lpd_digest_update(lpd_digest *d, const void *data, size_t len, lp_erro
 lp_status lpd_digest_check(lpd_digest *d, const lp_delta_header *h, lp_error *err)
 {
     uint8_t got[LP_HASH_MAX_LEN];
-    const uint8_t *want = d->sha ? h->new_sha256 : h->new_xxh128;
-    size_t n = d->sha ? LP_SHA256_LEN : LPD_XXH128_LEN;
     if (d->sha) {
         lp_status st = lp_hash_final(d->sha, got, err);
         if (st)
             return st;
     } else {
-        XXH128_canonical_t c;
-        XXH128_canonicalFromHash(&c, XXH3_128bits_digest(d->xx));
-        memcpy(got, c.digest, LPD_XXH128_LEN);
+        canonical(XXH3_128bits_digest(d->xx), got);
     }
-    if (!lp_mem_equal(got, want, n))
+    int sha = d->sha != NULL;
+    if (!same(got, sha ? h->new_sha256 : h->new_xxh128, sha))
         return lp_error_set(err, LP_ERR_HASH_MISMATCH, "result's %s differs from the one the "
-                            "delta names (corrupted delta)", d->sha ? "SHA-256" : "XXH3-128");
+                            "delta names (corrupted delta)", alg(sha));
     return LP_OK;
 }
 
@@ -110,9 +124,8 @@ lp_status lpd_base_check(const lp_delta_header *h, const uint8_t *old, size_t ol
     } else {
         lpd_xxh128(old, old_len, got);
     }
-    if (!lp_mem_equal(got, sha ? h->old_sha256 : h->old_xxh128,
-                      sha ? LP_SHA256_LEN : LPD_XXH128_LEN))
+    if (!same(got, sha ? h->old_sha256 : h->old_xxh128, sha))
         return lp_error_set(err, LP_ERR_HASH_MISMATCH, "base is not the file the delta was made "
-                            "from (%s differs)", sha ? "SHA-256" : "XXH3-128");
+                            "from (%s differs)", alg(sha));
     return LP_OK;
 }
