@@ -198,6 +198,33 @@ def report(results, corpus):
         print("| " + " | ".join(row) + " |")
         print()
 
+    # ---- where the apply's time goes
+    if all("apply_sys_s" in r for r in rows):
+        print("**Apply CPU**, median over the rounds: user + system seconds (GNU time `%U`, "
+              "`%S`) and thousands of minor page faults (`%R`). System time is mostly the "
+              "kernel handing out and filling pages; its cost per fault depends on the machine "
+              "(a virtual machine whose host gives memory back and maps it again on first touch "
+              "pays several times more), which weighs on a tool in proportion to the memory it "
+              "touches:")
+        print()
+        order = (["livepush"] if have_lp else []) + peers + (["full"] if "full" in cands else [])
+        head = ["pair"] + [NAMES[c] for c in order]
+        print("| " + " | ".join(head) + " |")
+        print("| --- " + "| ---: " * (len(head) - 1) + "|")
+
+        def cpu_cell(ps, c):
+            u = sum(m(p, c, "apply_user_s") for p in ps)
+            k = sum(m(p, c, "apply_sys_s") for p in ps)
+            f = sum(m(p, c, "apply_minflt") for p in ps)
+            return f"{u:.2f} + {k:.2f} s, {f / 1000:.1f}k"
+        for p in pairs:
+            print("| " + " | ".join([label(p)] + [cpu_cell([p], c) if (p, c) in g else "—"
+                                                  for c in order]) + " |")
+        print("| " + " | ".join(["**total** (sum of medians)"] +
+                                [cpu_cell([p for p in pairs if (p, c) in g], c)
+                                 for c in order]) + " |")
+        print()
+
     # ---- memory
     print("**Peak resident memory** (MiB, median over the rounds; GNU time `%M` of the command, "
           "for livepush on a tree the largest of its per-file commands). *apply − old* is the "
