@@ -178,22 +178,22 @@ def report(results, corpus):
         print()
 
     # ---- times
+    timed_order = (["livepush"] if have_lp else []) + peers + (["full"] if "full" in cands else [])
     for key, title in (("make_s", "Generation time (s)"), ("apply_s", "Apply time (s)")):
         print(f"**{title}**, median (min–max) over the rounds" +
               (" (for the full download: compression and decompression):" if key == "make_s"
                else ":"))
         print()
-        order = (["livepush"] if have_lp else []) + peers + (["full"] if "full" in cands else [])
-        head = ["pair"] + [NAMES[c] for c in order]
+        head = ["pair"] + [NAMES[c] for c in timed_order]
         print("| " + " | ".join(head) + " |")
         print("| --- " + "| ---: " * (len(head) - 1) + "|")
         for p in pairs:
             row = [label(p)]
-            for c in order:
+            for c in timed_order:
                 row.append(cell([r[key] for r in g[(p, c)]], "{:.3f}") if (p, c) in g else "—")
             print("| " + " | ".join(row) + " |")
         row = ["**total** (sum of medians)"]
-        for c in order:
+        for c in timed_order:
             row.append(f"{sum(m(p, c, key) for p in pairs if (p, c) in g):.3f}")
         print("| " + " | ".join(row) + " |")
         print()
@@ -201,14 +201,11 @@ def report(results, corpus):
     # ---- where the apply's time goes
     if all("apply_sys_s" in r for r in rows):
         print("**Apply CPU**, median over the rounds: user + system seconds (GNU time `%U`, "
-              "`%S`) and thousands of minor page faults (`%R`). System time is mostly the "
-              "kernel handing out and filling pages; its cost per fault depends on the machine "
-              "(a virtual machine whose host gives memory back and maps it again on first touch "
-              "pays several times more), which weighs on a tool in proportion to the memory it "
-              "touches:")
+              "`%S`) and thousands of minor page faults (`%R`). Much of the system time is the "
+              "kernel handing out pages, at a cost per fault that differs from machine to "
+              "machine, so it weighs on a tool in proportion to the memory it touches:")
         print()
-        order = (["livepush"] if have_lp else []) + peers + (["full"] if "full" in cands else [])
-        head = ["pair"] + [NAMES[c] for c in order]
+        head = ["pair"] + [NAMES[c] for c in timed_order]
         print("| " + " | ".join(head) + " |")
         print("| --- " + "| ---: " * (len(head) - 1) + "|")
 
@@ -219,10 +216,10 @@ def report(results, corpus):
             return f"{u:.2f} + {k:.2f} s, {f / 1000:.1f}k"
         for p in pairs:
             print("| " + " | ".join([label(p)] + [cpu_cell([p], c) if (p, c) in g else "—"
-                                                  for c in order]) + " |")
+                                                  for c in timed_order]) + " |")
         print("| " + " | ".join(["**total** (sum of medians)"] +
                                 [cpu_cell([p for p in pairs if (p, c) in g], c)
-                                 for c in order]) + " |")
+                                 for c in timed_order]) + " |")
         print()
 
     # ---- memory
